@@ -1,0 +1,114 @@
+// Written by hand: one schema for both backends (see diesel.toml).
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        role -> Text,
+        disabled -> Bool,
+        session_generation -> BigInt,
+        must_change_password -> Bool,
+        created_at -> Timestamp,
+        last_login_at -> Nullable<Timestamp>,
+        password_changed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    hosts (id) {
+        id -> BigInt,
+        host_id -> Text,
+        primary_name -> Text,
+        created_at -> Timestamp,
+        created_by -> Text,
+        auto_reissue_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    host_mappings (id) {
+        id -> BigInt,
+        host_id -> Text,
+        name -> Text,
+        state -> Text,
+        source -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tokens (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        value_encrypted -> Binary,
+        value_digest -> Text,
+        max_uses -> Integer,
+        uses -> Integer,
+        valid_until -> Timestamp,
+        reason -> Text,
+        host_id -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    certificates (id) {
+        id -> BigInt,
+        serial -> Text,
+        host_id -> Text,
+        subject -> Text,
+        names -> Text,
+        not_before -> Timestamp,
+        not_after -> Timestamp,
+        fingerprint_sha256 -> Text,
+        pem -> Text,
+        token_name -> Nullable<Text>,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revocation_reason -> Nullable<Text>,
+        revoked_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        category -> Text,
+        action -> Text,
+        actor -> Text,
+        target -> Text,
+        description -> Text,
+        reason -> Text,
+        outcome -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    settings (id) {
+        id -> BigInt,
+        security_level -> Text,
+        auto_map_host_names -> Bool,
+        certificate_validity_days -> Integer,
+        auto_reissue_minutes -> Integer,
+        audit_retention_days -> Integer,
+        crl_number -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    hosts,
+    host_mappings,
+    tokens,
+    certificates,
+    audit_events,
+    settings,
+);

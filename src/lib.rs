@@ -1,0 +1,13 @@
+//! hostca: a certificate authority for the hosts of one security domain.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod models;
+pub mod secrets;
+pub mod services;
+pub mod startup;
+pub mod token_value;
+pub mod valid_for;
+pub mod web;

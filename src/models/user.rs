@@ -1,0 +1,91 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::schema::users;
+use crate::db::DbConn;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Administrator,
+    SecurityAdmin,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::SecurityAdmin => "security_admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "administrator" => Some(Role::Administrator),
+            "security_admin" => Some(Role::SecurityAdmin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may change security objects (tokens, certificates, hosts).
+    pub fn can_change(self) -> bool {
+        matches!(self, Role::Administrator | Role::SecurityAdmin)
+    }
+}
+
+#[derive(Queryable, Clone, Debug)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub disabled: bool,
+    pub session_generation: i64,
+    pub must_change_password: bool,
+    pub created_at: NaiveDateTime,
+    pub last_login_at: Option<NaiveDateTime>,
+    pub password_changed_at: Option<NaiveDateTime>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+    pub must_change_password: bool,
+    pub created_at: NaiveDateTime,
+}
+
+impl User {
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Viewer)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
+        users::table.find(id).first(conn).optional()
+    }
+
+    pub fn find_by_username(conn: &mut DbConn, username: &str) -> QueryResult<Option<User>> {
+        users::table
+            .filter(users::username.eq(username))
+            .first(conn)
+            .optional()
+    }
+
+    pub fn insert(conn: &mut DbConn, new: &NewUser) -> QueryResult<usize> {
+        diesel::insert_into(users::table).values(new).execute(conn)
+    }
+
+    pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
+        users::table.count().get_result(conn)
+    }
+
+    pub fn record_login(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set(users::last_login_at.eq(Some(at)))
+            .execute(conn)
+    }
+}

@@ -1,0 +1,133 @@
+//! The data directory's secret files: the session cookie key and the key that protects
+//! token values at rest. Both are created once with mode 0600 and reused afterwards.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::error::AppError;
+
+pub const SESSION_KEY_FILE: &str = "session.key";
+pub const TOKEN_KEY_FILE: &str = "token.key";
+
+/// Writes a file that only the server's user may read. Fails if it already exists, so a
+/// secret is never overwritten.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+/// Reads `len` random bytes from `path`, creating the file on first start.
+pub fn load_or_create_key(path: &Path, len: usize) -> Result<Vec<u8>, AppError> {
+    if path.exists() {
+        let bytes = fs::read(path)
+            .map_err(|e| AppError::Internal(format!("cannot read {}: {e}", path.display())))?;
+        if bytes.len() != len {
+            return Err(AppError::Internal(format!(
+                "{} holds {} bytes, expected {len}: restore it from a backup",
+                path.display(),
+                bytes.len()
+            )));
+        }
+        return Ok(bytes);
+    }
+    let mut bytes = vec![0u8; len];
+    rand::fill(&mut bytes[..]);
+    write_private_file(path, &bytes)
+        .map_err(|e| AppError::Internal(format!("cannot write {}: {e}", path.display())))?;
+    Ok(bytes)
+}
+
+/// Whether a file is readable by its owner only.
+pub fn is_private(path: &Path) -> bool {
+    fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 == 0)
+        .unwrap_or(false)
+}
+
+/// Encrypts token values (ChaCha20-Poly1305, the token name as associated data so a value
+/// cannot be moved to another row) and computes the keyed digest used to find a token by
+/// its value without decrypting every row.
+#[derive(Clone)]
+pub struct TokenKey {
+    cipher: ChaCha20Poly1305,
+    mac_key: [u8; 32],
+}
+
+impl TokenKey {
+    pub fn from_bytes(bytes: &[u8]) -> TokenKey {
+        let (enc, mac) = bytes.split_at(32);
+        let mut mac_key = [0u8; 32];
+        mac_key.copy_from_slice(&mac[..32]);
+        TokenKey {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(enc)),
+            mac_key,
+        }
+    }
+
+    pub fn load_or_create(data_dir: &Path) -> Result<TokenKey, AppError> {
+        Ok(TokenKey::from_bytes(&load_or_create_key(
+            &data_dir.join(TOKEN_KEY_FILE),
+            64,
+        )?))
+    }
+
+    pub fn encrypt(&self, name: &str, value: &str) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::fill(&mut nonce[..]);
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: name.as_bytes(),
+                },
+            )
+            .expect("ChaCha20-Poly1305 encryption of a short value cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn decrypt(&self, name: &str, stored: &[u8]) -> Result<String, AppError> {
+        if stored.len() < 12 {
+            return Err(AppError::Internal("stored token value is truncated".into()));
+        }
+        let (nonce, sealed) = stored.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                AppError::Internal(format!(
+                    "the value of token {name} cannot be decrypted with this data directory's key"
+                ))
+            })?;
+        String::from_utf8(plain).map_err(|_| AppError::Internal("token value is not UTF-8".into()))
+    }
+
+    /// Keyed digest of a canonical token value, hex encoded.
+    pub fn digest(&self, canonical_value: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key)
+            .expect("HMAC accepts any key length");
+        mac.update(canonical_value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}

@@ -1,0 +1,288 @@
+//! Authorization and reissue tokens: create, list, show, delete, clean up, use.
+
+use chrono::NaiveDateTime;
+
+use super::audit::{self, Event};
+use super::{Actor, Ctx, FieldErrors, FormError};
+use crate::db::{self, DbConn};
+use crate::error::AppError;
+use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION};
+use crate::{token_value, valid_for};
+
+pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_REASON_LEN: usize = 1024;
+pub const MAX_USES: i32 = 99_999;
+
+/// What the Add form sends, as typed.
+#[derive(Clone, Debug, Default)]
+pub struct TokenInput {
+    pub name: String,
+    pub max_uses: String,
+    pub valid_for: String,
+    pub reason: String,
+}
+
+/// A token's name: 1–64 letters, digits, `-`, `_` and `.`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("enter a name".into());
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(format!("at most {MAX_NAME_LEN} characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("use only letters, digits, '-', '_' and '.'".into());
+    }
+    Ok(())
+}
+
+pub fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.chars().count() > MAX_REASON_LEN {
+        return Err(format!("at most {MAX_REASON_LEN} characters"));
+    }
+    Ok(())
+}
+
+struct ValidInput {
+    name: String,
+    max_uses: i32,
+    valid_until: NaiveDateTime,
+    reason: String,
+}
+
+fn validate(input: &TokenInput, now: NaiveDateTime) -> Result<ValidInput, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let name = input.name.trim().to_string();
+    if let Err(e) = check_name(&name) {
+        errors.insert("name", e);
+    }
+    let max_uses = match input.max_uses.trim() {
+        "" => 1,
+        s => match s.parse::<i64>() {
+            Ok(n) if (1..=i64::from(MAX_USES)).contains(&n) => n as i32,
+            _ => {
+                errors.insert("max_uses", format!("a whole number from 1 to {MAX_USES}"));
+                0
+            }
+        },
+    };
+    let valid_for = match input.valid_for.trim() {
+        "" => Ok(chrono::Duration::days(1)),
+        s => valid_for::parse(s),
+    };
+    let valid_until = match valid_for {
+        Ok(d) => now + d,
+        Err(e) => {
+            errors.insert("valid_for", e);
+            now
+        }
+    };
+    let reason = input.reason.trim().to_string();
+    if let Err(e) = check_reason(&reason) {
+        errors.insert("reason", e);
+    }
+    if errors.is_empty() {
+        Ok(ValidInput {
+            name,
+            max_uses,
+            valid_until,
+            reason,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Refuses a change to a role that may only read; the refusal is an audit event.
+pub fn require_change(conn: &mut DbConn, actor: &Actor, action: &'static str, target: &str) -> Result<(), AppError> {
+    if actor.role.can_change() {
+        return Ok(());
+    }
+    audit::record_alone(
+        conn,
+        &Event::new(audit::TOKEN, action, &actor.username, target)
+            .describe(format!("permission denied for role {}", actor.role.as_str()))
+            .failed(),
+    )?;
+    Err(AppError::Forbidden(format!(
+        "your role ({}) may not do this; ask an administrator",
+        actor.role.as_str()
+    )))
+}
+
+/// Creates an authorization token. The value is generated here and stored encrypted.
+pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, FormError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "create", input.name.trim())?;
+    let now = db::now();
+    let v = validate(input, now).map_err(FormError::Invalid)?;
+    let value = token_value::generate();
+    let encrypted = ctx.token_key.encrypt(&v.name, &value);
+    let digest = ctx.token_key.digest(&value);
+    let result = db::write_tx(&mut conn, |c| {
+        if Token::find_by_name(c, &v.name)?.is_some() {
+            return Err(AppError::Conflict(format!(
+                "a token named {} already exists; choose another name",
+                v.name
+            )));
+        }
+        Token::insert(
+            c,
+            &NewToken {
+                name: &v.name,
+                kind: KIND_AUTHORIZATION,
+                value_encrypted: &encrypted,
+                value_digest: &digest,
+                max_uses: v.max_uses,
+                uses: 0,
+                valid_until: v.valid_until,
+                reason: &v.reason,
+                host_id: None,
+                created_by: &actor.username,
+                created_at: now,
+            },
+        )?;
+        audit::record(
+            c,
+            &Event::new(audit::TOKEN, "create", &actor.username, &v.name)
+                .describe(format!(
+                    "authorization token created: max uses {}, valid until {} UTC",
+                    v.max_uses,
+                    v.valid_until.format("%Y-%m-%d %H:%M")
+                ))
+                .reason(&v.reason),
+        )?;
+        Ok(Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::Internal("token vanished".into()))?)
+    });
+    match result {
+        Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
+        other => other.map_err(FormError::Other),
+    }
+}
+
+pub fn list(ctx: &Ctx, filter: &TokenFilter) -> Result<(Vec<Token>, i64, NaiveDateTime), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let now = db::now();
+    let (rows, total) = Token::list(&mut conn, filter, now)?;
+    Ok((rows, total, now))
+}
+
+pub fn find(conn: &mut DbConn, name: &str) -> Result<Token, AppError> {
+    Token::find_by_name(conn, name)?.ok_or_else(|| {
+        AppError::NotFound(format!("there is no token named {name}; it may have been deleted"))
+    })
+}
+
+pub fn details(ctx: &Ctx, name: &str) -> Result<Token, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    find(&mut conn, name)
+}
+
+/// Decrypts a token's value for its details page. Each reveal is an audit event.
+pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "show", name)?;
+    db::write_tx(&mut conn, |c| {
+        let token = find(c, name)?;
+        let value = ctx.token_key.decrypt(&token.name, &token.value_encrypted)?;
+        audit::record(
+            c,
+            &Event::new(audit::TOKEN, "show", &actor.username, name).describe("token value shown"),
+        )?;
+        Ok((token, value))
+    })
+}
+
+/// Deletes the named tokens; every one of them must exist, or nothing is deleted.
+pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "delete", &names.join(", "))?;
+    if names.is_empty() {
+        return Err(AppError::BadRequest(
+            "select at least one token to delete".into(),
+        ));
+    }
+    db::write_tx(&mut conn, |c| {
+        for name in names {
+            let token = find(c, name)?;
+            Token::delete_by_name(c, name)?;
+            audit::record(
+                c,
+                &Event::new(audit::TOKEN, "delete", &actor.username, name).describe(format!(
+                    "{} token deleted ({} of {} uses)",
+                    token.kind, token.uses, token.max_uses
+                )),
+            )?;
+        }
+        Ok(names.len())
+    })
+}
+
+/// Deletes every Expired and Used-up token, with one audit event giving the count.
+pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "cleanup", "tokens")?;
+    db::write_tx(&mut conn, |c| {
+        let n = Token::delete_inactive(c, db::now())?;
+        audit::record(
+            c,
+            &Event::new(audit::TOKEN, "cleanup", &actor.username, "tokens")
+                .describe(format!("{n} expired or used-up tokens deleted")),
+        )?;
+        Ok(n)
+    })
+}
+
+/// Uses a token once for `host`, inside the caller's transaction, so that whatever the
+/// token pays for commits or rolls back with it. The error says why it was refused.
+pub fn consume_in(ctx: &Ctx, conn: &mut DbConn, value: &str, host: &str) -> Result<Token, AppError> {
+    let canonical = token_value::canonical(value).ok_or_else(|| {
+        AppError::Unprocessable(
+            "the token is not a valid token value (24 characters like K7QF-3MZT-...)".into(),
+        )
+    })?;
+    let digest = ctx.token_key.digest(&canonical);
+    let now = db::now();
+    if Token::consume(conn, &digest, host, now)? {
+        return Token::find_by_digest(conn, &digest)?
+            .ok_or_else(|| AppError::Internal("token vanished".into()));
+    }
+    Err(match Token::find_by_digest(conn, &digest)? {
+        None => AppError::Unprocessable("the token is unknown: check the value or ask for a new token".into()),
+        Some(t) if t.uses >= t.max_uses => AppError::Unprocessable(format!(
+            "the token {} is used up ({} of {} uses); ask for a new token",
+            t.name, t.uses, t.max_uses
+        )),
+        Some(t) => AppError::Unprocessable(format!(
+            "the token {} expired at {} UTC; ask for a new token",
+            t.name,
+            t.valid_until.format("%Y-%m-%d %H:%M")
+        )),
+    })
+}
+
+/// Uses a token once for `host` in a transaction of its own; a refusal is an audit event.
+pub fn consume_for_host(ctx: &Ctx, value: &str, host: &str) -> Result<Token, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let result = db::write_tx(&mut conn, |c| {
+        let token = consume_in(ctx, c, value, host)?;
+        audit::record(
+            c,
+            &Event::new(audit::TOKEN, "use", host, &token.name)
+                .describe(format!("token used by {host} ({} of {})", token.uses, token.max_uses)),
+        )?;
+        Ok(token)
+    });
+    if let Err(e @ AppError::Unprocessable(_)) = &result {
+        audit::record_alone(
+            &mut conn,
+            &Event::new(audit::TOKEN, "use", host, "token")
+                .describe(format!("token refused for {host}: {e}"))
+                .failed(),
+        )?;
+    }
+    result
+}

@@ -1,0 +1,103 @@
+//! Builds the application: prepares the data directory and database, then binds the
+//! HTTP server (port 0 in tests).
+
+use std::net::TcpListener;
+
+use actix_session::config::CookieContentSecurity;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::services::{setup, Ctx};
+
+pub const SESSION_COOKIE: &str = "hostca_session";
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub ctx: Ctx,
+}
+
+impl Application {
+    pub fn build(config: &Config) -> Result<Application, AppError> {
+        let prepared = setup::prepare(
+            &config.data_dir,
+            &config.database_url(),
+            config.admin_password.as_deref(),
+            config.pool_size,
+        )?;
+        if let Some(password) = &prepared.generated_admin_password {
+            // Printed once, on purpose not through the logger: log files outlive terminals.
+            println!(
+                "Created the user 'admin' with the password: {password}\n\
+                 (also saved to {}; change it after the first login)",
+                config.data_dir.join(setup::INITIAL_PASSWORD_FILE).display()
+            );
+        }
+        let ctx = Ctx {
+            pool: prepared.pool,
+            token_key: prepared.token_key,
+            data_dir: config.data_dir.clone(),
+        };
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .port();
+        let key = Key::from(&prepared.session_key);
+        let secure = config.secure_cookies;
+        let data = web::Data::new(ctx.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(
+                    SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+                        .cookie_name(SESSION_COOKIE.into())
+                        .cookie_secure(secure)
+                        .cookie_http_only(true)
+                        .cookie_same_site(SameSite::Strict)
+                        .cookie_content_security(CookieContentSecurity::Private)
+                        .build(),
+                )
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("Cache-Control", "no-store"))
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("X-Frame-Options", "DENY"))
+                        .add(("Referrer-Policy", "no-referrer"))
+                        .add((
+                            "Content-Security-Policy",
+                            "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+                        )),
+                )
+                // The request line and status only: no headers, cookies or bodies.
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .configure(crate::web::configure)
+        })
+        .listen(listener)
+        .map_err(|e| AppError::Internal(format!("cannot listen: {e}")))?;
+        if let Some(w) = config.workers {
+            server = server.workers(w);
+        }
+        let server = server.shutdown_timeout(5).run();
+        Ok(Application { port, server, ctx })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,189 @@
+//! Sessions, the logged-in user, and CSRF protection for every form.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use subtle::ConstantTimeEq;
+
+use super::view::{take_flash, Page};
+use crate::error::AppError;
+use crate::models::user::{Role, User};
+use crate::services::{users, Actor, Ctx};
+
+const USER_ID: &str = "uid";
+const GENERATION: &str = "gen";
+const CSRF: &str = "csrf";
+const LOGIN_AT: &str = "login_at";
+
+/// A session lasts at most this long after login, however active it is.
+pub const SESSION_MAX_HOURS: i64 = 12;
+
+fn new_csrf_token() -> String {
+    let mut b = [0u8; 32];
+    rand::fill(&mut b[..]);
+    hex::encode(b)
+}
+
+/// The session's CSRF token, created on first use.
+pub fn csrf_token(session: &Session) -> String {
+    match session.get::<String>(CSRF) {
+        Ok(Some(t)) => t,
+        _ => {
+            let t = new_csrf_token();
+            let _ = session.insert(CSRF, &t);
+            t
+        }
+    }
+}
+
+/// Starts a fresh session for `user`: a new cookie, a new CSRF token.
+pub fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
+    session.renew();
+    session.clear();
+    let now = chrono::Utc::now().timestamp();
+    let err = |e| AppError::Internal(format!("session: {e}"));
+    session.insert(USER_ID, user.id).map_err(err)?;
+    session.insert(GENERATION, user.session_generation).map_err(err)?;
+    session.insert(LOGIN_AT, now).map_err(err)?;
+    session.insert(CSRF, new_csrf_token()).map_err(err)?;
+    Ok(())
+}
+
+/// A logged-in user, checked against the database on each request: a disabled user or
+/// an ended session generation is logged out at once.
+pub struct Auth {
+    pub user: User,
+    pub session: Session,
+    pub csrf: String,
+}
+
+impl Auth {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            username: self.user.username.clone(),
+            role: self.user.role(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.user.role()
+    }
+
+    /// The layout data for a page in section `nav`; takes the pending flash messages.
+    pub fn page(&self, title: &str, nav: &'static str) -> Page {
+        Page {
+            title: title.to_string(),
+            nav,
+            username: self.user.username.clone(),
+            role: self.user.role.clone(),
+            can_change: self.role().can_change(),
+            csrf: self.csrf.clone(),
+            flash: take_flash(&self.session),
+        }
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Auth, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        let ctx = req.app_data::<web::Data<Ctx>>().cloned();
+        Box::pin(async move {
+            let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
+            let uid = session.get::<i64>(USER_ID).ok().flatten();
+            let generation = session.get::<i64>(GENERATION).ok().flatten();
+            let login_at = session.get::<i64>(LOGIN_AT).ok().flatten().unwrap_or(0);
+            let (Some(uid), Some(generation)) = (uid, generation) else {
+                return Err(AppError::Unauthenticated);
+            };
+            if chrono::Utc::now().timestamp() - login_at > SESSION_MAX_HOURS * 3600 {
+                session.purge();
+                return Err(AppError::Unauthenticated);
+            }
+            let user = web::block(move || {
+                let mut conn = crate::db::get(&ctx.pool)?;
+                users::session_user(&mut conn, uid, generation)
+            })
+            .await??;
+            let Some(user) = user else {
+                session.purge();
+                return Err(AppError::Unauthenticated);
+            };
+            let csrf = csrf_token(&session);
+            Ok(Auth {
+                user,
+                session,
+                csrf,
+            })
+        })
+    }
+}
+
+/// A submitted form whose `csrf_token` matched the session's. Fields are kept as sent,
+/// in order, so that a repeated field (`name=a&name=b`) keeps all its values.
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The field's value, or empty if it was not sent.
+    pub fn text(&self, key: &str) -> String {
+        self.get(key).unwrap_or_default().to_string()
+    }
+
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+pub fn csrf_matches(session: &Session, sent: Option<&str>) -> bool {
+    match (session.get::<String>(CSRF).ok().flatten(), sent) {
+        (Some(expected), Some(sent)) if !expected.is_empty() => {
+            bool::from(expected.as_bytes().ct_eq(sent.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
+impl FromRequest for Form {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Form, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let body = body.await.map_err(|e| {
+                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::TooLarge
+                } else {
+                    AppError::BadRequest(format!("the form could not be read: {e}"))
+                }
+            })?;
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| {
+                AppError::BadRequest("the form is not valid URL-encoded data".into())
+            })?;
+            let form = Form { pairs };
+            if !csrf_matches(&session, form.get("csrf_token")) {
+                return Err(AppError::Csrf);
+            }
+            Ok(form)
+        })
+    }
+}

@@ -1,0 +1,73 @@
+//! Login and logout.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::auth::{csrf_token, start_session, Form};
+use super::view::{self, take_flash, Page};
+use crate::error::AppError;
+use crate::services::{users, Ctx};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(show))
+        .route("/login", web::post().to(submit))
+        .route("/logout", web::post().to(logout));
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Page,
+    username: String,
+    error: String,
+}
+
+fn login_page(session: &Session, username: String, error: String) -> LoginPage {
+    let mut page = Page::bare("Log in");
+    page.csrf = csrf_token(session);
+    page.flash = take_flash(session);
+    LoginPage {
+        page,
+        username,
+        error,
+    }
+}
+
+async fn show(session: Session) -> Result<HttpResponse, AppError> {
+    view::ok(&login_page(&session, String::new(), String::new()))
+}
+
+async fn submit(
+    req: HttpRequest,
+    session: Session,
+    ctx: web::Data<Ctx>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let username = form.text("username");
+    let password = form.text("password");
+    let from = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let name = username.clone();
+    let result = web::block(move || users::login(&ctx, &name, &password, &from)).await?;
+    match result {
+        Ok(user) => {
+            start_session(&session, &user)?;
+            view::flash(&session, "success", format!("Welcome, {}.", user.username));
+            Ok(view::redirect("/security/tokens"))
+        }
+        Err(AppError::Unauthorized(message)) => view::render(
+            StatusCode::UNAUTHORIZED,
+            &login_page(&session, username, message),
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+async fn logout(session: Session, _form: Form) -> HttpResponse {
+    session.purge();
+    view::redirect("/login")
+}

@@ -1,0 +1,40 @@
+//! The HTTP side: routes grouped by area. A handler parses its input, calls one service
+//! function in `web::block`, and renders.
+
+pub mod assets;
+pub mod auth;
+pub mod login;
+pub mod placeholder;
+pub mod tokens;
+pub mod view;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::AppError;
+
+/// Largest request body accepted (forms and JSON); more is a 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            AppError::BadRequest(format!("the query string is not valid: {e}")).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|e, _| {
+            AppError::BadRequest(format!("the address is not valid: {e}")).into()
+        }))
+        .route("/", web::get().to(home))
+        .configure(assets::routes)
+        .configure(login::routes)
+        .configure(tokens::routes)
+        .configure(placeholder::routes)
+        .default_service(web::to(not_found));
+}
+
+async fn home() -> HttpResponse {
+    view::redirect("/security/tokens")
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound(format!("there is no page at {}", req.path())))
+}

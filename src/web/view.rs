@@ -1,0 +1,147 @@
+//! What every page shares: the layout context, flash messages and time formatting.
+
+use actix_session::Session;
+use actix_web::HttpResponse;
+use askama::Template;
+use chrono::NaiveDateTime;
+
+use crate::error::AppError;
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Flash {
+    pub kind: String,
+    pub message: String,
+}
+
+/// The layout's data: title, active section, who is logged in, the CSRF token for the
+/// forms on the page, and the flash messages left by the previous request.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    pub title: String,
+    pub nav: &'static str,
+    pub username: String,
+    pub role: String,
+    pub can_change: bool,
+    pub csrf: String,
+    pub flash: Vec<Flash>,
+}
+
+impl Page {
+    /// A page without a logged-in user (login, errors).
+    pub fn bare(title: &str) -> Page {
+        Page {
+            title: title.to_string(),
+            ..Page::default()
+        }
+    }
+
+    pub fn logged_in(&self) -> bool {
+        !self.username.is_empty()
+    }
+}
+
+const FLASH_KEY: &str = "flash";
+
+/// Leaves a message for the next page this session renders.
+pub fn flash(session: &Session, kind: &str, message: impl Into<String>) {
+    let mut list: Vec<Flash> = session.get(FLASH_KEY).ok().flatten().unwrap_or_default();
+    list.push(Flash {
+        kind: kind.to_string(),
+        message: message.into(),
+    });
+    let _ = session.insert(FLASH_KEY, list);
+}
+
+pub fn take_flash(session: &Session) -> Vec<Flash> {
+    let list = session.get(FLASH_KEY).ok().flatten().unwrap_or_default();
+    session.remove(FLASH_KEY);
+    list
+}
+
+/// Renders a template into a response with `status`.
+pub fn render<T: Template>(status: actix_web::http::StatusCode, t: &T) -> Result<HttpResponse, AppError> {
+    let body = t
+        .render()
+        .map_err(|e| AppError::Internal(format!("template: {e}")))?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+pub fn ok<T: Template>(t: &T) -> Result<HttpResponse, AppError> {
+    render(actix_web::http::StatusCode::OK, t)
+}
+
+pub fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .finish()
+}
+
+/// `2026-11-23 14:05 UTC`
+pub fn utc(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// `2026-11-23T14:05:09Z`, for `<time datetime=...>`.
+pub fn iso(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A relative hint: `in 3 hours`, `5 minutes ago`, `just now`.
+pub fn relative(t: NaiveDateTime, now: NaiveDateTime) -> String {
+    let secs = (t - now).num_seconds();
+    let (n, unit) = match secs.abs() {
+        s if s < 45 => return "just now".to_string(),
+        s if s < 90 * 60 => ((s + 30) / 60, "minute"),
+        s if s < 36 * 3600 => ((s + 1800) / 3600, "hour"),
+        s if s < 60 * 86400 => ((s + 43200) / 86400, "day"),
+        s if s < 730 * 86400 => (s / (30 * 86400), "month"),
+        s => (s / (365 * 86400), "year"),
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if secs > 0 {
+        format!("in {n} {unit}{plural}")
+    } else {
+        format!("{n} {unit}{plural} ago")
+    }
+}
+
+/// A time cell: the UTC time and its relative hint.
+#[derive(Clone, Debug, Default)]
+pub struct When {
+    pub utc: String,
+    pub iso: String,
+    pub rel: String,
+}
+
+impl When {
+    pub fn of(t: NaiveDateTime, now: NaiveDateTime) -> When {
+        When {
+            utc: utc(t),
+            iso: iso(t),
+            rel: relative(t, now),
+        }
+    }
+
+    pub fn maybe(t: Option<NaiveDateTime>, now: NaiveDateTime) -> Option<When> {
+        t.map(|t| When::of(t, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_hints_read_naturally() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap().naive_utc();
+        let m = chrono::Duration::minutes;
+        assert_eq!(relative(now, now), "just now");
+        assert_eq!(relative(now + m(5), now), "in 5 minutes");
+        assert_eq!(relative(now - m(60), now), "60 minutes ago");
+        assert_eq!(relative(now + m(24 * 60), now), "in 24 hours");
+        assert_eq!(relative(now - m(3 * 24 * 60), now), "3 days ago");
+        assert_eq!(relative(now + m(400 * 24 * 60), now), "in 13 months");
+    }
+}
