@@ -70,7 +70,10 @@ mod tests {
         let typed = v.to_lowercase().replace('-', " ");
         assert_eq!(canonical(&typed), Some(v.clone()));
         assert_eq!(canonical(&v.replace('-', "")), Some(v));
-        assert_eq!(canonical("oooo-llll-iiii-0000-1111-2222").unwrap(), "0000-1111-1111-0000-1111-2222");
+        assert_eq!(
+            canonical("oooo-llll-iiii-0000-1111-2222").unwrap(),
+            "0000-1111-1111-0000-1111-2222"
+        );
     }
 
     #[test]

@@ -60,14 +60,30 @@ mod tests {
     fn accepts_the_documented_forms() {
         assert_eq!(parse("1d").unwrap(), Duration::days(1));
         assert_eq!(parse("12h").unwrap(), Duration::hours(12));
-        assert_eq!(parse("2d6h30m").unwrap(), Duration::minutes(2 * 1440 + 6 * 60 + 30));
+        assert_eq!(
+            parse("2d6h30m").unwrap(),
+            Duration::minutes(2 * 1440 + 6 * 60 + 30)
+        );
         assert_eq!(parse(" 1M ").unwrap(), Duration::minutes(1));
         assert_eq!(parse("999d").unwrap(), Duration::days(999));
     }
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["", "0m", "1000d", "1", "d", "1h1d", "1d1d", "1w", "-1d", "1.5d", "99999999999999999999d", "１d"] {
+        for bad in [
+            "",
+            "0m",
+            "1000d",
+            "1",
+            "d",
+            "1h1d",
+            "1d1d",
+            "1w",
+            "-1d",
+            "1.5d",
+            "99999999999999999999d",
+            "１d",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should be refused");
         }
     }

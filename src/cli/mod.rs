@@ -8,7 +8,11 @@ use crate::config::Config;
 use crate::startup::Application;
 
 #[derive(Parser)]
-#[command(name = "hostca", version, about = "A certificate authority for the hosts of one security domain")]
+#[command(
+    name = "hostca",
+    version,
+    about = "A certificate authority for the hosts of one security domain"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +61,11 @@ fn serve(args: ServeArgs) -> i32 {
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;
-        log::info!("hostca listening on {} (data in {})", config.listen, config.data_dir.display());
+        log::info!(
+            "hostca listening on port {} (data in {})",
+            app.port(),
+            config.data_dir.display()
+        );
         app.run_until_stopped().await.map_err(|e| e.to_string())
     });
     match result {

@@ -64,13 +64,16 @@ impl ManageConnection for ConnManager {
     fn connect(&self) -> Result<DbConn, r2d2::Error> {
         match Backend::of(&self.url) {
             Backend::Postgres => PgConnection::establish(&self.url).map(DbConn::Pg),
-            Backend::Sqlite => SqliteConnection::establish(sqlite_path(&self.url)).map(DbConn::Sqlite),
+            Backend::Sqlite => {
+                SqliteConnection::establish(sqlite_path(&self.url)).map(DbConn::Sqlite)
+            }
         }
         .map_err(r2d2::Error::ConnectionError)
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConn) -> bool {
@@ -87,8 +90,8 @@ impl CustomizeConnection<DbConn, r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
         if let DbConn::Sqlite(c) = conn {
             c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )
             .map_err(r2d2::Error::QueryError)?;
         }
@@ -111,7 +114,9 @@ pub fn connect(url: &str, max_size: u32) -> Result<Pool, AppError> {
         .max_size(max_size)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(SqlitePragmas))
-        .build(ConnManager { url: url.to_string() })
+        .build(ConnManager {
+            url: url.to_string(),
+        })
         .map_err(|e| AppError::Internal(format!("cannot open the database: {e}")))?;
     let mut conn = pool
         .get()

@@ -115,7 +115,11 @@ type Boxed<'a> = tokens::BoxedQuery<'a, Db>;
 fn filtered<'a>(f: &TokenFilter, now: NaiveDateTime) -> Boxed<'a> {
     let mut q = tokens::table.into_boxed();
     if !f.q.is_empty() {
-        q = q.filter(lower(tokens::name).like(contains_pattern(&f.q)).escape('\\'));
+        q = q.filter(
+            lower(tokens::name)
+                .like(contains_pattern(&f.q))
+                .escape('\\'),
+        );
     }
     match f.state {
         None => {}
@@ -173,16 +177,24 @@ impl Token {
         let total: i64 = filtered(f, now).count().get_result(conn)?;
         let q = filtered(f, now);
         let q = match (f.sort, f.descending) {
-            (TokenSort::Name, false) => q.order(tokens::name.asc()),
-            (TokenSort::Name, true) => q.order(tokens::name.desc()),
+            (TokenSort::Name, false) => q.order((lower(tokens::name).asc(), tokens::name.asc())),
+            (TokenSort::Name, true) => q.order((lower(tokens::name).desc(), tokens::name.desc())),
             (TokenSort::Kind, false) => q.order((tokens::kind.asc(), tokens::name.asc())),
             (TokenSort::Kind, true) => q.order((tokens::kind.desc(), tokens::name.asc())),
             (TokenSort::Uses, false) => q.order((tokens::uses.asc(), tokens::name.asc())),
             (TokenSort::Uses, true) => q.order((tokens::uses.desc(), tokens::name.asc())),
-            (TokenSort::ValidUntil, false) => q.order((tokens::valid_until.asc(), tokens::id.asc())),
-            (TokenSort::ValidUntil, true) => q.order((tokens::valid_until.desc(), tokens::id.desc())),
-            (TokenSort::CreatedBy, false) => q.order((tokens::created_by.asc(), tokens::name.asc())),
-            (TokenSort::CreatedBy, true) => q.order((tokens::created_by.desc(), tokens::name.asc())),
+            (TokenSort::ValidUntil, false) => {
+                q.order((tokens::valid_until.asc(), tokens::id.asc()))
+            }
+            (TokenSort::ValidUntil, true) => {
+                q.order((tokens::valid_until.desc(), tokens::id.desc()))
+            }
+            (TokenSort::CreatedBy, false) => {
+                q.order((tokens::created_by.asc(), tokens::name.asc()))
+            }
+            (TokenSort::CreatedBy, true) => {
+                q.order((tokens::created_by.desc(), tokens::name.asc()))
+            }
             (TokenSort::CreatedAt, false) => q.order(tokens::id.asc()),
             (TokenSort::CreatedAt, true) => q.order(tokens::id.desc()),
         };

@@ -12,6 +12,8 @@ use crate::{token_value, valid_for};
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_USES: i32 = 99_999;
+/// Names that are console addresses under /security/tokens/.
+const RESERVED_NAMES: &[&str] = &["new", "delete", "cleanup"];
 
 /// What the Add form sends, as typed.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +37,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err("use only letters, digits, '-', '_' and '.'".into());
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(format!(
+            "'{name}' is reserved by the console's addresses; choose another name"
+        ));
     }
     Ok(())
 }
@@ -97,14 +104,22 @@ fn validate(input: &TokenInput, now: NaiveDateTime) -> Result<ValidInput, FieldE
 }
 
 /// Refuses a change to a role that may only read; the refusal is an audit event.
-pub fn require_change(conn: &mut DbConn, actor: &Actor, action: &'static str, target: &str) -> Result<(), AppError> {
+pub fn require_change(
+    conn: &mut DbConn,
+    actor: &Actor,
+    action: &'static str,
+    target: &str,
+) -> Result<(), AppError> {
     if actor.role.can_change() {
         return Ok(());
     }
     audit::record_alone(
         conn,
         &Event::new(audit::TOKEN, action, &actor.username, target)
-            .describe(format!("permission denied for role {}", actor.role.as_str()))
+            .describe(format!(
+                "permission denied for role {}",
+                actor.role.as_str()
+            ))
             .failed(),
     )?;
     Err(AppError::Forbidden(format!(
@@ -155,7 +170,8 @@ pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, For
                 ))
                 .reason(&v.reason),
         )?;
-        Ok(Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::Internal("token vanished".into()))?)
+        Token::find_by_name(c, &v.name)?
+            .ok_or_else(|| AppError::Internal("token vanished".into()))
     });
     match result {
         Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
@@ -172,7 +188,9 @@ pub fn list(ctx: &Ctx, filter: &TokenFilter) -> Result<(Vec<Token>, i64, NaiveDa
 
 pub fn find(conn: &mut DbConn, name: &str) -> Result<Token, AppError> {
     Token::find_by_name(conn, name)?.ok_or_else(|| {
-        AppError::NotFound(format!("there is no token named {name}; it may have been deleted"))
+        AppError::NotFound(format!(
+            "there is no token named {name}; it may have been deleted"
+        ))
     })
 }
 
@@ -238,7 +256,12 @@ pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
 
 /// Uses a token once for `host`, inside the caller's transaction, so that whatever the
 /// token pays for commits or rolls back with it. The error says why it was refused.
-pub fn consume_in(ctx: &Ctx, conn: &mut DbConn, value: &str, host: &str) -> Result<Token, AppError> {
+pub fn consume_in(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    value: &str,
+    host: &str,
+) -> Result<Token, AppError> {
     let canonical = token_value::canonical(value).ok_or_else(|| {
         AppError::Unprocessable(
             "the token is not a valid token value (24 characters like K7QF-3MZT-...)".into(),
@@ -251,7 +274,9 @@ pub fn consume_in(ctx: &Ctx, conn: &mut DbConn, value: &str, host: &str) -> Resu
             .ok_or_else(|| AppError::Internal("token vanished".into()));
     }
     Err(match Token::find_by_digest(conn, &digest)? {
-        None => AppError::Unprocessable("the token is unknown: check the value or ask for a new token".into()),
+        None => AppError::Unprocessable(
+            "the token is unknown: check the value or ask for a new token".into(),
+        ),
         Some(t) if t.uses >= t.max_uses => AppError::Unprocessable(format!(
             "the token {} is used up ({} of {} uses); ask for a new token",
             t.name, t.uses, t.max_uses
@@ -271,8 +296,10 @@ pub fn consume_for_host(ctx: &Ctx, value: &str, host: &str) -> Result<Token, App
         let token = consume_in(ctx, c, value, host)?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "use", host, &token.name)
-                .describe(format!("token used by {host} ({} of {})", token.uses, token.max_uses)),
+            &Event::new(audit::TOKEN, "use", host, &token.name).describe(format!(
+                "token used by {host} ({} of {})",
+                token.uses, token.max_uses
+            )),
         )?;
         Ok(token)
     });

@@ -46,7 +46,9 @@ pub fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
     let now = chrono::Utc::now().timestamp();
     let err = |e| AppError::Internal(format!("session: {e}"));
     session.insert(USER_ID, user.id).map_err(err)?;
-    session.insert(GENERATION, user.session_generation).map_err(err)?;
+    session
+        .insert(GENERATION, user.session_generation)
+        .map_err(err)?;
     session.insert(LOGIN_AT, now).map_err(err)?;
     session.insert(CSRF, new_csrf_token()).map_err(err)?;
     Ok(())
@@ -170,15 +172,18 @@ impl FromRequest for Form {
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let body = body.await.map_err(|e| {
-                if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                if e.as_response_error().status_code()
+                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
+                {
                     AppError::TooLarge
                 } else {
                     AppError::BadRequest(format!("the form could not be read: {e}"))
                 }
             })?;
-            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| {
-                AppError::BadRequest("the form is not valid URL-encoded data".into())
-            })?;
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&body).map_err(|_| {
+                    AppError::BadRequest("the form is not valid URL-encoded data".into())
+                })?;
             let form = Form { pairs };
             if !csrf_matches(&session, form.get("csrf_token")) {
                 return Err(AppError::Csrf);

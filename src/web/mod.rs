@@ -36,5 +36,8 @@ async fn home() -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound(format!("there is no page at {}", req.path())))
+    Err(AppError::NotFound(format!(
+        "there is no page at {}",
+        req.path()
+    )))
 }

@@ -177,7 +177,13 @@ fn parse_list_query(q: ListQuery) -> Result<(TokenFilter, ListQuery), AppError> 
             }
         },
     };
-    let text = q.q.clone().unwrap_or_default().trim().chars().take(200).collect::<String>();
+    let text =
+        q.q.clone()
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(200)
+            .collect::<String>();
     Ok((
         TokenFilter {
             q: text,
@@ -205,8 +211,14 @@ async fn list(
         page: auth.page("Tokens", "tokens"),
         rows: rows.iter().map(|t| TokenView::of(t, now)).collect(),
         q: filter.q.clone(),
-        state: filter.state.map(|s| s.key().to_string()).unwrap_or_default(),
-        sort: raw.sort.filter(|s| !s.is_empty()).unwrap_or_else(|| "created_at".into()),
+        state: filter
+            .state
+            .map(|s| s.key().to_string())
+            .unwrap_or_default(),
+        sort: raw
+            .sort
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "created_at".into()),
         dir: if filter.descending { "desc" } else { "asc" }.to_string(),
         page_no,
         pages: ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
@@ -257,7 +269,10 @@ async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespo
             view::flash(
                 &auth.session,
                 "success",
-                format!("Token {} created. Use Show to reveal its value.", token.name),
+                format!(
+                    "Token {} created. Use Show to reveal its value.",
+                    token.name
+                ),
             );
             return Ok(view::redirect(&format!("/security/tokens/{}", token.name)));
         }

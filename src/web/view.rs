@@ -59,7 +59,10 @@ pub fn take_flash(session: &Session) -> Vec<Flash> {
 }
 
 /// Renders a template into a response with `status`.
-pub fn render<T: Template>(status: actix_web::http::StatusCode, t: &T) -> Result<HttpResponse, AppError> {
+pub fn render<T: Template>(
+    status: actix_web::http::StatusCode,
+    t: &T,
+) -> Result<HttpResponse, AppError> {
     let body = t
         .render()
         .map_err(|e| AppError::Internal(format!("template: {e}")))?;
@@ -135,7 +138,9 @@ mod tests {
 
     #[test]
     fn relative_hints_read_naturally() {
-        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap().naive_utc();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0)
+            .unwrap()
+            .naive_utc();
         let m = chrono::Duration::minutes;
         assert_eq!(relative(now, now), "just now");
         assert_eq!(relative(now + m(5), now), "in 5 minutes");

@@ -1,0 +1,215 @@
+//! Starts the real application for a test: port 0, a temporary data directory, and a
+//! fresh database: SQLite by default, PostgreSQL when HOSTCA_TEST_DATABASE_URL is set.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use actix_web::dev::ServerHandle;
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use hostca::config::Config;
+use hostca::services::Ctx;
+use hostca::startup::Application;
+use reqwest::redirect::Policy;
+use reqwest::Response;
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub ctx: Ctx,
+    pub config: Config,
+    handle: ServerHandle,
+    _dir: std::sync::Arc<tempfile::TempDir>,
+    pg_database: Option<(String, String)>,
+}
+
+/// A fresh PostgreSQL database for one test, on the server HOSTCA_TEST_DATABASE_URL names.
+fn fresh_database() -> (Option<String>, Option<(String, String)>) {
+    let Ok(base) = std::env::var("HOSTCA_TEST_DATABASE_URL") else {
+        return (None, None);
+    };
+    if base.is_empty() {
+        return (None, None);
+    }
+    let name = format!("hostca_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = diesel::PgConnection::establish(&base)
+        .unwrap_or_else(|e| panic!("HOSTCA_TEST_DATABASE_URL {base}: {e}"));
+    conn.batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let url = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => format!("{}/{name}", &base[..i]),
+        _ => format!("{base}/{name}"),
+    };
+    (Some(url), Some((base, name)))
+}
+
+pub fn test_config(dir: PathBuf, database_url: Option<String>) -> Config {
+    let mut config = Config::new(dir);
+    config.listen = "127.0.0.1:0".into();
+    config.database_url = database_url;
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    config.workers = Some(2);
+    config.pool_size = 8;
+    config
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let (url, pg) = fresh_database();
+    let config = test_config(dir.path().join("data"), url);
+    start(config, dir, pg, client()).await
+}
+
+async fn start(
+    config: Config,
+    dir: std::sync::Arc<tempfile::TempDir>,
+    pg_database: Option<(String, String)>,
+    client: reqwest::Client,
+) -> TestApp {
+    let app = Application::build(&config).expect("the application starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let ctx = app.ctx.clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client,
+        ctx,
+        config,
+        handle,
+        _dir: dir,
+        pg_database,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((base, name)) = self.pg_database.take() {
+            if let Ok(mut conn) = diesel::PgConnection::establish(&base) {
+                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// The value of `<input name="csrf_token" value="...">` in a page.
+pub fn csrf_in(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf_token\" value=\"")?;
+    let rest = &html[at + "name=\"csrf_token\" value=\"".len()..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// The text of the element with `id`, e.g. `<code id="token-value" ...>TEXT</code>`.
+pub fn element_text(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let rest = &html[at..];
+    let start = rest.find('>')? + 1;
+    let end = rest[start..].find('<')? + start;
+    Some(rest[start..end].trim().to_string())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_html(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// The session's CSRF token, read from a page as a browser would.
+    pub async fn csrf(&self) -> String {
+        let html = self.get_html("/login").await;
+        csrf_in(&html).expect("the login page carries a CSRF token")
+    }
+
+    /// Posts a form with this session's CSRF token.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        let csrf = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all).await
+    }
+
+    /// Posts exactly the given fields, no CSRF token added.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login_as(&self, username: &str, password: &str) -> Response {
+        self.post("/login", &[("username", username), ("password", password)])
+            .await
+    }
+
+    pub async fn login(&self) {
+        let r = self.login_as("admin", ADMIN_PASSWORD).await;
+        assert_eq!(r.status().as_u16(), 303, "admin logs in");
+    }
+
+    pub async fn create_token(
+        &self,
+        name: &str,
+        max_uses: &str,
+        valid_for: &str,
+        reason: &str,
+    ) -> Response {
+        self.post(
+            "/security/tokens",
+            &[
+                ("name", name),
+                ("max_uses", max_uses),
+                ("valid_for", valid_for),
+                ("reason", reason),
+            ],
+        )
+        .await
+    }
+
+    /// Creates a token and returns its value, read from the details page's Show.
+    pub async fn token_value(&self, name: &str, max_uses: &str) -> String {
+        let r = self.create_token(name, max_uses, "1d", "").await;
+        assert_eq!(r.status().as_u16(), 303);
+        let html = self
+            .post(&format!("/security/tokens/{name}/show"), &[])
+            .await
+            .text()
+            .await
+            .unwrap();
+        element_text(&html, "token-value").expect("the value is shown")
+    }
+
+    /// Stops the server and starts it again on the same data directory and database,
+    /// keeping this client (and its cookies).
+    pub async fn restart(mut self) -> TestApp {
+        self.handle.stop(true).await;
+        let pg = self.pg_database.take();
+        let config = self.config.clone();
+        let dir = self._dir.clone();
+        let client = self.client.clone();
+        drop(self);
+        start(config, dir, pg, client).await
+    }
+
+    pub fn conn(&self) -> hostca::db::PooledConn {
+        hostca::db::get(&self.ctx.pool).unwrap()
+    }
+}
