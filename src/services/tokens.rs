@@ -170,8 +170,7 @@ pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, For
                 ))
                 .reason(&v.reason),
         )?;
-        Token::find_by_name(c, &v.name)?
-            .ok_or_else(|| AppError::Internal("token vanished".into()))
+        Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::Internal("token vanished".into()))
     });
     match result {
         Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
