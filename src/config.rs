@@ -16,6 +16,8 @@ pub struct Config {
     pub pool_size: u32,
     /// Whether the browser reaches the server over TLS: session cookies are then Secure.
     pub secure_cookies: bool,
+    /// Subject of the root CA created on the first start.
+    pub ca_name: Option<String>,
 }
 
 impl Config {
@@ -28,6 +30,7 @@ impl Config {
             workers: None,
             pool_size: 16,
             secure_cookies: false,
+            ca_name: None,
         }
     }
 

@@ -2,6 +2,8 @@
 //! HTTP server (port 0 in tests).
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_session::config::CookieContentSecurity;
 use actix_session::storage::CookieSessionStore;
@@ -29,6 +31,7 @@ impl Application {
             &config.data_dir,
             &config.database_url(),
             config.admin_password.as_deref(),
+            config.ca_name.as_deref(),
             config.pool_size,
         )?;
         if let Some(password) = &prepared.generated_admin_password {
@@ -43,7 +46,9 @@ impl Application {
             pool: prepared.pool,
             token_key: prepared.token_key,
             data_dir: config.data_dir.clone(),
+            pki: Arc::new(prepared.pki),
         };
+        spawn_hourly_crl(&ctx);
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
         let port = listener
@@ -100,4 +105,33 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Re-signs the CRL every hour, so that its next-update never lapses. The thread ends
+/// when the application it belongs to is gone.
+fn spawn_hourly_crl(ctx: &Ctx) {
+    let weak = Arc::downgrade(&ctx.pki);
+    let pool = ctx.pool.clone();
+    let token_key = ctx.token_key.clone();
+    let data_dir = ctx.data_dir.clone();
+    std::thread::spawn(move || {
+        let mut last = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let Some(pki) = weak.upgrade() else { return };
+            if last.elapsed() < Duration::from_secs(3600) {
+                continue;
+            }
+            last = Instant::now();
+            let ctx = Ctx {
+                pool: pool.clone(),
+                token_key: token_key.clone(),
+                data_dir: data_dir.clone(),
+                pki,
+            };
+            if let Err(e) = crate::services::pki::rebuild_crl(&ctx) {
+                log::error!("hourly CRL rebuild failed: {e}");
+            }
+        }
+    });
 }

@@ -41,6 +41,9 @@ struct ServeArgs {
     /// Largest number of database connections.
     #[arg(long, env = "HOSTCA_DB_POOL", default_value_t = 16)]
     db_pool: u32,
+    /// Subject of the root CA made on the first start, e.g. "CN=Example CA,O=Example".
+    #[arg(long, env = "HOSTCA_CA_NAME")]
+    ca_name: Option<String>,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -58,6 +61,7 @@ fn serve(args: ServeArgs) -> i32 {
     config.database_url = args.database_url;
     config.workers = args.workers;
     config.pool_size = args.db_pool;
+    config.ca_name = args.ca_name;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

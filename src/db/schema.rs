@@ -100,6 +100,7 @@ diesel::table! {
         auto_reissue_minutes -> Integer,
         audit_retention_days -> Integer,
         crl_number -> BigInt,
+        ca_fingerprint -> Text,
     }
 }
 

@@ -1,6 +1,9 @@
 //! One module per table: its data and its queries.
 
 pub mod audit_event;
+pub mod certificate;
+pub mod host;
+pub mod host_mapping;
 pub mod settings;
 pub mod token;
 pub mod user;

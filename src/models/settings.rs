@@ -13,10 +13,31 @@ pub struct Settings {
     pub auto_reissue_minutes: i32,
     pub audit_retention_days: i32,
     pub crl_number: i64,
+    /// SHA-256 of the CA certificate this database belongs to; empty before the CA exists.
+    pub ca_fingerprint: String,
 }
 
 impl Settings {
     pub fn load(conn: &mut DbConn) -> QueryResult<Settings> {
         settings::table.find(1i64).first(conn)
+    }
+}
+
+impl Settings {
+    pub fn set_ca_fingerprint(conn: &mut DbConn, fingerprint: &str) -> QueryResult<usize> {
+        diesel::update(settings::table.find(1i64))
+            .set(settings::ca_fingerprint.eq(fingerprint))
+            .execute(conn)
+    }
+
+    /// Takes the next CRL number.
+    pub fn next_crl_number(conn: &mut DbConn) -> QueryResult<i64> {
+        diesel::update(settings::table.find(1i64))
+            .set(settings::crl_number.eq(settings::crl_number + 1))
+            .execute(conn)?;
+        settings::table
+            .find(1i64)
+            .select(settings::crl_number)
+            .first(conn)
     }
 }

@@ -2,6 +2,10 @@
 //! about HTTP. Functions block: call them from `web::block`.
 
 pub mod audit;
+pub mod certificates;
+pub mod enroll;
+pub mod hosts;
+pub mod pki;
 pub mod setup;
 pub mod tokens;
 pub mod users;
@@ -18,6 +22,7 @@ pub struct Ctx {
     pub pool: Pool,
     pub token_key: TokenKey,
     pub data_dir: PathBuf,
+    pub pki: std::sync::Arc<pki::PkiState>,
 }
 
 /// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.

@@ -14,6 +14,7 @@ pub struct Prepared {
     pub pool: Pool,
     pub token_key: TokenKey,
     pub session_key: Vec<u8>,
+    pub pki: super::pki::PkiState,
     /// Set on the first start when no password was given: print it once.
     pub generated_admin_password: Option<String>,
 }
@@ -22,6 +23,7 @@ pub fn prepare(
     data_dir: &Path,
     database_url: &str,
     admin_password: Option<&str>,
+    ca_name: Option<&str>,
     pool_size: u32,
 ) -> Result<Prepared, AppError> {
     create_private_dir(data_dir)?;
@@ -36,11 +38,14 @@ pub fn prepare(
         secrets::write_private_file(&path, format!("{p}\n").as_bytes())
             .map_err(|e| AppError::Internal(format!("cannot write {}: {e}", path.display())))?;
     }
+    let ca = super::pki::load_or_create_ca(&mut conn, data_dir, ca_name)?;
+    let pki = super::pki::start(&mut conn, ca)?;
     drop(conn);
     Ok(Prepared {
         pool,
         token_key,
         session_key,
+        pki,
         generated_admin_password: generated,
     })
 }

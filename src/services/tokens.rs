@@ -6,7 +6,8 @@ use super::audit::{self, Event};
 use super::{Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
-use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION};
+use crate::models::host::Host;
+use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION, KIND_REISSUE};
 use crate::{token_value, valid_for};
 
 pub const MAX_NAME_LEN: usize = 64;
@@ -103,6 +104,154 @@ fn validate(input: &TokenInput, now: NaiveDateTime) -> Result<ValidInput, FieldE
     }
 }
 
+/// Inserts a token with a fresh value, and its audit event, in the caller's transaction.
+fn store(
+    ctx: &Ctx,
+    c: &mut DbConn,
+    actor: &Actor,
+    v: &ValidInput,
+    host_id: Option<&str>,
+    description: String,
+) -> Result<Token, AppError> {
+    if Token::find_by_name(c, &v.name)?.is_some() {
+        return Err(AppError::Conflict(format!(
+            "a token named {} already exists; choose another name",
+            v.name
+        )));
+    }
+    let value = token_value::generate();
+    let encrypted = ctx.token_key.encrypt(&v.name, &value);
+    let digest = ctx.token_key.digest(&value);
+    Token::insert(
+        c,
+        &NewToken {
+            name: &v.name,
+            kind: if host_id.is_some() {
+                KIND_REISSUE
+            } else {
+                KIND_AUTHORIZATION
+            },
+            value_encrypted: &encrypted,
+            value_digest: &digest,
+            max_uses: v.max_uses,
+            uses: 0,
+            valid_until: v.valid_until,
+            reason: &v.reason,
+            host_id,
+            created_by: &actor.username,
+            created_at: db::now(),
+        },
+    )?;
+    audit::record(
+        c,
+        &Event::new(audit::TOKEN, "create", &actor.username, &v.name)
+            .describe(description)
+            .reason(&v.reason),
+    )?;
+    Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::Internal("token vanished".into()))
+}
+
+/// What the Generate reissue token form sends: a validity as a duration or a date.
+#[derive(Clone, Debug, Default)]
+pub struct ReissueInput {
+    pub name: String,
+    pub valid_for: String,
+    pub valid_until: String,
+    pub reason: String,
+}
+
+/// `2026-12-01` (the end of that day, UTC) or `2026-12-01T14:30` / `2026-12-01 14:30`.
+pub fn parse_valid_until(s: &str, now: NaiveDateTime) -> Result<NaiveDateTime, String> {
+    let s = s.trim();
+    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(23, 59, 59).unwrap_or_default())
+        })
+        .map_err(|_| {
+            format!(
+                "'{}' is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)",
+                s.chars().take(40).collect::<String>()
+            )
+        })?;
+    if t <= now {
+        return Err("the date is in the past: choose a time in the future".into());
+    }
+    if t > now + chrono::Duration::minutes(valid_for::MAX_MINUTES) {
+        return Err("at most 999 days ahead".into());
+    }
+    Ok(t)
+}
+
+/// Creates a single-use reissue token for one host, named by host ID or primary name.
+pub fn create_reissue(
+    ctx: &Ctx,
+    actor: &Actor,
+    host_key: &str,
+    input: &ReissueInput,
+) -> Result<Token, FormError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "create", input.name.trim())?;
+    let host: Host = super::hosts::resolve_for_reissue(&mut conn, host_key)?;
+    let now = db::now();
+    let mut errors = FieldErrors::new();
+    let name = match input.name.trim() {
+        "" => format!(
+            "reissue-{}-{}",
+            host.primary_name,
+            now.format("%Y%m%d%H%M%S")
+        ),
+        n => n.to_string(),
+    };
+    let name: String = name.chars().take(MAX_NAME_LEN).collect();
+    if let Err(e) = check_name(&name) {
+        errors.insert("name", e);
+    }
+    let valid_until = match (input.valid_for.trim(), input.valid_until.trim()) {
+        ("", "") => Ok(now + chrono::Duration::days(1)),
+        (d, "") => valid_for::parse(d).map(|d| now + d),
+        ("", u) => parse_valid_until(u, now),
+        _ => Err("give either a duration or a date, not both".to_string()),
+    };
+    let valid_until = valid_until.unwrap_or_else(|e| {
+        errors.insert("valid_for", e);
+        now
+    });
+    let reason = input.reason.trim().to_string();
+    if let Err(e) = check_reason(&reason) {
+        errors.insert("reason", e);
+    }
+    if !errors.is_empty() {
+        return Err(FormError::Invalid(errors));
+    }
+    let v = ValidInput {
+        name,
+        max_uses: 1,
+        valid_until,
+        reason,
+    };
+    let result = db::write_tx(&mut conn, |c| {
+        store(
+            ctx,
+            c,
+            actor,
+            &v,
+            Some(&host.host_id),
+            format!(
+                "reissue token created for {} (host ID {}), valid until {} UTC",
+                host.primary_name,
+                host.host_id,
+                v.valid_until.format("%Y-%m-%d %H:%M")
+            ),
+        )
+    });
+    match result {
+        Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
+        other => other.map_err(FormError::Other),
+    }
+}
+
 /// Refuses a change to a role that may only read; the refusal is an audit event.
 pub fn require_change(
     conn: &mut DbConn,
@@ -134,43 +283,19 @@ pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, For
     require_change(&mut conn, actor, "create", input.name.trim())?;
     let now = db::now();
     let v = validate(input, now).map_err(FormError::Invalid)?;
-    let value = token_value::generate();
-    let encrypted = ctx.token_key.encrypt(&v.name, &value);
-    let digest = ctx.token_key.digest(&value);
     let result = db::write_tx(&mut conn, |c| {
-        if Token::find_by_name(c, &v.name)?.is_some() {
-            return Err(AppError::Conflict(format!(
-                "a token named {} already exists; choose another name",
-                v.name
-            )));
-        }
-        Token::insert(
+        store(
+            ctx,
             c,
-            &NewToken {
-                name: &v.name,
-                kind: KIND_AUTHORIZATION,
-                value_encrypted: &encrypted,
-                value_digest: &digest,
-                max_uses: v.max_uses,
-                uses: 0,
-                valid_until: v.valid_until,
-                reason: &v.reason,
-                host_id: None,
-                created_by: &actor.username,
-                created_at: now,
-            },
-        )?;
-        audit::record(
-            c,
-            &Event::new(audit::TOKEN, "create", &actor.username, &v.name)
-                .describe(format!(
-                    "authorization token created: max uses {}, valid until {} UTC",
-                    v.max_uses,
-                    v.valid_until.format("%Y-%m-%d %H:%M")
-                ))
-                .reason(&v.reason),
-        )?;
-        Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::Internal("token vanished".into()))
+            actor,
+            &v,
+            None,
+            format!(
+                "authorization token created: max uses {}, valid until {} UTC",
+                v.max_uses,
+                v.valid_until.format("%Y-%m-%d %H:%M")
+            ),
+        )
     });
     match result {
         Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),

@@ -1,10 +1,16 @@
 //! The HTTP side: routes grouped by area. A handler parses its input, calls one service
 //! function in `web::block`, and renders.
 
+pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod ca;
+pub mod certificates;
+pub mod hosts;
+pub mod listing;
 pub mod login;
 pub mod placeholder;
+pub mod public;
 pub mod tokens;
 pub mod view;
 
@@ -26,7 +32,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(home))
         .configure(assets::routes)
         .configure(login::routes)
+        .configure(public::routes)
+        .configure(api::routes)
         .configure(tokens::routes)
+        .configure(certificates::routes)
+        .configure(hosts::routes)
+        .configure(ca::routes)
         .configure(placeholder::routes)
         .default_service(web::to(not_found));
 }

@@ -14,10 +14,7 @@ struct Placeholder {
 }
 
 const SECTIONS: &[(&str, &str, &str)] = &[
-    ("/security/certificates", "Certificates", "certificates"),
-    ("/security/hosts", "Hosts", "hosts"),
     ("/security/host-mappings", "Host mappings", "mappings"),
-    ("/security/ca", "Certificate authority", "ca"),
     ("/security/settings", "Global security settings", "settings"),
     ("/security/audit", "Audit events", "audit"),
 ];

@@ -7,13 +7,12 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::auth::{Auth, Form};
+use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::token::{Token, TokenFilter, TokenSort, TokenState, KIND_REISSUE};
 use crate::services::tokens::{self as svc, TokenInput};
 use crate::services::{Ctx, FieldErrors, FormError};
-
-pub const PAGE_SIZE: i64 = 50;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security/tokens", web::get().to(list))
@@ -71,12 +70,8 @@ impl TokenView {
 }
 
 #[derive(Deserialize, Default)]
-pub struct ListQuery {
-    q: Option<String>,
+pub struct StateQuery {
     state: Option<String>,
-    page: Option<String>,
-    sort: Option<String>,
-    dir: Option<String>,
 }
 
 #[derive(Template)]
@@ -84,147 +79,58 @@ pub struct ListQuery {
 struct ListPage {
     page: Page,
     rows: Vec<TokenView>,
-    q: String,
-    state: String,
-    sort: String,
-    dir: String,
-    page_no: i64,
-    pages: i64,
-    total: i64,
-    first_shown: i64,
-    last_shown: i64,
+    list: Listing,
 }
 
-impl ListPage {
-    fn href(&self, sort: &str, dir: &str, page_no: i64) -> String {
-        let mut params: Vec<(&str, String)> = Vec::new();
-        if !self.q.is_empty() {
-            params.push(("q", self.q.clone()));
-        }
-        if !self.state.is_empty() {
-            params.push(("state", self.state.clone()));
-        }
-        params.push(("sort", sort.to_string()));
-        params.push(("dir", dir.to_string()));
-        if page_no > 1 {
-            params.push(("page", page_no.to_string()));
-        }
-        format!(
-            "/security/tokens?{}",
-            serde_urlencoded::to_string(&params).unwrap_or_default()
-        )
-    }
+const SORTS: &[&str] = &[
+    "name",
+    "kind",
+    "uses",
+    "valid_until",
+    "created_by",
+    "created_at",
+];
 
-    /// The link of a column heading: sorts by it, or flips the direction if it is the
-    /// current sort.
-    fn sort_href(&self, column: &str) -> String {
-        let dir = if self.sort == column && self.dir == "asc" {
-            "desc"
-        } else {
-            "asc"
-        };
-        self.href(column, dir, 1)
-    }
-
-    fn aria_sort(&self, column: &str) -> &'static str {
-        match (self.sort == column, self.dir.as_str()) {
-            (true, "asc") => "ascending",
-            (true, _) => "descending",
-            _ => "none",
-        }
-    }
-
-    fn page_href(&self, page_no: i64) -> String {
-        self.href(&self.sort, &self.dir, page_no)
-    }
-}
-
-fn parse_list_query(q: ListQuery) -> Result<(TokenFilter, ListQuery), AppError> {
-    let state = match q.state.as_deref().unwrap_or("") {
-        "" | "all" => None,
-        s => Some(TokenState::parse(s).ok_or_else(|| {
+fn parse_state(s: Option<&str>) -> Result<Option<TokenState>, AppError> {
+    match s.unwrap_or("") {
+        "" | "all" => Ok(None),
+        s => TokenState::parse(s).map(Some).ok_or_else(|| {
             AppError::BadRequest(format!(
                 "unknown state '{s}': use active, expired or used_up"
             ))
-        })?),
-    };
-    let sort = match q.sort.as_deref().unwrap_or("") {
-        "" => TokenSort::CreatedAt,
-        s => TokenSort::parse(s).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "cannot sort by '{s}': use name, kind, uses, valid_until, created_by or created_at"
-            ))
-        })?,
-    };
-    let descending = match q.dir.as_deref().unwrap_or("") {
-        "" => sort == TokenSort::CreatedAt,
-        "asc" => false,
-        "desc" => true,
-        d => {
-            return Err(AppError::BadRequest(format!(
-                "unknown sort direction '{d}': use asc or desc"
-            )))
-        }
-    };
-    let page_no = match q.page.as_deref().unwrap_or("") {
-        "" => 1,
-        p => match p.parse::<i64>() {
-            Ok(n) if (1..=1_000_000).contains(&n) => n,
-            _ => {
-                return Err(AppError::BadRequest(format!(
-                    "page '{p}' is not a page number"
-                )))
-            }
-        },
-    };
-    let text =
-        q.q.clone()
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .take(200)
-            .collect::<String>();
-    Ok((
-        TokenFilter {
-            q: text,
-            state,
-            sort,
-            descending,
-            offset: (page_no - 1) * PAGE_SIZE,
-            limit: PAGE_SIZE,
-        },
-        q,
-    ))
+        }),
+    }
 }
 
 async fn list(
     auth: Auth,
     ctx: web::Data<Ctx>,
     query: web::Query<ListQuery>,
+    state: web::Query<StateQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (filter, raw) = parse_list_query(query.into_inner())?;
-    let f = filter.clone();
-    let (rows, total, now) = web::block(move || svc::list(&ctx, &f)).await??;
-    let page_no = filter.offset / PAGE_SIZE + 1;
-    let shown = rows.len() as i64;
+    let paging = listing::parse(&query, "created_at", SORTS)?;
+    let state = parse_state(state.state.as_deref())?;
+    let filter = TokenFilter {
+        q: paging.q.clone(),
+        state,
+        sort: TokenSort::parse(&paging.sort).unwrap_or(TokenSort::CreatedAt),
+        descending: paging.descending,
+        offset: paging.offset(),
+        limit: PAGE_SIZE,
+    };
+    let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
+    let state_key = state.map(|s| s.key().to_string()).unwrap_or_default();
     view::ok(&ListPage {
         page: auth.page("Tokens", "tokens"),
+        list: Listing::new(
+            "/security/tokens",
+            &paging,
+            "state",
+            state_key,
+            total,
+            rows.len(),
+        ),
         rows: rows.iter().map(|t| TokenView::of(t, now)).collect(),
-        q: filter.q.clone(),
-        state: filter
-            .state
-            .map(|s| s.key().to_string())
-            .unwrap_or_default(),
-        sort: raw
-            .sort
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "created_at".into()),
-        dir: if filter.descending { "desc" } else { "asc" }.to_string(),
-        page_no,
-        pages: ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
-        total,
-        first_shown: if shown == 0 { 0 } else { filter.offset + 1 },
-        last_shown: filter.offset + shown,
     })
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE settings ADD COLUMN ca_fingerprint TEXT NOT NULL DEFAULT '';

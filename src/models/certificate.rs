@@ -1,0 +1,283 @@
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{contains_pattern, lower, Db};
+use crate::db::schema::certificates;
+use crate::db::DbConn;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertStatus {
+    Active,
+    Revoked,
+    Expired,
+    Superseded,
+}
+
+impl CertStatus {
+    pub fn parse(s: &str) -> Option<CertStatus> {
+        match s {
+            "active" => Some(CertStatus::Active),
+            "revoked" => Some(CertStatus::Revoked),
+            "expired" => Some(CertStatus::Expired),
+            "superseded" => Some(CertStatus::Superseded),
+            _ => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            CertStatus::Active => "active",
+            CertStatus::Revoked => "revoked",
+            CertStatus::Expired => "expired",
+            CertStatus::Superseded => "superseded",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CertStatus::Active => "Active",
+            CertStatus::Revoked => "Revoked",
+            CertStatus::Expired => "Expired",
+            CertStatus::Superseded => "Superseded",
+        }
+    }
+}
+
+#[derive(Queryable, Clone, Debug)]
+pub struct Certificate {
+    pub id: i64,
+    pub serial: String,
+    pub host_id: String,
+    pub subject: String,
+    /// The DNS names, comma separated, primary name first.
+    pub names: String,
+    pub not_before: NaiveDateTime,
+    pub not_after: NaiveDateTime,
+    pub fingerprint_sha256: String,
+    pub pem: String,
+    pub token_name: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub revocation_reason: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+/// Serial, revocation time and reason of a revoked certificate.
+pub type RevokedRow = (String, Option<NaiveDateTime>, Option<String>);
+
+#[derive(Insertable)]
+#[diesel(table_name = certificates)]
+pub struct NewCertificate<'a> {
+    pub serial: &'a str,
+    pub host_id: &'a str,
+    pub subject: &'a str,
+    pub names: &'a str,
+    pub not_before: NaiveDateTime,
+    pub not_after: NaiveDateTime,
+    pub fingerprint_sha256: &'a str,
+    pub pem: &'a str,
+    pub token_name: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertSort {
+    Host,
+    Serial,
+    Issued,
+    Expires,
+}
+
+impl CertSort {
+    pub fn parse(s: &str) -> Option<CertSort> {
+        match s {
+            "host" => Some(CertSort::Host),
+            "serial" => Some(CertSort::Serial),
+            "issued" => Some(CertSort::Issued),
+            "expires" => Some(CertSort::Expires),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CertFilter {
+    pub q: String,
+    pub status: Option<CertStatus>,
+    pub sort: CertSort,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+fn filtered<'a>(f: &CertFilter, now: NaiveDateTime) -> certificates::BoxedQuery<'a, Db> {
+    let mut q = certificates::table.into_boxed();
+    if !f.q.is_empty() {
+        let p = contains_pattern(&f.q);
+        q = q.filter(
+            lower(certificates::names)
+                .like(p.clone())
+                .escape('\\')
+                .or(lower(certificates::host_id).like(p.clone()).escape('\\'))
+                .or(lower(certificates::serial).like(p).escape('\\')),
+        );
+    }
+    match f.status {
+        None => {}
+        Some(CertStatus::Active) => {
+            q = q
+                .filter(certificates::revoked_at.is_null())
+                .filter(certificates::not_after.gt(now))
+        }
+        Some(CertStatus::Expired) => {
+            q = q
+                .filter(certificates::revoked_at.is_null())
+                .filter(certificates::not_after.le(now))
+        }
+        Some(CertStatus::Revoked) => {
+            q = q
+                .filter(certificates::revoked_at.is_not_null())
+                .filter(certificates::revocation_reason.ne("superseded"))
+        }
+        Some(CertStatus::Superseded) => {
+            q = q.filter(certificates::revocation_reason.eq("superseded"))
+        }
+    }
+    q
+}
+
+impl Certificate {
+    pub fn status(&self, now: NaiveDateTime) -> CertStatus {
+        match (&self.revoked_at, self.revocation_reason.as_deref()) {
+            (Some(_), Some("superseded")) => CertStatus::Superseded,
+            (Some(_), _) => CertStatus::Revoked,
+            (None, _) if self.not_after <= now => CertStatus::Expired,
+            _ => CertStatus::Active,
+        }
+    }
+
+    pub fn primary_name(&self) -> &str {
+        self.names.split(',').next().unwrap_or_default()
+    }
+
+    pub fn insert(conn: &mut DbConn, new: &NewCertificate) -> QueryResult<usize> {
+        diesel::insert_into(certificates::table)
+            .values(new)
+            .execute(conn)
+    }
+
+    pub fn find_by_serial(conn: &mut DbConn, serial: &str) -> QueryResult<Option<Certificate>> {
+        certificates::table
+            .filter(certificates::serial.eq(serial))
+            .first(conn)
+            .optional()
+    }
+
+    /// A host's certificates, newest first.
+    pub fn for_host(conn: &mut DbConn, host_id: &str) -> QueryResult<Vec<Certificate>> {
+        certificates::table
+            .filter(certificates::host_id.eq(host_id))
+            .order(certificates::id.desc())
+            .load(conn)
+    }
+
+    /// Whether a host has ever been issued a certificate.
+    pub fn host_has_any(conn: &mut DbConn, host_id: &str) -> QueryResult<bool> {
+        let n: i64 = certificates::table
+            .filter(certificates::host_id.eq(host_id))
+            .count()
+            .get_result(conn)?;
+        Ok(n > 0)
+    }
+
+    /// The host's newest certificate that is neither revoked nor expired.
+    pub fn active_for_host(
+        conn: &mut DbConn,
+        host_id: &str,
+        now: NaiveDateTime,
+    ) -> QueryResult<Option<Certificate>> {
+        certificates::table
+            .filter(certificates::host_id.eq(host_id))
+            .filter(certificates::revoked_at.is_null())
+            .filter(certificates::not_after.gt(now))
+            .order(certificates::id.desc())
+            .first(conn)
+            .optional()
+    }
+
+    /// Revokes one certificate unless it already is; returns whether it changed.
+    pub fn revoke(
+        conn: &mut DbConn,
+        serial: &str,
+        reason: &str,
+        by: &str,
+        at: NaiveDateTime,
+    ) -> QueryResult<bool> {
+        let n = diesel::update(
+            certificates::table
+                .filter(certificates::serial.eq(serial))
+                .filter(certificates::revoked_at.is_null()),
+        )
+        .set((
+            certificates::revoked_at.eq(Some(at)),
+            certificates::revocation_reason.eq(Some(reason)),
+            certificates::revoked_by.eq(Some(by)),
+        ))
+        .execute(conn)?;
+        Ok(n == 1)
+    }
+
+    /// Serials of a host's certificates that are not revoked yet.
+    pub fn unrevoked_serials(conn: &mut DbConn, host_id: &str) -> QueryResult<Vec<String>> {
+        certificates::table
+            .filter(certificates::host_id.eq(host_id))
+            .filter(certificates::revoked_at.is_null())
+            .select(certificates::serial)
+            .load(conn)
+    }
+
+    /// What the CRL lists: revoked certificates that have not expired yet.
+    pub fn revoked_unexpired(
+        conn: &mut DbConn,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<RevokedRow>> {
+        certificates::table
+            .filter(certificates::revoked_at.is_not_null())
+            .filter(certificates::not_after.gt(now))
+            .select((
+                certificates::serial,
+                certificates::revoked_at,
+                certificates::revocation_reason,
+            ))
+            .load(conn)
+    }
+
+    pub fn list(
+        conn: &mut DbConn,
+        f: &CertFilter,
+        now: NaiveDateTime,
+    ) -> QueryResult<(Vec<Certificate>, i64)> {
+        let total: i64 = filtered(f, now).count().get_result(conn)?;
+        let q = filtered(f, now);
+        let q = match (f.sort, f.descending) {
+            (CertSort::Host, false) => {
+                q.order((certificates::names.asc(), certificates::id.desc()))
+            }
+            (CertSort::Host, true) => {
+                q.order((certificates::names.desc(), certificates::id.desc()))
+            }
+            (CertSort::Serial, false) => q.order(certificates::serial.asc()),
+            (CertSort::Serial, true) => q.order(certificates::serial.desc()),
+            (CertSort::Issued, false) => q.order(certificates::id.asc()),
+            (CertSort::Issued, true) => q.order(certificates::id.desc()),
+            (CertSort::Expires, false) => {
+                q.order((certificates::not_after.asc(), certificates::id.asc()))
+            }
+            (CertSort::Expires, true) => {
+                q.order((certificates::not_after.desc(), certificates::id.desc()))
+            }
+        };
+        let rows = q.offset(f.offset).limit(f.limit).load(conn)?;
+        Ok((rows, total))
+    }
+}

@@ -1,0 +1,133 @@
+//! The certificate authority's cryptography: the CA itself, CSR verification, leaf
+//! issuance, CRLs and fingerprints. Nothing here touches the database.
+
+pub mod ca;
+pub mod crl;
+pub mod csr;
+pub mod issue;
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// `AB:CD:...` of the SHA-256 of a DER encoding.
+pub fn sha256_fingerprint(der: &[u8]) -> String {
+    colon_hex(&Sha256::digest(der))
+}
+
+/// `AB:CD:...` of the SHA-1 of a DER encoding (shown because other tools still print it).
+pub fn sha1_fingerprint(der: &[u8]) -> String {
+    colon_hex(&Sha1::digest(der))
+}
+
+fn colon_hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The RFC 5280 revocation reasons an administrator may choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Unspecified,
+        Reason::KeyCompromise,
+        Reason::CaCompromise,
+        Reason::AffiliationChanged,
+        Reason::Superseded,
+        Reason::CessationOfOperation,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Reason::Unspecified => "unspecified",
+            Reason::KeyCompromise => "key_compromise",
+            Reason::CaCompromise => "ca_compromise",
+            Reason::AffiliationChanged => "affiliation_changed",
+            Reason::Superseded => "superseded",
+            Reason::CessationOfOperation => "cessation_of_operation",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Unspecified => "Unspecified",
+            Reason::KeyCompromise => "Key compromise",
+            Reason::CaCompromise => "CA compromise",
+            Reason::AffiliationChanged => "Affiliation changed",
+            Reason::Superseded => "Superseded",
+            Reason::CessationOfOperation => "Cessation of operation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.key() == s)
+    }
+
+    pub fn rcgen(self) -> rcgen::RevocationReason {
+        match self {
+            Reason::Unspecified => rcgen::RevocationReason::Unspecified,
+            Reason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+            Reason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+            Reason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+            Reason::Superseded => rcgen::RevocationReason::Superseded,
+            Reason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+        }
+    }
+}
+
+/// Errors of the cryptography, phrased for the person who sent the input.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<PkiError> for crate::error::AppError {
+    fn from(e: PkiError) -> Self {
+        match e {
+            PkiError::BadInput(m) => crate::error::AppError::BadRequest(m),
+            PkiError::Internal(m) => crate::error::AppError::Internal(m),
+        }
+    }
+}
+
+pub(crate) fn to_offset(t: chrono::NaiveDateTime) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t.and_utc().timestamp())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+pub(crate) fn from_asn1(t: x509_parser::time::ASN1Time) -> chrono::NaiveDateTime {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0)
+        .map(|d| d.naive_utc())
+        .unwrap_or_default()
+}
+
+/// Upper-case hex of a serial number's bytes, without leading zero bytes.
+pub fn serial_hex(bytes: &[u8]) -> String {
+    let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {
+        Some(i) => &bytes[i..],
+        None => &[0],
+    };
+    hex::encode_upper(trimmed)
+}
+
+/// 128 random bits, positive and of fixed length, as DER integer content.
+pub fn random_serial() -> Vec<u8> {
+    let mut b = [0u8; 16];
+    rand::fill(&mut b[..]);
+    b[0] = (b[0] & 0x7f) | 0x40;
+    b.to_vec()
+}

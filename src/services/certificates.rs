@@ -1,0 +1,125 @@
+//! Certificates in the console: list, details, revocation of one or of a host's all.
+
+use chrono::NaiveDateTime;
+
+use super::audit::{self, Event};
+use super::tokens::require_change;
+use super::{Actor, Ctx};
+use crate::db;
+use crate::error::AppError;
+use crate::models::certificate::{CertFilter, Certificate};
+use crate::models::host::Host;
+use crate::pki::Reason;
+
+pub fn list(
+    ctx: &Ctx,
+    filter: &CertFilter,
+) -> Result<(Vec<Certificate>, i64, NaiveDateTime), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let now = db::now();
+    let (rows, total) = Certificate::list(&mut conn, filter, now)?;
+    Ok((rows, total, now))
+}
+
+pub fn details(ctx: &Ctx, serial: &str) -> Result<Certificate, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    Certificate::find_by_serial(&mut conn, &serial.to_ascii_uppercase())?.ok_or_else(|| {
+        AppError::NotFound(format!(
+            "there is no certificate with serial number {serial}"
+        ))
+    })
+}
+
+pub fn parse_reason(s: &str) -> Result<Reason, AppError> {
+    Reason::parse(s.trim()).ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "choose a revocation reason: {}",
+            Reason::ALL
+                .iter()
+                .map(|r| r.key())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+/// Revokes one certificate. Revoking a revoked certificate is a 409.
+pub fn revoke(
+    ctx: &Ctx,
+    actor: &Actor,
+    serial: &str,
+    reason: &str,
+) -> Result<Certificate, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "revoke", serial)?;
+    let reason = parse_reason(reason)?;
+    let serial = serial.to_ascii_uppercase();
+    let cert = db::write_tx(&mut conn, |c| {
+        let cert = Certificate::find_by_serial(c, &serial)?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "there is no certificate with serial number {serial}"
+            ))
+        })?;
+        if !Certificate::revoke(c, &serial, reason.key(), &actor.username, db::now())? {
+            return Err(AppError::Conflict(format!(
+                "certificate {serial} is already revoked"
+            )));
+        }
+        audit::record(
+            c,
+            &Event::new(audit::CERT, "revoke", &actor.username, &serial)
+                .describe(format!(
+                    "certificate {serial} of {} (host ID {}) revoked",
+                    cert.primary_name(),
+                    cert.host_id
+                ))
+                .reason(reason.label()),
+        )?;
+        Ok(Certificate::find_by_serial(c, &serial)?.unwrap_or(cert))
+    })?;
+    super::pki::rebuild_crl_after_revocation(ctx);
+    Ok(cert)
+}
+
+/// Revokes every certificate of a host that is not revoked yet; returns how many.
+pub fn revoke_host(
+    ctx: &Ctx,
+    actor: &Actor,
+    host_id: &str,
+    reason: &str,
+) -> Result<usize, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require_change(&mut conn, actor, "revoke_host", host_id)?;
+    let reason = parse_reason(reason)?;
+    let n = db::write_tx(&mut conn, |c| {
+        let host = Host::find_by_host_id(c, host_id)?.ok_or_else(|| {
+            AppError::NotFound(format!("there is no host with host ID {host_id}"))
+        })?;
+        let now = db::now();
+        let mut n = 0;
+        for serial in Certificate::unrevoked_serials(c, host_id)? {
+            if Certificate::revoke(c, &serial, reason.key(), &actor.username, now)? {
+                n += 1;
+            }
+        }
+        audit::record(
+            c,
+            &Event::new(
+                audit::CERT,
+                "revoke_host",
+                &actor.username,
+                &host.primary_name,
+            )
+            .describe(format!(
+                "{n} certificates of {} (host ID {host_id}) revoked",
+                host.primary_name
+            ))
+            .reason(reason.label()),
+        )?;
+        Ok(n)
+    })?;
+    if n > 0 {
+        super::pki::rebuild_crl_after_revocation(ctx);
+    }
+    Ok(n)
+}

@@ -1,0 +1,371 @@
+//! Hosts get certificates: enrollment (with a token or by the security level) and renewal.
+
+use std::net::{IpAddr, ToSocketAddrs};
+
+use chrono::NaiveDateTime;
+
+use super::audit::{self, Event};
+use super::{hosts, tokens, Ctx};
+use crate::db::{self, DbConn};
+use crate::error::AppError;
+use crate::models::certificate::{Certificate, NewCertificate};
+use crate::models::host::Host;
+use crate::models::host_mapping::{HostMapping, APPROVED};
+use crate::models::settings::Settings;
+use crate::models::token::{Token, KIND_REISSUE};
+use crate::pki::csr::{self, VerifiedCsr};
+use crate::pki::issue::{self, LeafRequest};
+use crate::pki::Reason;
+use crate::token_value;
+
+pub struct EnrollRequest {
+    pub hostname: String,
+    pub csr: String,
+    pub token: Option<String>,
+    /// The address the request came from (for security level medium).
+    pub peer: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Enrolled {
+    pub host_id: String,
+    pub serial: String,
+    pub certificate: String,
+    pub ca_certificate: String,
+    pub not_after: NaiveDateTime,
+}
+
+/// The outcome inside the transaction: the certificate and whether older ones were revoked.
+struct Issued {
+    enrolled: Enrolled,
+    revoked_any: bool,
+}
+
+const NEEDS_REISSUE: &str = "renew it while its certificate is active (POST /api/v1/certificates/renew), or ask an administrator for a reissue token";
+
+pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let shown: String = req.hostname.trim().chars().take(80).collect();
+    let result = (|| {
+        let hostname = hosts::normalize_hostname(&req.hostname).map_err(AppError::BadRequest)?;
+        let csr = csr::verify_pem(&req.csr)?;
+        let token = req
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        db::write_tx(&mut conn, |c| {
+            enroll_in(ctx, c, &hostname, &csr, token, req.peer)
+        })
+    })();
+    finish(ctx, &mut conn, result, "request", &shown)
+}
+
+/// Audits a refusal in its own transaction, or rebuilds the CRL after a supersession.
+fn finish(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    result: Result<Issued, AppError>,
+    action: &'static str,
+    target: &str,
+) -> Result<Enrolled, AppError> {
+    match result {
+        Ok(issued) => {
+            if issued.revoked_any {
+                super::pki::rebuild_crl_after_revocation(ctx);
+            }
+            Ok(issued.enrolled)
+        }
+        Err(e) => {
+            if e.status().is_client_error() {
+                audit::record_alone(
+                    conn,
+                    &Event::new(audit::CERT, action, target, target)
+                        .describe(format!(
+                            "certificate request refused ({}): {e}",
+                            e.status().as_u16()
+                        ))
+                        .failed(),
+                )?;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn has_had_certificate(c: &mut DbConn, host: &Host) -> Result<bool, AppError> {
+    Ok(Certificate::host_has_any(c, &host.host_id)?)
+}
+
+fn enroll_in(
+    ctx: &Ctx,
+    c: &mut DbConn,
+    hostname: &str,
+    csr: &VerifiedCsr,
+    token: Option<&str>,
+    peer: Option<IpAddr>,
+) -> Result<Issued, AppError> {
+    let now = db::now();
+    let settings = Settings::load(c)?;
+    let known = hosts::find_by_name(c, hostname)?;
+    let (host, how, token_name, supersede) = match token {
+        Some(value) => {
+            let canonical = token_value::canonical(value).ok_or_else(|| {
+                AppError::Unprocessable(
+                    "the token is not a valid token value (24 characters like K7QF-3MZT-...)"
+                        .into(),
+                )
+            })?;
+            let found = Token::find_by_digest(c, &ctx.token_key.digest(&canonical))?;
+            match found {
+                Some(t) if t.kind == KIND_REISSUE => {
+                    let host = known
+                        .filter(|h| t.host_id.as_deref() == Some(h.host_id.as_str()))
+                        .ok_or_else(|| {
+                            AppError::Unprocessable(format!(
+                                "the reissue token {} belongs to another host: {hostname} is not that host's primary name or an approved mapping",
+                                t.name
+                            ))
+                        })?;
+                    tokens::consume_in(ctx, c, value, hostname)?;
+                    (
+                        host,
+                        format!("reissue token {}", t.name),
+                        Some(t.name),
+                        true,
+                    )
+                }
+                _ => {
+                    if let Some(h) = &known {
+                        if has_had_certificate(c, h)? {
+                            return Err(AppError::Conflict(format!(
+                                "{hostname} (host ID {}) has already been issued a certificate, so an authorization token cannot give it another: {NEEDS_REISSUE}",
+                                h.host_id
+                            )));
+                        }
+                    }
+                    let t = tokens::consume_in(ctx, c, value, hostname)?;
+                    let host = match known {
+                        Some(h) => h,
+                        None => hosts::create(c, hostname, "enrollment", now)?,
+                    };
+                    (
+                        host,
+                        format!("authorization token {}", t.name),
+                        Some(t.name),
+                        false,
+                    )
+                }
+            }
+        }
+        None => {
+            let window_open = |h: &Host| h.auto_reissue_until.is_some_and(|u| u > now);
+            match known {
+                Some(h) if window_open(&h) => (h, "the host's auto-reissue window".to_string(), None, true),
+                Some(h) if has_had_certificate(c, &h)? => {
+                    return Err(AppError::Conflict(format!(
+                        "{hostname} (host ID {}) has already been issued a certificate: {NEEDS_REISSUE}",
+                        h.host_id
+                    )))
+                }
+                known => match settings.security_level.as_str() {
+                    "very_high" => {
+                        return Err(AppError::Unauthorized(
+                            "the security level is very high: every certificate request needs a token".into(),
+                        ))
+                    }
+                    "medium" => match known {
+                        Some(h) => (h, "security level medium (known host)".to_string(), None, false),
+                        None if resolves_to(hostname, peer) => (
+                            hosts::create(c, hostname, "enrollment", now)?,
+                            "security level medium (name resolves to the requesting address)".to_string(),
+                            None,
+                            false,
+                        ),
+                        None => {
+                            return Err(AppError::Unauthorized(format!(
+                                "a token is required: {hostname} is not a known host and does not resolve to the address this request came from"
+                            )))
+                        }
+                    },
+                    _ => match known {
+                        Some(h) => (h, "security level high (known host)".to_string(), None, false),
+                        None => {
+                            return Err(AppError::Unauthorized(format!(
+                                "a token is required: {hostname} is not a known host at security level high"
+                            )))
+                        }
+                    },
+                },
+            }
+        }
+    };
+    let mut revoked_any = false;
+    if supersede {
+        for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
+            revoked_any |=
+                Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
+        }
+    }
+    let names = certificate_names(c, &host, hostname, csr)?;
+    let enrolled = issue_and_store(
+        ctx,
+        c,
+        &host,
+        &names,
+        csr,
+        token_name.as_deref(),
+        &settings,
+        now,
+    )?;
+    audit::record(
+        c,
+        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(format!(
+            "certificate {} issued to {hostname} (host ID {}) via {how}",
+            enrolled.serial, host.host_id
+        )),
+    )?;
+    Ok(Issued {
+        enrolled,
+        revoked_any,
+    })
+}
+
+/// The names a certificate carries: the requested one first, then any other name the CSR
+/// asks for that is an approved mapping of this host. Nothing pending or rejected.
+fn certificate_names(
+    c: &mut DbConn,
+    host: &Host,
+    requested: &str,
+    csr: &VerifiedCsr,
+) -> Result<Vec<String>, AppError> {
+    let mut names = vec![requested.to_string()];
+    if csr.dns_names.iter().any(|n| n != requested) {
+        let approved: Vec<String> = HostMapping::for_host(c, &host.host_id)?
+            .into_iter()
+            .filter(|m| m.state == APPROVED)
+            .map(|m| m.name)
+            .collect();
+        for n in &csr.dns_names {
+            if approved.contains(n) && !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    Ok(names)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn issue_and_store(
+    ctx: &Ctx,
+    c: &mut DbConn,
+    host: &Host,
+    names: &[String],
+    csr: &VerifiedCsr,
+    token_name: Option<&str>,
+    settings: &Settings,
+    now: NaiveDateTime,
+) -> Result<Enrolled, AppError> {
+    let cert = issue::issue(
+        &ctx.pki.ca,
+        &LeafRequest {
+            names,
+            host_id: &host.host_id,
+            spki_der: &csr.spki_der,
+            validity_days: i64::from(settings.certificate_validity_days.clamp(1, 825)),
+            now,
+        },
+    )?;
+    Certificate::insert(
+        c,
+        &NewCertificate {
+            serial: &cert.serial,
+            host_id: &host.host_id,
+            subject: &cert.subject,
+            names: &names.join(","),
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            fingerprint_sha256: &cert.sha256,
+            pem: &cert.pem,
+            token_name,
+            created_at: now,
+        },
+    )?;
+    Ok(Enrolled {
+        host_id: host.host_id.clone(),
+        serial: cert.serial,
+        certificate: cert.pem,
+        ca_certificate: ctx.pki.ca.cert_pem.clone(),
+        not_after: cert.not_after,
+    })
+}
+
+fn resolves_to(hostname: &str, peer: Option<IpAddr>) -> bool {
+    let Some(peer) = peer else { return false };
+    match (hostname, 0u16).to_socket_addrs() {
+        Ok(addrs) => addrs.into_iter().any(|a| a.ip() == peer),
+        Err(_) => false,
+    }
+}
+
+/// Renewal: the host proves it holds the key of its active certificate by sending a CSR
+/// for that same key. The new certificate supersedes the old one.
+pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let shown: String = host_id.trim().chars().take(80).collect();
+    let result = (|| {
+        let host_id = host_id.trim().to_ascii_lowercase();
+        if !hosts::is_host_id(&host_id) {
+            return Err(AppError::BadRequest(format!(
+                "'{shown}' is not a host ID (a UUID)"
+            )));
+        }
+        let csr = csr::verify_pem(csr_pem)?;
+        db::write_tx(&mut conn, |c| {
+            let now = db::now();
+            let host = Host::find_by_host_id(c, &host_id)?.ok_or_else(|| {
+                AppError::NotFound(format!("there is no host with host ID {host_id}"))
+            })?;
+            let active = Certificate::active_for_host(c, &host_id, now)?.ok_or_else(|| {
+                AppError::Conflict(format!(
+                    "{} has no active certificate to renew (it was revoked or has expired): ask an administrator for a reissue token",
+                    host.primary_name
+                ))
+            })?;
+            if !same_key(&active.pem, &csr.spki_der) {
+                return Err(AppError::Forbidden(
+                    "the CSR is not for the key of the host's active certificate: renewal needs the same key".into(),
+                ));
+            }
+            let settings = Settings::load(c)?;
+            Certificate::revoke(c, &active.serial, Reason::Superseded.key(), "renewal", now)?;
+            let names: Vec<String> = active.names.split(',').map(str::to_string).collect();
+            let enrolled = issue_and_store(ctx, c, &host, &names, &csr, None, &settings, now)?;
+            audit::record(
+                c,
+                &Event::new(audit::CERT, "renew", &host.primary_name, &enrolled.serial).describe(
+                    format!(
+                        "certificate {} renewed as {} for {} (host ID {})",
+                        active.serial, enrolled.serial, host.primary_name, host.host_id
+                    ),
+                ),
+            )?;
+            Ok(Issued {
+                enrolled,
+                revoked_any: true,
+            })
+        })
+    })();
+    finish(ctx, &mut conn, result, "renew", &shown)
+}
+
+fn same_key(cert_pem: &str, spki_der: &[u8]) -> bool {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, x509)) = x509_parser::certificate::X509Certificate::from_der(&pem.contents) else {
+        return false;
+    };
+    x509.public_key().raw == spki_der
+}

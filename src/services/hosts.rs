@@ -1,0 +1,174 @@
+//! Hosts: their names, host IDs and mappings.
+
+use super::audit::{self, Event};
+use crate::db::DbConn;
+use crate::error::AppError;
+use crate::models::certificate::Certificate;
+use crate::models::host::{Host, NewHost};
+use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED};
+
+/// A host name as it goes into a certificate: lower case, no trailing dot, RFC 1123 labels.
+pub fn normalize_hostname(input: &str) -> Result<String, String> {
+    let name = input.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    if name.len() > 253 {
+        return Err("the host name is longer than 253 characters".into());
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(format!(
+                "'{}' is not a valid host name: use letters, digits and '-' in dot-separated labels",
+                input.trim().chars().take(80).collect::<String>()
+            ));
+        }
+    }
+    Ok(name)
+}
+
+/// Whether `s` looks like a host ID (a UUID).
+pub fn is_host_id(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+/// The one host that owns `name` as its primary name or an approved mapping. A name
+/// mapped to several hosts is a conflict an administrator must resolve.
+pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<Host>, AppError> {
+    let mut found = Host::find_by_approved_name(conn, name)?;
+    if found.is_empty() {
+        return Ok(Host::find_by_primary_name(conn, name)?);
+    }
+    if found.len() > 1 {
+        let ids: Vec<_> = found.iter().map(|h| h.host_id.as_str()).collect();
+        return Err(AppError::Conflict(format!(
+            "the name {name} is mapped to several hosts ({}); an administrator must resolve the conflict",
+            ids.join(", ")
+        )));
+    }
+    Ok(found.pop())
+}
+
+/// A new host with a new host ID and its primary name as an approved mapping.
+pub fn create(
+    conn: &mut DbConn,
+    name: &str,
+    actor: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<Host, AppError> {
+    let host_id = uuid::Uuid::new_v4().to_string();
+    Host::insert(
+        conn,
+        &NewHost {
+            host_id: &host_id,
+            primary_name: name,
+            created_at: now,
+            created_by: actor,
+        },
+    )?;
+    HostMapping::insert(
+        conn,
+        &NewHostMapping {
+            host_id: &host_id,
+            name,
+            state: APPROVED,
+            source: "auto",
+            created_at: now,
+        },
+    )?;
+    audit::record(
+        conn,
+        &Event::new(audit::HOST, "create", actor, name)
+            .describe(format!("host {name} registered with host ID {host_id}")),
+    )?;
+    Host::find_by_host_id(conn, &host_id)?.ok_or_else(|| AppError::Internal("host vanished".into()))
+}
+
+/// A host named by its host ID or primary name, as a reissue token must be. An alias is
+/// refused with the primary name to use instead.
+pub fn resolve_for_reissue(conn: &mut DbConn, key: &str) -> Result<Host, AppError> {
+    let key = key.trim();
+    if is_host_id(key) {
+        if let Some(h) = Host::find_by_host_id(conn, &key.to_ascii_lowercase())? {
+            return Ok(h);
+        }
+    }
+    let name = normalize_hostname(key).map_err(AppError::BadRequest)?;
+    if let Some(h) = Host::find_by_primary_name(conn, &name)? {
+        return Ok(h);
+    }
+    let aliases = HostMapping::by_name(conn, &name)?;
+    if let Some(m) = aliases.first() {
+        let primary = Host::find_by_host_id(conn, &m.host_id)?
+            .map(|h| h.primary_name)
+            .unwrap_or_default();
+        return Err(AppError::Unprocessable(format!(
+            "{name} is an alias (a host name mapping) of host {primary} ({}); create the reissue token for the primary name {primary} or its host ID",
+            m.host_id
+        )));
+    }
+    Err(AppError::NotFound(format!("there is no host {key}")))
+}
+
+/// What the host page shows.
+pub struct HostDetails {
+    pub host: Host,
+    pub mappings: Vec<HostMapping>,
+    pub certificates: Vec<Certificate>,
+}
+
+pub fn details(conn: &mut DbConn, host_id: &str) -> Result<HostDetails, AppError> {
+    let host = Host::find_by_host_id(conn, host_id)?
+        .ok_or_else(|| AppError::NotFound(format!("there is no host with host ID {host_id}")))?;
+    Ok(HostDetails {
+        mappings: HostMapping::for_host(conn, &host.host_id)?,
+        certificates: Certificate::for_host(conn, &host.host_id)?,
+        host,
+    })
+}
+
+pub fn list(
+    ctx: &super::Ctx,
+    q: &str,
+    by_created: bool,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<Host>, i64), AppError> {
+    let mut conn = crate::db::get(&ctx.pool)?;
+    Ok(Host::list(
+        &mut conn, q, by_created, descending, offset, limit,
+    )?)
+}
+
+pub fn details_of(ctx: &super::Ctx, host_id: &str) -> Result<HostDetails, AppError> {
+    let mut conn = crate::db::get(&ctx.pool)?;
+    details(&mut conn, host_id)
+}
+
+/// Registers a host by name before it asks for a certificate: at security level high a
+/// known host may enroll without a token.
+pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, AppError> {
+    let mut conn = crate::db::get(&ctx.pool)?;
+    super::tokens::require_change(&mut conn, actor, "add_host", name)?;
+    let name = normalize_hostname(name).map_err(AppError::BadRequest)?;
+    crate::db::write_tx(&mut conn, |c| {
+        if let Some(h) = find_by_name(c, &name)? {
+            return Err(AppError::Conflict(format!(
+                "{name} is already a host (host ID {})",
+                h.host_id
+            )));
+        }
+        if !HostMapping::by_name(c, &name)?.is_empty() {
+            return Err(AppError::Conflict(format!(
+                "{name} is already a host name mapping of another host"
+            )));
+        }
+        create(c, &name, &actor.username, crate::db::now())
+    })
+}

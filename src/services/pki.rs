@@ -1,0 +1,130 @@
+//! The CA as the running server holds it: loaded or created at start, and the CRL,
+//! rebuilt after each revocation and hourly, served from memory.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::Ctx;
+use crate::db::{self, DbConn};
+use crate::error::AppError;
+use crate::models::certificate::Certificate;
+use crate::models::settings::Settings;
+use crate::pki::ca::{self, Ca};
+use crate::pki::crl::{self, RevokedEntry, SignedCrl};
+use crate::pki::Reason;
+
+pub struct PkiState {
+    pub ca: Ca,
+    crl: RwLock<Arc<SignedCrl>>,
+    rebuilding: Mutex<()>,
+}
+
+impl PkiState {
+    pub fn crl(&self) -> Arc<SignedCrl> {
+        self.crl
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+}
+
+/// Loads the CA of this data directory, or creates it on the first start. A database
+/// that already belongs to a CA never gets a second one: a missing or broken CA file is an
+/// error that says what to restore.
+pub fn load_or_create_ca(
+    conn: &mut DbConn,
+    dir: &Path,
+    name: Option<&str>,
+) -> Result<Ca, AppError> {
+    let settings = Settings::load(conn)?;
+    let files_exist = ca::cert_path(dir).exists() || ca::key_path(dir).exists();
+    if !settings.ca_fingerprint.is_empty() || files_exist {
+        let ca = Ca::load(dir).map_err(|e| {
+            AppError::Internal(format!(
+                "{e}. This database belongs to the CA with SHA-256 fingerprint {}; restore {} and {} \
+                 from a backup of the data directory. hostca will not create a second CA.",
+                if settings.ca_fingerprint.is_empty() { "(unrecorded)" } else { &settings.ca_fingerprint },
+                ca::cert_path(dir).display(),
+                ca::key_path(dir).display()
+            ))
+        })?;
+        if settings.ca_fingerprint.is_empty() {
+            Settings::set_ca_fingerprint(conn, &ca.sha256)?;
+        } else if settings.ca_fingerprint != ca.sha256 {
+            return Err(AppError::Internal(format!(
+                "the CA in {} (SHA-256 {}) is not the CA of this database (SHA-256 {}); restore the matching ca.pem and ca.key",
+                dir.display(),
+                ca.sha256,
+                settings.ca_fingerprint
+            )));
+        }
+        return Ok(ca);
+    }
+    let default_name;
+    let name = match name {
+        Some(n) if !n.trim().is_empty() => n,
+        _ => {
+            let mut b = [0u8; 3];
+            rand::fill(&mut b[..]);
+            default_name = format!("CN=hostca CA {}", hex::encode_upper(b));
+            &default_name
+        }
+    };
+    let ca = Ca::create(name, db::now())?;
+    ca.save(dir)?;
+    db::write_tx(conn, |c| {
+        Settings::set_ca_fingerprint(c, &ca.sha256)?;
+        super::audit::record(
+            c,
+            &super::audit::Event::new(super::audit::SEC_CONFIG, "create_ca", "system", &ca.subject)
+                .describe(format!("root CA created, SHA-256 {}", ca.sha256)),
+        )
+    })?;
+    Ok(ca)
+}
+
+fn signed_crl(conn: &mut DbConn, ca: &Ca) -> Result<SignedCrl, AppError> {
+    let now = db::now();
+    db::write_tx(conn, |c| {
+        let number = Settings::next_crl_number(c)?;
+        let entries = Certificate::revoked_unexpired(c, now)?
+            .into_iter()
+            .map(|(serial_hex, at, reason)| RevokedEntry {
+                serial_hex,
+                revoked_at: at.unwrap_or(now),
+                reason: reason
+                    .as_deref()
+                    .and_then(Reason::parse)
+                    .unwrap_or(Reason::Unspecified),
+            })
+            .collect::<Vec<_>>();
+        Ok(crl::build(ca, number, &entries, now)?)
+    })
+}
+
+pub fn start(conn: &mut DbConn, ca: Ca) -> Result<PkiState, AppError> {
+    let crl = signed_crl(conn, &ca)?;
+    Ok(PkiState {
+        ca,
+        crl: RwLock::new(Arc::new(crl)),
+        rebuilding: Mutex::new(()),
+    })
+}
+
+/// Signs a new CRL from the database and serves it from then on.
+pub fn rebuild_crl(ctx: &Ctx) -> Result<(), AppError> {
+    let _one_at_a_time = ctx.pki.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+    let mut conn = db::get(&ctx.pool)?;
+    let crl = signed_crl(&mut conn, &ctx.pki.ca)?;
+    if let Ok(mut slot) = ctx.pki.crl.write() {
+        *slot = Arc::new(crl);
+    }
+    Ok(())
+}
+
+/// After a revocation has committed: a failure here leaves the hourly rebuild to catch up.
+pub fn rebuild_crl_after_revocation(ctx: &Ctx) {
+    if let Err(e) = rebuild_crl(ctx) {
+        log::error!("the CRL could not be rebuilt after a revocation: {e}");
+    }
+}

@@ -1,0 +1,246 @@
+//! Security > Certificates: list, details with PEM, revocation.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use chrono::NaiveDateTime;
+use serde::Deserialize;
+
+use super::auth::{Auth, Form};
+use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
+use super::view::{self, Page, When};
+use crate::error::AppError;
+use crate::models::certificate::{CertFilter, CertSort, CertStatus, Certificate};
+use crate::pki::Reason;
+use crate::services::certificates as svc;
+use crate::services::Ctx;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/security/certificates", web::get().to(list))
+        .route("/security/certificates/{serial}", web::get().to(details))
+        .route(
+            "/security/certificates/{serial}/pem",
+            web::get().to(download),
+        )
+        .route(
+            "/security/certificates/{serial}/revoke",
+            web::post().to(revoke),
+        );
+}
+
+/// A certificate as the pages show it.
+pub struct CertView {
+    pub serial: String,
+    pub host_id: String,
+    pub host_name: String,
+    pub names: Vec<String>,
+    pub subject: String,
+    pub status_key: &'static str,
+    pub status_label: &'static str,
+    pub not_before: When,
+    pub not_after: When,
+    pub revoked_at: Option<When>,
+    pub revocation_reason: String,
+    pub revoked_by: String,
+    pub token_name: String,
+    pub sha256: String,
+    pub can_revoke: bool,
+}
+
+impl CertView {
+    pub fn of(c: &Certificate, now: NaiveDateTime) -> CertView {
+        let status = c.status(now);
+        CertView {
+            serial: c.serial.clone(),
+            host_id: c.host_id.clone(),
+            host_name: c.primary_name().to_string(),
+            names: c.names.split(',').map(str::to_string).collect(),
+            subject: c.subject.clone(),
+            status_key: status.key(),
+            status_label: status.label(),
+            not_before: When::of(c.not_before, now),
+            not_after: When::of(c.not_after, now),
+            revoked_at: When::maybe(c.revoked_at, now),
+            revocation_reason: c
+                .revocation_reason
+                .as_deref()
+                .and_then(Reason::parse)
+                .map(|r| r.label().to_string())
+                .unwrap_or_default(),
+            revoked_by: c.revoked_by.clone().unwrap_or_default(),
+            token_name: c.token_name.clone().unwrap_or_default(),
+            sha256: c.fingerprint_sha256.clone(),
+            can_revoke: c.revoked_at.is_none(),
+        }
+    }
+}
+
+/// The revocation reasons for a form's `<select>`.
+pub fn reasons() -> Vec<(&'static str, &'static str)> {
+    Reason::ALL.iter().map(|r| (r.key(), r.label())).collect()
+}
+
+#[derive(Deserialize, Default)]
+pub struct StatusQuery {
+    status: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "certificates/list.html")]
+struct ListPage {
+    page: Page,
+    rows: Vec<CertView>,
+    list: Listing,
+    reasons: Vec<(&'static str, &'static str)>,
+}
+
+const SORTS: &[&str] = &["host", "serial", "issued", "expires"];
+
+async fn list(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    query: web::Query<ListQuery>,
+    status: web::Query<StatusQuery>,
+) -> Result<HttpResponse, AppError> {
+    let paging = listing::parse(&query, "issued", SORTS)?;
+    let status = match status.status.as_deref().unwrap_or("") {
+        "" | "all" => None,
+        s => Some(CertStatus::parse(s).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "unknown status '{s}': use active, revoked, expired or superseded"
+            ))
+        })?),
+    };
+    let filter = CertFilter {
+        q: paging.q.clone(),
+        status,
+        sort: CertSort::parse(&paging.sort).unwrap_or(CertSort::Issued),
+        descending: paging.descending,
+        offset: paging.offset(),
+        limit: PAGE_SIZE,
+    };
+    let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
+    let key = status.map(|s| s.key().to_string()).unwrap_or_default();
+    view::ok(&ListPage {
+        page: auth.page("Certificates", "certificates"),
+        list: Listing::new(
+            "/security/certificates",
+            &paging,
+            "status",
+            key,
+            total,
+            rows.len(),
+        ),
+        rows: rows.iter().map(|c| CertView::of(c, now)).collect(),
+        reasons: reasons(),
+    })
+}
+
+/// What the details page reads from the certificate itself.
+struct Parsed {
+    issuer: String,
+    key_algorithm: String,
+    sha1: String,
+}
+
+fn parse_pem(pem: &str) -> Parsed {
+    use x509_parser::prelude::FromDer;
+    let unknown = || Parsed {
+        issuer: String::new(),
+        key_algorithm: "unknown".into(),
+        sha1: String::new(),
+    };
+    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
+        return unknown();
+    };
+    let Ok((_, x)) = x509_parser::certificate::X509Certificate::from_der(&p.contents) else {
+        return unknown();
+    };
+    let key_algorithm = match x.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::EC(ec)) => format!("ECDSA ({} bits)", ec.key_size()),
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+            format!("RSA ({} bits)", rsa.key_size())
+        }
+        Ok(_) => x.public_key().algorithm.algorithm.to_id_string(),
+        Err(_) => "unknown".into(),
+    };
+    Parsed {
+        issuer: x.issuer().to_string(),
+        key_algorithm,
+        sha1: crate::pki::sha1_fingerprint(&p.contents),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "certificates/details.html")]
+struct DetailsPage {
+    page: Page,
+    c: CertView,
+    issuer: String,
+    key_algorithm: String,
+    sha1: String,
+    pem: String,
+    reasons: Vec<(&'static str, &'static str)>,
+}
+
+async fn details(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    serial: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let serial = serial.into_inner();
+    let cert = web::block(move || svc::details(&ctx, &serial)).await??;
+    let parsed = parse_pem(&cert.pem);
+    view::ok(&DetailsPage {
+        page: auth.page(&format!("Certificate {}", cert.serial), "certificates"),
+        c: CertView::of(&cert, crate::db::now()),
+        issuer: parsed.issuer,
+        key_algorithm: parsed.key_algorithm,
+        sha1: parsed.sha1,
+        pem: cert.pem,
+        reasons: reasons(),
+    })
+}
+
+async fn download(
+    _auth: Auth,
+    ctx: web::Data<Ctx>,
+    serial: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let serial = serial.into_inner();
+    let cert = web::block(move || svc::details(&ctx, &serial)).await??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{}.pem\"", cert.serial),
+        ))
+        .body(cert.pem))
+}
+
+async fn revoke(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    serial: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let serial = serial.into_inner();
+    let reason = form.text("reason");
+    let actor = auth.actor();
+    let cert = web::block(move || svc::revoke(&ctx, &actor, &serial, &reason)).await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!(
+            "Certificate {} of {} revoked. The CRL has been republished.",
+            cert.serial,
+            cert.primary_name()
+        ),
+    );
+    let back = match form.get("return_to") {
+        Some(p) if p.starts_with("/security/") && p.chars().all(|c| c.is_ascii_graphic()) => {
+            p.to_string()
+        }
+        _ => format!("/security/certificates/{}", cert.serial),
+    };
+    Ok(view::redirect(&back))
+}

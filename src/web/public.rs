@@ -1,0 +1,35 @@
+//! What anyone may fetch: the CA certificate and the CRL.
+
+use actix_web::{web, HttpResponse};
+
+use crate::services::Ctx;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ca.pem", web::get().to(ca_pem))
+        .route("/crl", web::get().to(crl_der))
+        .route("/crl.pem", web::get().to(crl_pem));
+}
+
+async fn ca_pem(ctx: web::Data<Ctx>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .insert_header(("Content-Disposition", "inline; filename=\"ca.pem\""))
+        .body(ctx.pki.ca.cert_pem.clone())
+}
+
+async fn crl_der(ctx: web::Data<Ctx>) -> HttpResponse {
+    let crl = ctx.pki.crl();
+    HttpResponse::Ok()
+        .content_type("application/pkix-crl")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(crl.der.clone())
+}
+
+async fn crl_pem(ctx: web::Data<Ctx>) -> HttpResponse {
+    let crl = ctx.pki.crl();
+    HttpResponse::Ok()
+        .content_type("application/x-pem-file")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(crl.pem.clone())
+}
