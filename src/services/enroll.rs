@@ -61,6 +61,25 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
     finish(ctx, &mut conn, result, "request", &shown)
 }
 
+/// Records a request that was refused before it could be read (a malformed body).
+pub fn refuse(ctx: &Ctx, action: &'static str, error: AppError) -> AppError {
+    let audited = db::get(&ctx.pool).and_then(|mut conn| {
+        audit::record_alone(
+            &mut conn,
+            &Event::new(audit::CERT, action, "unknown", "unknown")
+                .describe(format!(
+                    "certificate request refused ({}): {error}",
+                    error.status().as_u16()
+                ))
+                .failed(),
+        )
+    });
+    match audited {
+        Ok(()) => error,
+        Err(e) => e,
+    }
+}
+
 /// Audits a refusal in its own transaction, or rebuilds the CRL after a supersession.
 fn finish(
     ctx: &Ctx,

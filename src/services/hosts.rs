@@ -122,9 +122,13 @@ pub struct HostDetails {
     pub certificates: Vec<Certificate>,
 }
 
-pub fn details(conn: &mut DbConn, host_id: &str) -> Result<HostDetails, AppError> {
-    let host = Host::find_by_host_id(conn, host_id)?
-        .ok_or_else(|| AppError::NotFound(format!("there is no host with host ID {host_id}")))?;
+/// A host's page data, by host ID or primary name.
+pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
+    let host = match Host::find_by_host_id(conn, key)? {
+        Some(h) => Some(h),
+        None => Host::find_by_primary_name(conn, &key.to_ascii_lowercase())?,
+    };
+    let host = host.ok_or_else(|| AppError::NotFound(format!("there is no host {key}")))?;
     Ok(HostDetails {
         mappings: HostMapping::for_host(conn, &host.host_id)?,
         certificates: Certificate::for_host(conn, &host.host_id)?,
@@ -146,9 +150,9 @@ pub fn list(
     )?)
 }
 
-pub fn details_of(ctx: &super::Ctx, host_id: &str) -> Result<HostDetails, AppError> {
+pub fn details_of(ctx: &super::Ctx, key: &str) -> Result<HostDetails, AppError> {
     let mut conn = crate::db::get(&ctx.pool)?;
-    details(&mut conn, host_id)
+    details(&mut conn, key)
 }
 
 /// Registers a host by name before it asks for a certificate: at security level high a

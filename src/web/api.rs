@@ -1,6 +1,5 @@
 //! The JSON API for hosts: enrollment and renewal.
 
-use actix_web::error::JsonPayloadError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -11,31 +10,9 @@ use crate::services::Ctx;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(super::BODY_LIMIT)
-                    .error_handler(json_error),
-            )
             .route("/certificates", web::post().to(request_certificate))
             .route("/certificates/renew", web::post().to(renew_certificate)),
     );
-}
-
-/// A body that is not the JSON we expect gets a JSON answer that says what was wrong.
-pub fn json_error(e: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let err = match &e {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            AppError::TooLarge
-        }
-        JsonPayloadError::ContentType => {
-            AppError::BadRequest("send the body as JSON with Content-Type: application/json".into())
-        }
-        JsonPayloadError::Deserialize(d) => {
-            AppError::BadRequest(format!("the JSON body is not valid: {d}"))
-        }
-        other => AppError::BadRequest(format!("the body could not be read: {other}")),
-    };
-    ApiError(err).into()
 }
 
 #[derive(Deserialize)]
@@ -71,12 +48,60 @@ fn created(e: Enrolled) -> HttpResponse {
     })
 }
 
+/// Reads a JSON body; a body that cannot be read is a refused request, and audited.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    ctx: &web::Data<Ctx>,
+    body: Result<web::Bytes, actix_web::Error>,
+    action: &'static str,
+) -> Result<T, ApiError> {
+    let content_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let parsed = match body {
+        Err(e)
+            if e.as_response_error().status_code()
+                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            Err(AppError::TooLarge)
+        }
+        Err(e) => Err(AppError::BadRequest(format!(
+            "the body could not be read: {e}"
+        ))),
+        Ok(body) => parse_json(content_type, &body),
+    };
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let ctx = ctx.clone();
+            Err(ApiError(
+                web::block(move || enroll::refuse(&ctx, action, e)).await?,
+            ))
+        }
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(
+    content_type: &str,
+    body: &[u8],
+) -> Result<T, AppError> {
+    if !content_type.starts_with("application/json") {
+        return Err(AppError::BadRequest(
+            "send the body as JSON with Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice::<T>(body)
+        .map_err(|e| AppError::BadRequest(format!("the JSON body is not valid: {e}")))
+}
+
 async fn request_certificate(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
-    body: web::Json<CertificateBody>,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body: CertificateBody = json_body(&req, &ctx, body, "request").await?;
     let request = EnrollRequest {
         hostname: body.hostname,
         csr: body.csr,

@@ -213,3 +213,125 @@ impl TestApp {
         hostca::db::get(&self.ctx.pool).unwrap()
     }
 }
+
+/// A key and CSR made by the `openssl` command line, with extensions openssl adds on
+/// request (including a CA:TRUE that the CA must ignore). Returns (key path, CSR PEM).
+pub fn openssl_csr(
+    dir: &std::path::Path,
+    label: &str,
+    cn: &str,
+    extra_sans: &[&str],
+) -> (PathBuf, String) {
+    let key = dir.join(format!("{label}.key"));
+    let csr = dir.join(format!("{label}.csr"));
+    let mut san = format!("subjectAltName=DNS:{cn}");
+    for s in extra_sans {
+        san.push_str(&format!(",DNS:{s}"));
+    }
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", &format!("/CN={cn}/O=Requested Org")])
+        .args(["-addext", &san])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=keyCertSign,digitalSignature"])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (key, std::fs::read_to_string(csr).unwrap())
+}
+
+/// A CSR for an existing key (renewal).
+pub fn openssl_csr_for_key(dir: &std::path::Path, key: &std::path::Path, cn: &str) -> String {
+    let csr = dir.join(format!("renew-{}.csr", uuid::Uuid::new_v4().simple()));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-new", "-key"])
+        .arg(key)
+        .arg("-out")
+        .arg(&csr)
+        .args(["-subj", &format!("/CN={cn}")])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(csr).unwrap()
+}
+
+/// Runs openssl with `args`; returns (success, stdout + stderr).
+pub fn openssl(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+impl TestApp {
+    /// POST /api/v1/certificates; returns (status, JSON body).
+    pub async fn enroll(
+        &self,
+        hostname: &str,
+        csr: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({"hostname": hostname, "csr": csr});
+        if let Some(t) = token {
+            body["token"] = serde_json::Value::String(t.to_string());
+        }
+        self.post_json("/api/v1/certificates", &body).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn set_security_level(&self, level: &str) {
+        use diesel::prelude::*;
+        use hostca::db::schema::settings;
+        diesel::update(settings::table)
+            .set(settings::security_level.eq(level))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.data_dir.clone()
+    }
+
+    pub fn scratch(&self) -> PathBuf {
+        let d = self._dir.path().join("scratch");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
