@@ -14,6 +14,7 @@ use actix_web::middleware::{DefaultHeaders, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
+use crate::db::group_commit::GroupWriter;
 use crate::error::AppError;
 use crate::services::{setup, Ctx};
 
@@ -43,10 +44,11 @@ impl Application {
             );
         }
         let ctx = Ctx {
-            pool: prepared.pool,
+            pool: prepared.pool.clone(),
             token_key: prepared.token_key,
             data_dir: config.data_dir.clone(),
             pki: Arc::new(prepared.pki),
+            writer: Arc::new(GroupWriter::start(prepared.pool.clone())),
         };
         spawn_hourly_crl(&ctx);
         let listener = TcpListener::bind(&config.listen)
@@ -114,11 +116,14 @@ fn spawn_hourly_crl(ctx: &Ctx) {
     let pool = ctx.pool.clone();
     let token_key = ctx.token_key.clone();
     let data_dir = ctx.data_dir.clone();
+    let writer = Arc::downgrade(&ctx.writer);
     std::thread::spawn(move || {
         let mut last = Instant::now();
         loop {
             std::thread::sleep(Duration::from_secs(5));
-            let Some(pki) = weak.upgrade() else { return };
+            let (Some(pki), Some(writer)) = (weak.upgrade(), writer.upgrade()) else {
+                return;
+            };
             if last.elapsed() < Duration::from_secs(3600) {
                 continue;
             }
@@ -128,6 +133,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                 token_key: token_key.clone(),
                 data_dir: data_dir.clone(),
                 pki,
+                writer,
             };
             if let Err(e) = crate::services::pki::rebuild_crl(&ctx) {
                 log::error!("hourly CRL rebuild failed: {e}");

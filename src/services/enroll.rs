@@ -44,7 +44,6 @@ struct Issued {
 const NEEDS_REISSUE: &str = "renew it while its certificate is active (POST /api/v1/certificates/renew), or ask an administrator for a reissue token";
 
 pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
     let shown: String = req.hostname.trim().chars().take(80).collect();
     let result = (|| {
         let hostname = hosts::normalize_hostname(&req.hostname).map_err(AppError::BadRequest)?;
@@ -53,12 +52,13 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
             .token
             .as_deref()
             .map(str::trim)
-            .filter(|t| !t.is_empty());
-        db::write_tx(&mut conn, |c| {
-            enroll_in(ctx, c, &hostname, &csr, token, req.peer)
-        })
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        let (job_ctx, peer) = (ctx.clone(), req.peer);
+        ctx.writer
+            .write(move |c| enroll_in(&job_ctx, c, &hostname, &csr, token.as_deref(), peer))
     })();
-    finish(ctx, &mut conn, result, "request", &shown)
+    finish(ctx, result, "request", &shown)
 }
 
 /// Records a request that was refused before it could be read (a malformed body).
@@ -83,7 +83,6 @@ pub fn refuse(ctx: &Ctx, action: &'static str, error: AppError) -> AppError {
 /// Audits a refusal in its own transaction, or rebuilds the CRL after a supersession.
 fn finish(
     ctx: &Ctx,
-    conn: &mut DbConn,
     result: Result<Issued, AppError>,
     action: &'static str,
     target: &str,
@@ -98,7 +97,7 @@ fn finish(
         Err(e) => {
             if e.status().is_client_error() {
                 audit::record_alone(
-                    conn,
+                    &mut *db::get(&ctx.pool)?,
                     &Event::new(audit::CERT, action, target, target)
                         .describe(format!(
                             "certificate request refused ({}): {e}",
@@ -330,7 +329,6 @@ fn resolves_to(hostname: &str, peer: Option<IpAddr>) -> bool {
 /// Renewal: the host proves it holds the key of its active certificate by sending a CSR
 /// for that same key. The new certificate supersedes the old one.
 pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
     let shown: String = host_id.trim().chars().take(80).collect();
     let result = (|| {
         let host_id = host_id.trim().to_ascii_lowercase();
@@ -340,7 +338,9 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
             )));
         }
         let csr = csr::verify_pem(csr_pem)?;
-        db::write_tx(&mut conn, |c| {
+        let ctx2 = ctx.clone();
+        ctx.writer.write(move |c| {
+            let ctx = &ctx2;
             let now = db::now();
             let host = Host::find_by_host_id(c, &host_id)?.ok_or_else(|| {
                 AppError::NotFound(format!("there is no host with host ID {host_id}"))
@@ -375,7 +375,7 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
             })
         })
     })();
-    finish(ctx, &mut conn, result, "renew", &shown)
+    finish(ctx, result, "renew", &shown)
 }
 
 fn same_key(cert_pem: &str, spki_der: &[u8]) -> bool {

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub token_key: TokenKey,
     pub data_dir: PathBuf,
     pub pki: std::sync::Arc<pki::PkiState>,
+    /// Group commit for the hot write path (enrollment).
+    pub writer: std::sync::Arc<crate::db::group_commit::GroupWriter>,
 }
 
 /// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.
