@@ -686,3 +686,12 @@ async fn unknown_routes_and_huge_bodies_get_clear_errors() {
         .unwrap();
     assert!(matches!(status(&r), 400 | 403), "{}", status(&r));
 }
+
+#[tokio::test]
+async fn a_bookmarked_page_comes_back_after_login() {
+    let app = spawn_app().await;
+    let r = app.get("/security/tokens?state=active&sort=name").await;
+    assert_eq!(status(&r), 303);
+    let r = app.login_as("admin", ADMIN_PASSWORD).await;
+    assert_eq!(location(&r), "/security/tokens?state=active&sort=name");
+}

@@ -4,10 +4,13 @@ use actix_web::{web, HttpResponse};
 
 const STYLE: &str = include_str!("../../static/style.css");
 const SCRIPT: &str = include_str!("../../static/app.js");
+const ICON: &str = include_str!("../../static/favicon.svg");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/style.css", web::get().to(style))
-        .route("/static/app.js", web::get().to(script));
+        .route("/static/app.js", web::get().to(script))
+        .route("/static/favicon.svg", web::get().to(icon))
+        .route("/favicon.ico", web::get().to(icon));
 }
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {
@@ -23,4 +26,8 @@ async fn style() -> HttpResponse {
 
 async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+async fn icon() -> HttpResponse {
+    asset("image/svg+xml", ICON)
 }

@@ -17,6 +17,7 @@ const USER_ID: &str = "uid";
 const GENERATION: &str = "gen";
 const CSRF: &str = "csrf";
 const LOGIN_AT: &str = "login_at";
+const AFTER_LOGIN: &str = "after_login";
 
 /// A session lasts at most this long after login, however active it is.
 pub const SESSION_MAX_HOURS: i64 = 12;
@@ -95,34 +96,54 @@ impl FromRequest for Auth {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = req.get_session();
         let ctx = req.app_data::<web::Data<Ctx>>().cloned();
+        // Where to come back to after logging in: a bookmarked page stays bookmarked.
+        let wanted = (req.method() == actix_web::http::Method::GET)
+            .then(|| req.uri().path_and_query().map(|p| p.to_string()))
+            .flatten();
         Box::pin(async move {
-            let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
-            let uid = session.get::<i64>(USER_ID).ok().flatten();
-            let generation = session.get::<i64>(GENERATION).ok().flatten();
-            let login_at = session.get::<i64>(LOGIN_AT).ok().flatten().unwrap_or(0);
-            let (Some(uid), Some(generation)) = (uid, generation) else {
-                return Err(AppError::Unauthenticated);
-            };
-            if chrono::Utc::now().timestamp() - login_at > SESSION_MAX_HOURS * 3600 {
-                session.purge();
-                return Err(AppError::Unauthenticated);
+            let result = authenticate(session.clone(), ctx).await;
+            if let (Err(AppError::Unauthenticated), Some(path)) = (&result, wanted) {
+                let _ = session.insert(AFTER_LOGIN, path);
             }
-            let user = web::block(move || {
-                let mut conn = crate::db::get(&ctx.pool)?;
-                users::session_user(&mut conn, uid, generation)
-            })
-            .await??;
-            let Some(user) = user else {
-                session.purge();
-                return Err(AppError::Unauthenticated);
-            };
-            let csrf = csrf_token(&session);
-            Ok(Auth {
-                user,
-                session,
-                csrf,
-            })
+            result
         })
+    }
+}
+
+async fn authenticate(session: Session, ctx: Option<web::Data<Ctx>>) -> Result<Auth, AppError> {
+    let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
+    let uid = session.get::<i64>(USER_ID).ok().flatten();
+    let generation = session.get::<i64>(GENERATION).ok().flatten();
+    let login_at = session.get::<i64>(LOGIN_AT).ok().flatten().unwrap_or(0);
+    let (Some(uid), Some(generation)) = (uid, generation) else {
+        return Err(AppError::Unauthenticated);
+    };
+    if chrono::Utc::now().timestamp() - login_at > SESSION_MAX_HOURS * 3600 {
+        session.purge();
+        return Err(AppError::Unauthenticated);
+    }
+    let user = web::block(move || {
+        let mut conn = crate::db::get(&ctx.pool)?;
+        users::session_user(&mut conn, uid, generation)
+    })
+    .await??;
+    let Some(user) = user else {
+        session.purge();
+        return Err(AppError::Unauthenticated);
+    };
+    let csrf = csrf_token(&session);
+    Ok(Auth {
+        user,
+        session,
+        csrf,
+    })
+}
+
+/// The page to show after a login: the one that asked for it, if it is one of ours.
+pub fn after_login(session: &Session) -> String {
+    match session.get::<String>(AFTER_LOGIN).ok().flatten() {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/login") => p,
+        _ => "/security/tokens".to_string(),
     }
 }
 

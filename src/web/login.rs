@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::auth::{csrf_token, start_session, Form};
+use super::auth::{after_login, csrf_token, start_session, Form};
 use super::view::{self, take_flash, Page};
 use crate::error::AppError;
 use crate::services::{users, Ctx};
@@ -55,9 +55,10 @@ async fn submit(
     let result = web::block(move || users::login(&ctx, &name, &password, &from)).await?;
     match result {
         Ok(user) => {
+            let next = after_login(&session);
             start_session(&session, &user)?;
             view::flash(&session, "success", format!("Welcome, {}.", user.username));
-            Ok(view::redirect("/security/tokens"))
+            Ok(view::redirect(&next))
         }
         Err(AppError::Unauthorized(message)) => view::render(
             StatusCode::UNAUTHORIZED,
