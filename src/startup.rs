@@ -49,7 +49,13 @@ impl Application {
             data_dir: config.data_dir.clone(),
             pki: Arc::new(prepared.pki),
             writer: Arc::new(GroupWriter::start(prepared.pool.clone())),
+            tls: config.secure_cookies,
         };
+        if let Ok(mut conn) = crate::db::get(&ctx.pool) {
+            if let Err(e) = crate::services::audit::apply_retention(&mut conn) {
+                log::error!("audit retention failed: {e}");
+            }
+        }
         spawn_hourly_crl(&ctx);
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -116,6 +122,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
     let pool = ctx.pool.clone();
     let token_key = ctx.token_key.clone();
     let data_dir = ctx.data_dir.clone();
+    let tls = ctx.tls;
     let writer = Arc::downgrade(&ctx.writer);
     std::thread::spawn(move || {
         let mut last = Instant::now();
@@ -134,10 +141,9 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                 data_dir: data_dir.clone(),
                 pki,
                 writer,
+                tls,
             };
-            if let Err(e) = crate::services::pki::rebuild_crl(&ctx) {
-                log::error!("hourly CRL rebuild failed: {e}");
-            }
+            crate::services::maintenance::hourly(&ctx);
         }
     });
 }

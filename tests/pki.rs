@@ -32,6 +32,7 @@ async fn openssl_accepts_what_the_api_issues() {
     let app = spawn_app().await;
     app.login().await;
     let value = token(&app, "web", "1").await;
+    app.set_auto_map(false);
     let (_key, csr) = openssl_csr(
         &app.scratch(),
         "web01",
@@ -56,7 +57,7 @@ async fn openssl_accepts_what_the_api_issues() {
     assert!(text.contains(&format!("URI:urn:uuid:{host_id}")), "{text}");
     assert!(
         !text.contains("evil.example.com"),
-        "a name the host was not approved for is never copied"
+        "a pending name is never put in a certificate"
     );
     assert!(
         !text.contains("Requested Org"),
@@ -85,12 +86,20 @@ async fn openssl_accepts_what_the_api_issues() {
         .first(&mut *app.conn())
         .unwrap();
     assert_eq!(stored, (host_id.clone(), Some("web".to_string())));
-    let mapping: (String, String) = host_mappings::table
+    let mappings: Vec<(String, String)> = host_mappings::table
         .filter(host_mappings::host_id.eq(&host_id))
+        .order(host_mappings::name.asc())
         .select((host_mappings::name, host_mappings::state))
-        .first(&mut *app.conn())
+        .load(&mut *app.conn())
         .unwrap();
-    assert_eq!(mapping, ("web01.example.com".into(), "approved".into()));
+    assert_eq!(
+        mappings,
+        vec![
+            ("evil.example.com".into(), "pending".into()),
+            ("web01.example.com".into(), "approved".into())
+        ],
+        "the primary name is approved; the extra name waits (automatic mapping is off)"
+    );
 
     // The console shows it.
     let list = app.get_html("/security/certificates").await;

@@ -22,6 +22,24 @@ struct Cli {
 enum Command {
     /// Run the web console and the host API.
     Serve(ServeArgs),
+    /// Audit trail tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that no audit event was changed or removed outside hostca.
+    Verify(StoreArgs),
+}
+
+/// Where the server keeps its data, for commands that read it directly.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, env = "HOSTCA_DATA_DIR", default_value = "./hostca-data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -52,6 +70,7 @@ pub fn run() -> i32 {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
     }
 }
 
@@ -77,6 +96,38 @@ fn serve(args: ServeArgs) -> i32 {
         Err(e) => {
             eprintln!("hostca: {e}");
             1
+        }
+    }
+}
+
+fn audit_verify(args: StoreArgs) -> i32 {
+    let mut config = Config::new(args.data_dir);
+    config.database_url = args.database_url;
+    let url = config.database_url();
+    if crate::db::Backend::of(&url) == crate::db::Backend::Sqlite
+        && !std::path::Path::new(&url).exists()
+    {
+        eprintln!("hostca: no database at {url}: pass --data-dir or --database-url");
+        return 2;
+    }
+    let result = crate::db::connect(&url, 2).and_then(|pool| {
+        crate::db::get(&pool).and_then(|mut c| crate::services::audit::verify_chain(&mut c))
+    });
+    match result {
+        Ok(crate::services::audit::ChainStatus::Intact { events }) => {
+            println!("audit chain OK: {events} events verified, none changed or removed");
+            0
+        }
+        Ok(crate::services::audit::ChainStatus::Broken {
+            at_id,
+            events_checked,
+        }) => {
+            println!("audit chain BROKEN at event {at_id}: it or the event before it was changed or removed ({events_checked} events verified before it)");
+            1
+        }
+        Err(e) => {
+            eprintln!("hostca: {e}");
+            2
         }
     }
 }

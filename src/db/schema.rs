@@ -101,10 +101,24 @@ diesel::table! {
         audit_retention_days -> Integer,
         crl_number -> BigInt,
         ca_fingerprint -> Text,
+        audit_anchor_id -> BigInt,
+        audit_anchor_hash -> Text,
+        updated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    login_attempts (id) {
+        id -> BigInt,
+        username -> Text,
+        address -> Text,
+        at -> Timestamp,
+        success -> Bool,
     }
 }
 
 diesel::allow_tables_to_appear_in_same_query!(
+    login_attempts,
     users,
     hosts,
     host_mappings,

@@ -71,3 +71,110 @@ impl AuditEvent {
         q.order(audit_events::id.desc()).limit(limit).load(conn)
     }
 }
+
+/// What the audit page filters by.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub category: Option<String>,
+    pub actor: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<NaiveDateTime>,
+    pub to: Option<NaiveDateTime>,
+    pub q: String,
+}
+
+fn filtered<'a>(f: &AuditFilter) -> audit_events::BoxedQuery<'a, super::Db> {
+    let mut q = audit_events::table.into_boxed();
+    if let Some(c) = &f.category {
+        q = q.filter(audit_events::category.eq(c.clone()));
+    }
+    if let Some(a) = &f.actor {
+        q = q.filter(audit_events::actor.eq(a.clone()));
+    }
+    if let Some(o) = &f.outcome {
+        q = q.filter(audit_events::outcome.eq(o.clone()));
+    }
+    if let Some(t) = f.from {
+        q = q.filter(audit_events::at.ge(t));
+    }
+    if let Some(t) = f.to {
+        q = q.filter(audit_events::at.lt(t));
+    }
+    if !f.q.is_empty() {
+        let p = super::contains_pattern(&f.q);
+        q = q.filter(
+            super::lower(audit_events::description)
+                .like(p.clone())
+                .escape('\\')
+                .or(super::lower(audit_events::target)
+                    .like(p.clone())
+                    .escape('\\'))
+                .or(super::lower(audit_events::action)
+                    .like(p.clone())
+                    .escape('\\'))
+                .or(super::lower(audit_events::reason).like(p).escape('\\')),
+        );
+    }
+    q
+}
+
+impl AuditEvent {
+    /// One page, newest first, and the number of matching events.
+    pub fn list(
+        conn: &mut DbConn,
+        f: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> QueryResult<(Vec<AuditEvent>, i64)> {
+        let total: i64 = filtered(f).count().get_result(conn)?;
+        let rows = filtered(f)
+            .order(audit_events::id.desc())
+            .offset(offset)
+            .limit(limit)
+            .load(conn)?;
+        Ok((rows, total))
+    }
+
+    /// Matching events older than `before_id`, newest first: the export's cursor.
+    pub fn page_before(
+        conn: &mut DbConn,
+        f: &AuditFilter,
+        before_id: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<AuditEvent>> {
+        filtered(f)
+            .filter(audit_events::id.lt(before_id))
+            .order(audit_events::id.desc())
+            .limit(limit)
+            .load(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<AuditEvent>> {
+        audit_events::table.find(id).first(conn).optional()
+    }
+
+    /// The newest event at or before `cutoff`, if any: retention removes up to it.
+    pub fn last_before(
+        conn: &mut DbConn,
+        cutoff: NaiveDateTime,
+    ) -> QueryResult<Option<AuditEvent>> {
+        audit_events::table
+            .filter(audit_events::at.lt(cutoff))
+            .order(audit_events::id.desc())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn delete_through(conn: &mut DbConn, id: i64) -> QueryResult<usize> {
+        diesel::delete(audit_events::table.filter(audit_events::id.le(id))).execute(conn)
+    }
+
+    pub fn actors(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+        audit_events::table
+            .select(audit_events::actor)
+            .distinct()
+            .order(audit_events::actor.asc())
+            .limit(500)
+            .load(conn)
+    }
+}

@@ -281,3 +281,13 @@ impl Certificate {
         Ok((rows, total))
     }
 }
+
+impl Certificate {
+    pub fn latest_for_host(conn: &mut DbConn, host_id: &str) -> QueryResult<Option<Certificate>> {
+        certificates::table
+            .filter(certificates::host_id.eq(host_id))
+            .order(certificates::id.desc())
+            .first(conn)
+            .optional()
+    }
+}

@@ -86,3 +86,15 @@ impl Host {
         Ok((query.offset(offset).limit(limit).load(conn)?, total))
     }
 }
+
+impl Host {
+    pub fn set_auto_reissue(
+        conn: &mut DbConn,
+        host_id: &str,
+        until: Option<NaiveDateTime>,
+    ) -> QueryResult<usize> {
+        diesel::update(hosts::table.filter(hosts::host_id.eq(host_id)))
+            .set(hosts::auto_reissue_until.eq(until))
+            .execute(conn)
+    }
+}

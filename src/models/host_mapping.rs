@@ -57,3 +57,40 @@ impl HostMapping {
             .load(conn)
     }
 }
+
+impl HostMapping {
+    pub fn set_state(conn: &mut DbConn, id: i64, state: &str) -> QueryResult<usize> {
+        diesel::update(host_mappings::table.find(id))
+            .set(host_mappings::state.eq(state))
+            .execute(conn)
+    }
+
+    pub fn delete(conn: &mut DbConn, id: i64) -> QueryResult<usize> {
+        diesel::delete(host_mappings::table.find(id)).execute(conn)
+    }
+
+    /// Mappings in `state` (all if `None`), by name; at most `limit`.
+    pub fn in_state(
+        conn: &mut DbConn,
+        state: Option<&str>,
+        limit: i64,
+    ) -> QueryResult<Vec<HostMapping>> {
+        let mut q = host_mappings::table.into_boxed::<super::Db>();
+        if let Some(s) = state {
+            q = q.filter(host_mappings::state.eq(s.to_string()));
+        }
+        q.order((host_mappings::name.asc(), host_mappings::host_id.asc()))
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// Names mapped to more than one host.
+    pub fn conflicting_names(conn: &mut DbConn) -> QueryResult<Vec<String>> {
+        use diesel::dsl::count_star;
+        host_mappings::table
+            .group_by(host_mappings::name)
+            .having(count_star().gt(1))
+            .select(host_mappings::name)
+            .load(conn)
+    }
+}

@@ -4,6 +4,7 @@ pub mod audit_event;
 pub mod certificate;
 pub mod host;
 pub mod host_mapping;
+pub mod login_attempt;
 pub mod settings;
 pub mod token;
 pub mod user;

@@ -15,6 +15,10 @@ pub struct Settings {
     pub crl_number: i64,
     /// SHA-256 of the CA certificate this database belongs to; empty before the CA exists.
     pub ca_fingerprint: String,
+    /// The audit chain starts after this event (older events were removed by retention).
+    pub audit_anchor_id: i64,
+    pub audit_anchor_hash: String,
+    pub updated_at: Option<chrono::NaiveDateTime>,
 }
 
 impl Settings {
@@ -39,5 +43,34 @@ impl Settings {
             .find(1i64)
             .select(settings::crl_number)
             .first(conn)
+    }
+}
+
+/// The values an administrator changes on the settings page.
+#[derive(AsChangeset, Clone, Debug, PartialEq, Eq)]
+#[diesel(table_name = settings)]
+pub struct SettingsChange {
+    pub security_level: String,
+    pub auto_map_host_names: bool,
+    pub certificate_validity_days: i32,
+    pub auto_reissue_minutes: i32,
+    pub audit_retention_days: i32,
+    pub updated_at: Option<chrono::NaiveDateTime>,
+}
+
+impl Settings {
+    pub fn change(conn: &mut DbConn, c: &SettingsChange) -> QueryResult<usize> {
+        diesel::update(settings::table.find(1i64))
+            .set(c)
+            .execute(conn)
+    }
+
+    pub fn set_audit_anchor(conn: &mut DbConn, id: i64, hash: &str) -> QueryResult<usize> {
+        diesel::update(settings::table.find(1i64))
+            .set((
+                settings::audit_anchor_id.eq(id),
+                settings::audit_anchor_hash.eq(hash),
+            ))
+            .execute(conn)
     }
 }

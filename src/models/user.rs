@@ -29,9 +29,31 @@ impl Role {
         }
     }
 
+    fn rank(self) -> u8 {
+        match self {
+            Role::Viewer => 0,
+            Role::SecurityAdmin => 1,
+            Role::Administrator => 2,
+        }
+    }
+
+    pub fn at_least(self, other: Role) -> bool {
+        self.rank() >= other.rank()
+    }
+
     /// Whether this role may change security objects (tokens, certificates, hosts).
     pub fn can_change(self) -> bool {
-        matches!(self, Role::Administrator | Role::SecurityAdmin)
+        self.at_least(Role::SecurityAdmin)
+    }
+
+    pub const ALL: [Role; 3] = [Role::Administrator, Role::SecurityAdmin, Role::Viewer];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Administrator => "Administrator",
+            Role::SecurityAdmin => "Security administrator",
+            Role::Viewer => "Viewer",
+        }
     }
 }
 
@@ -86,6 +108,53 @@ impl User {
     pub fn record_login(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<usize> {
         diesel::update(users::table.find(id))
             .set(users::last_login_at.eq(Some(at)))
+            .execute(conn)
+    }
+}
+
+impl User {
+    pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
+        users::table.order(users::username.asc()).load(conn)
+    }
+
+    pub fn active_administrators(conn: &mut DbConn) -> QueryResult<Vec<User>> {
+        users::table
+            .filter(users::role.eq(Role::Administrator.as_str()))
+            .filter(users::disabled.eq(false))
+            .load(conn)
+    }
+
+    pub fn set_role(conn: &mut DbConn, id: i64, role: Role) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set(users::role.eq(role.as_str()))
+            .execute(conn)
+    }
+
+    /// Disabling ends the user's sessions: the generation their cookies carry moves on.
+    pub fn set_disabled(conn: &mut DbConn, id: i64, disabled: bool) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::disabled.eq(disabled),
+                users::session_generation.eq(users::session_generation + 1),
+            ))
+            .execute(conn)
+    }
+
+    /// A new password ends every other session of the user.
+    pub fn set_password(
+        conn: &mut DbConn,
+        id: i64,
+        hash: &str,
+        must_change: bool,
+        at: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::password_hash.eq(hash),
+                users::must_change_password.eq(must_change),
+                users::password_changed_at.eq(Some(at)),
+                users::session_generation.eq(users::session_generation + 1),
+            ))
             .execute(conn)
     }
 }

@@ -142,9 +142,12 @@ pub enum ChainStatus {
     Broken { at_id: i64, events_checked: i64 },
 }
 
+/// Checks every event from the chain's anchor (the genesis, or the last event removed by
+/// retention) to the newest.
 pub fn verify_chain(conn: &mut DbConn) -> Result<ChainStatus, AppError> {
-    let mut prev = GENESIS.to_string();
-    let mut last_id = 0i64;
+    let settings = crate::models::settings::Settings::load(conn)?;
+    let mut prev = settings.audit_anchor_hash;
+    let mut last_id = settings.audit_anchor_id;
     let mut checked = 0i64;
     loop {
         let batch = AuditEvent::after(conn, last_id, 5000)?;
@@ -174,4 +177,27 @@ pub fn verify_chain(conn: &mut DbConn) -> Result<ChainStatus, AppError> {
             checked += 1;
         }
     }
+}
+
+/// Removes events older than the retention period. The last removed event becomes the
+/// chain's anchor, and the removal is itself an event. Returns how many were removed.
+pub fn apply_retention(conn: &mut DbConn) -> Result<usize, AppError> {
+    use crate::models::settings::Settings;
+    db::write_tx(conn, |c| {
+        let days = Settings::load(c)?.audit_retention_days.max(1);
+        let cutoff = db::now() - chrono::Duration::days(i64::from(days));
+        let Some(last) = AuditEvent::last_before(c, cutoff)? else {
+            return Ok(0);
+        };
+        let n = AuditEvent::delete_through(c, last.id)?;
+        Settings::set_audit_anchor(c, last.id, &last.hash)?;
+        record(
+            c,
+            &Event::new(SEC_CONFIG, "audit_retention", "system", "audit events").describe(format!(
+                "{n} audit events older than {days} days removed (through event {}); the chain now starts after it",
+                last.id
+            )),
+        )?;
+        Ok(n)
+    })
 }

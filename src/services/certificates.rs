@@ -3,12 +3,12 @@
 use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
-use super::tokens::require_change;
-use super::{Actor, Ctx};
+use super::{require, Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, Certificate};
 use crate::models::host::Host;
+use crate::models::user::Role;
 use crate::pki::Reason;
 
 pub fn list(
@@ -51,7 +51,14 @@ pub fn revoke(
     reason: &str,
 ) -> Result<Certificate, AppError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "revoke", serial)?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::CERT,
+        "revoke",
+        serial,
+    )?;
     let reason = parse_reason(reason)?;
     let serial = serial.to_ascii_uppercase();
     let cert = db::write_tx(&mut conn, |c| {
@@ -89,7 +96,14 @@ pub fn revoke_host(
     reason: &str,
 ) -> Result<usize, AppError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "revoke_host", host_id)?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::CERT,
+        "revoke_host",
+        host_id,
+    )?;
     let reason = parse_reason(reason)?;
     let n = db::write_tx(&mut conn, |c| {
         let host = Host::find_by_host_id(c, host_id)?.ok_or_else(|| {

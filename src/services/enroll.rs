@@ -5,12 +5,12 @@ use std::net::{IpAddr, ToSocketAddrs};
 use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
-use super::{hosts, tokens, Ctx};
+use super::{hosts, mappings, tokens, Ctx};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, NewCertificate};
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, APPROVED};
+use crate::models::host_mapping::APPROVED;
 use crate::models::settings::Settings;
 use crate::models::token::{Token, KIND_REISSUE};
 use crate::pki::csr::{self, VerifiedCsr};
@@ -39,6 +39,27 @@ pub struct Enrolled {
 struct Issued {
     enrolled: Enrolled,
     revoked_any: bool,
+}
+
+/// A request either gets its certificate, or is refused with something worth keeping
+/// (a newly discovered mapping, and the refusal's own audit event) committed all the same.
+enum Step {
+    Issued(Issued),
+    Refused(AppError),
+}
+
+/// Records a refusal inside the request's own transaction.
+fn refusal(c: &mut DbConn, target: &str, e: AppError) -> Result<AppError, AppError> {
+    audit::record(
+        c,
+        &Event::new(audit::CERT, "request", target, target)
+            .describe(format!(
+                "certificate request refused ({}): {e}",
+                e.status().as_u16()
+            ))
+            .failed(),
+    )?;
+    Ok(e)
 }
 
 const NEEDS_REISSUE: &str = "renew it while its certificate is active (POST /api/v1/certificates/renew), or ask an administrator for a reissue token";
@@ -83,17 +104,18 @@ pub fn refuse(ctx: &Ctx, action: &'static str, error: AppError) -> AppError {
 /// Audits a refusal in its own transaction, or rebuilds the CRL after a supersession.
 fn finish(
     ctx: &Ctx,
-    result: Result<Issued, AppError>,
+    result: Result<Step, AppError>,
     action: &'static str,
     target: &str,
 ) -> Result<Enrolled, AppError> {
     match result {
-        Ok(issued) => {
+        Ok(Step::Issued(issued)) => {
             if issued.revoked_any {
                 super::pki::rebuild_crl_after_revocation(ctx);
             }
             Ok(issued.enrolled)
         }
+        Ok(Step::Refused(e)) => Err(e),
         Err(e) => {
             if e.status().is_client_error() {
                 audit::record_alone(
@@ -122,7 +144,7 @@ fn enroll_in(
     csr: &VerifiedCsr,
     token: Option<&str>,
     peer: Option<IpAddr>,
-) -> Result<Issued, AppError> {
+) -> Result<Step, AppError> {
     let now = db::now();
     let settings = Settings::load(c)?;
     let known = hosts::find_by_name(c, hostname)?;
@@ -137,14 +159,40 @@ fn enroll_in(
             let found = Token::find_by_digest(c, &ctx.token_key.digest(&canonical))?;
             match found {
                 Some(t) if t.kind == KIND_REISSUE => {
-                    let host = known
-                        .filter(|h| t.host_id.as_deref() == Some(h.host_id.as_str()))
-                        .ok_or_else(|| {
-                            AppError::Unprocessable(format!(
-                                "the reissue token {} belongs to another host: {hostname} is not that host's primary name or an approved mapping",
+                    let owner = match &t.host_id {
+                        Some(id) => Host::find_by_host_id(c, id)?,
+                        None => None,
+                    }
+                    .ok_or_else(|| {
+                        AppError::Unprocessable(format!(
+                            "the host of reissue token {} no longer exists",
+                            t.name
+                        ))
+                    })?;
+                    let host = match known {
+                        Some(h) if h.host_id == owner.host_id => h,
+                        Some(_) => {
+                            return Err(AppError::Unprocessable(format!(
+                                "the reissue token {} belongs to another host: {hostname} is an approved name of a different host",
                                 t.name
-                            ))
-                        })?;
+                            )))
+                        }
+                        None => {
+                            // A renamed host: its new name becomes one of its mappings.
+                            let state = mappings::discover(c, &owner, hostname, &settings, hostname, now)?;
+                            if state != APPROVED {
+                                return Ok(Step::Refused(refusal(
+                                    c,
+                                    hostname,
+                                    AppError::Conflict(format!(
+                                        "{hostname} is now a mapping of host {} ({}) waiting for approval ({state}); once an administrator approves it, use the reissue token again",
+                                        owner.primary_name, owner.host_id
+                                    )),
+                                )?));
+                            }
+                            owner
+                        }
+                    };
                     tokens::consume_in(ctx, c, value, hostname)?;
                     (
                         host,
@@ -179,7 +227,10 @@ fn enroll_in(
         None => {
             let window_open = |h: &Host| h.auto_reissue_until.is_some_and(|u| u > now);
             match known {
-                Some(h) if window_open(&h) => (h, "the host's auto-reissue window".to_string(), None, true),
+                Some(h) if window_open(&h) => {
+                    Host::set_auto_reissue(c, &h.host_id, None)?;
+                    (h, "the host's auto-reissue window (now closed)".to_string(), None, true)
+                }
                 Some(h) if has_had_certificate(c, &h)? => {
                     return Err(AppError::Conflict(format!(
                         "{hostname} (host ID {}) has already been issued a certificate: {NEEDS_REISSUE}",
@@ -225,7 +276,7 @@ fn enroll_in(
                 Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
         }
     }
-    let names = certificate_names(c, &host, hostname, csr)?;
+    let names = certificate_names(c, &host, hostname, csr, &settings, now)?;
     let enrolled = issue_and_store(
         ctx,
         c,
@@ -243,31 +294,30 @@ fn enroll_in(
             enrolled.serial, host.host_id
         )),
     )?;
-    Ok(Issued {
+    Ok(Step::Issued(Issued {
         enrolled,
         revoked_any,
-    })
+    }))
 }
 
-/// The names a certificate carries: the requested one first, then any other name the CSR
-/// asks for that is an approved mapping of this host. Nothing pending or rejected.
+/// The names a certificate carries: the requested one first, then any other DNS name the
+/// CSR asks for that is (or, being discovered now, becomes) an approved mapping of this
+/// host. Pending and rejected names are never put in a certificate.
 fn certificate_names(
     c: &mut DbConn,
     host: &Host,
     requested: &str,
     csr: &VerifiedCsr,
+    settings: &Settings,
+    now: NaiveDateTime,
 ) -> Result<Vec<String>, AppError> {
     let mut names = vec![requested.to_string()];
-    if csr.dns_names.iter().any(|n| n != requested) {
-        let approved: Vec<String> = HostMapping::for_host(c, &host.host_id)?
-            .into_iter()
-            .filter(|m| m.state == APPROVED)
-            .map(|m| m.name)
-            .collect();
-        for n in &csr.dns_names {
-            if approved.contains(n) && !names.contains(n) {
-                names.push(n.clone());
-            }
+    for n in csr.dns_names.iter().take(20) {
+        if names.contains(n) || hosts::normalize_hostname(n).as_deref() != Ok(n.as_str()) {
+            continue;
+        }
+        if mappings::discover(c, host, n, settings, requested, now)? == APPROVED {
+            names.push(n.clone());
         }
     }
     Ok(names)
@@ -358,7 +408,7 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
             }
             let settings = Settings::load(c)?;
             Certificate::revoke(c, &active.serial, Reason::Superseded.key(), "renewal", now)?;
-            let names: Vec<String> = active.names.split(',').map(str::to_string).collect();
+            let names = certificate_names(c, &host, active.primary_name(), &csr, &settings, now)?;
             let enrolled = issue_and_store(ctx, c, &host, &names, &csr, None, &settings, now)?;
             audit::record(
                 c,
@@ -369,10 +419,10 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
                     ),
                 ),
             )?;
-            Ok(Issued {
+            Ok(Step::Issued(Issued {
                 enrolled,
                 revoked_any: true,
-            })
+            }))
         })
     })();
     finish(ctx, result, "renew", &shown)

@@ -118,7 +118,7 @@ pub fn resolve_for_reissue(conn: &mut DbConn, key: &str) -> Result<Host, AppErro
 /// What the host page shows.
 pub struct HostDetails {
     pub host: Host,
-    pub mappings: Vec<HostMapping>,
+    pub mappings: Vec<super::mappings::MappingView>,
     pub certificates: Vec<Certificate>,
 }
 
@@ -130,7 +130,7 @@ pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
     };
     let host = host.ok_or_else(|| AppError::NotFound(format!("there is no host {key}")))?;
     Ok(HostDetails {
-        mappings: HostMapping::for_host(conn, &host.host_id)?,
+        mappings: super::mappings::for_host(conn, &host.host_id)?,
         certificates: Certificate::for_host(conn, &host.host_id)?,
         host,
     })
@@ -159,7 +159,14 @@ pub fn details_of(ctx: &super::Ctx, key: &str) -> Result<HostDetails, AppError> 
 /// known host may enroll without a token.
 pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, AppError> {
     let mut conn = crate::db::get(&ctx.pool)?;
-    super::tokens::require_change(&mut conn, actor, "add_host", name)?;
+    super::require(
+        &mut conn,
+        actor,
+        crate::models::user::Role::SecurityAdmin,
+        audit::HOST,
+        "add_host",
+        name,
+    )?;
     let name = normalize_hostname(name).map_err(AppError::BadRequest)?;
     crate::db::write_tx(&mut conn, |c| {
         if let Some(h) = find_by_name(c, &name)? {
@@ -175,4 +182,82 @@ pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, A
         }
         create(c, &name, &actor.username, crate::db::now())
     })
+}
+
+/// Opens (for the configured number of minutes) or closes a host's auto-reissue window:
+/// while open, the host may get one new certificate without a token.
+pub fn set_auto_reissue(
+    ctx: &super::Ctx,
+    actor: &super::Actor,
+    host_id: &str,
+    allow: bool,
+) -> Result<Option<chrono::NaiveDateTime>, AppError> {
+    let mut conn = crate::db::get(&ctx.pool)?;
+    let action = if allow {
+        "allow_auto_reissue"
+    } else {
+        "disallow_auto_reissue"
+    };
+    super::require(
+        &mut conn,
+        actor,
+        crate::models::user::Role::SecurityAdmin,
+        audit::HOST,
+        action,
+        host_id,
+    )?;
+    crate::db::write_tx(&mut conn, |c| {
+        let host = Host::find_by_host_id(c, host_id)?.ok_or_else(|| {
+            AppError::NotFound(format!("there is no host with host ID {host_id}"))
+        })?;
+        let minutes = crate::models::settings::Settings::load(c)?.auto_reissue_minutes;
+        let until = allow.then(|| crate::db::now() + chrono::Duration::minutes(i64::from(minutes)));
+        Host::set_auto_reissue(c, host_id, until)?;
+        audit::record(
+            c,
+            &Event::new(audit::HOST, action, &actor.username, &host.primary_name).describe(
+                match until {
+                    Some(u) => format!(
+                        "auto reissue allowed for {} ({host_id}) until {} UTC",
+                        host.primary_name,
+                        u.format("%Y-%m-%d %H:%M")
+                    ),
+                    None => format!(
+                        "auto reissue disallowed for {} ({host_id})",
+                        host.primary_name
+                    ),
+                },
+            ),
+        )?;
+        Ok(until)
+    })
+}
+
+/// A row of the hosts list.
+pub struct HostSummary {
+    pub host: Host,
+    pub other_names: Vec<String>,
+    pub latest: Option<Certificate>,
+}
+
+pub fn summaries(ctx: &super::Ctx, hosts: Vec<Host>) -> Result<Vec<HostSummary>, AppError> {
+    let mut conn = crate::db::get(&ctx.pool)?;
+    hosts
+        .into_iter()
+        .map(|host| {
+            let other_names = HostMapping::for_host(&mut conn, &host.host_id)?
+                .into_iter()
+                .filter(|m| {
+                    m.name != host.primary_name && m.state == crate::models::host_mapping::APPROVED
+                })
+                .map(|m| m.name)
+                .collect();
+            let latest = Certificate::latest_for_host(&mut conn, &host.host_id)?;
+            Ok(HostSummary {
+                host,
+                other_names,
+                latest,
+            })
+        })
+        .collect()
 }

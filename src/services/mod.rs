@@ -2,10 +2,15 @@
 //! about HTTP. Functions block: call them from `web::block`.
 
 pub mod audit;
+pub mod audit_log;
 pub mod certificates;
+pub mod checklist;
 pub mod enroll;
 pub mod hosts;
+pub mod maintenance;
+pub mod mappings;
 pub mod pki;
+pub mod settings;
 pub mod setup;
 pub mod tokens;
 pub mod users;
@@ -25,6 +30,8 @@ pub struct Ctx {
     pub pki: std::sync::Arc<pki::PkiState>,
     /// Group commit for the hot write path (enrollment).
     pub writer: std::sync::Arc<crate::db::group_commit::GroupWriter>,
+    /// Whether browsers reach the console over TLS.
+    pub tls: bool,
 }
 
 /// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.
@@ -50,4 +57,35 @@ impl<E: Into<crate::error::AppError>> From<E> for FormError {
     fn from(e: E) -> Self {
         FormError::Other(e.into())
     }
+}
+
+/// Refuses an action to a role below `needed`; the refusal is an audit event.
+pub fn require(
+    conn: &mut crate::db::DbConn,
+    actor: &Actor,
+    needed: Role,
+    category: &'static str,
+    action: &'static str,
+    target: &str,
+) -> Result<(), crate::error::AppError> {
+    if actor.role.at_least(needed) {
+        return Ok(());
+    }
+    let target: String = target.chars().take(200).collect();
+    audit::record_alone(
+        conn,
+        &audit::Event::new(category, action, &actor.username, &target)
+            .describe(format!(
+                "permission denied: {action} needs the role {}, {} has {}",
+                needed.as_str(),
+                actor.username,
+                actor.role.as_str()
+            ))
+            .failed(),
+    )?;
+    Err(crate::error::AppError::Forbidden(format!(
+        "your role ({}) may not do this: it needs {}; ask an administrator",
+        actor.role.as_str(),
+        needed.as_str()
+    )))
 }

@@ -3,11 +3,12 @@
 use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
-use super::{Actor, Ctx, FieldErrors, FormError};
+use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::host::Host;
 use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION, KIND_REISSUE};
+use crate::models::user::Role;
 use crate::{token_value, valid_for};
 
 pub const MAX_NAME_LEN: usize = 64;
@@ -192,7 +193,14 @@ pub fn create_reissue(
     input: &ReissueInput,
 ) -> Result<Token, FormError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "create", input.name.trim())?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::TOKEN,
+        "create",
+        input.name.trim(),
+    )?;
     let host: Host = super::hosts::resolve_for_reissue(&mut conn, host_key)?;
     let now = db::now();
     let mut errors = FieldErrors::new();
@@ -252,35 +260,17 @@ pub fn create_reissue(
     }
 }
 
-/// Refuses a change to a role that may only read; the refusal is an audit event.
-pub fn require_change(
-    conn: &mut DbConn,
-    actor: &Actor,
-    action: &'static str,
-    target: &str,
-) -> Result<(), AppError> {
-    if actor.role.can_change() {
-        return Ok(());
-    }
-    audit::record_alone(
-        conn,
-        &Event::new(audit::TOKEN, action, &actor.username, target)
-            .describe(format!(
-                "permission denied for role {}",
-                actor.role.as_str()
-            ))
-            .failed(),
-    )?;
-    Err(AppError::Forbidden(format!(
-        "your role ({}) may not do this; ask an administrator",
-        actor.role.as_str()
-    )))
-}
-
 /// Creates an authorization token. The value is generated here and stored encrypted.
 pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, FormError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "create", input.name.trim())?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::TOKEN,
+        "create",
+        input.name.trim(),
+    )?;
     let now = db::now();
     let v = validate(input, now).map_err(FormError::Invalid)?;
     let result = db::write_tx(&mut conn, |c| {
@@ -326,7 +316,14 @@ pub fn details(ctx: &Ctx, name: &str) -> Result<Token, AppError> {
 /// Decrypts a token's value for its details page. Each reveal is an audit event.
 pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), AppError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "show", name)?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::TOKEN,
+        "show",
+        name,
+    )?;
     db::write_tx(&mut conn, |c| {
         let token = find(c, name)?;
         let value = ctx.token_key.decrypt(&token.name, &token.value_encrypted)?;
@@ -341,7 +338,14 @@ pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), A
 /// Deletes the named tokens; every one of them must exist, or nothing is deleted.
 pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "delete", &names.join(", "))?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::TOKEN,
+        "delete",
+        &names.join(", "),
+    )?;
     if names.is_empty() {
         return Err(AppError::BadRequest(
             "select at least one token to delete".into(),
@@ -366,7 +370,14 @@ pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppEr
 /// Deletes every Expired and Used-up token, with one audit event giving the count.
 pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
     let mut conn = db::get(&ctx.pool)?;
-    require_change(&mut conn, actor, "cleanup", "tokens")?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::TOKEN,
+        "cleanup",
+        "tokens",
+    )?;
     db::write_tx(&mut conn, |c| {
         let n = Token::delete_inactive(c, db::now())?;
         audit::record(

@@ -9,6 +9,7 @@ use super::certificates::{reasons, CertView};
 use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
+use crate::services::mappings::{self as map_svc, MappingView};
 use crate::services::tokens::{self as token_svc, ReissueInput};
 use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors, FormError};
 
@@ -20,14 +21,35 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/security/hosts/{host_id}/reissue-token",
             web::post().to(reissue_token),
+        )
+        .route(
+            "/security/hosts/{host_id}/auto-reissue",
+            web::post().to(auto_reissue),
+        )
+        .route(
+            "/security/hosts/{host_id}/mappings",
+            web::post().to(add_mapping),
+        )
+        .route(
+            "/security/hosts/{host_id}/mappings/{name}/{decision}",
+            web::post().to(decide_mapping),
+        )
+        .route("/security/host-mappings", web::get().to(mappings_page))
+        .route(
+            "/security/host-mappings/decide",
+            web::post().to(decide_selected),
         );
 }
 
 pub struct HostRow {
     pub host_id: String,
     pub primary_name: String,
+    pub other_names: String,
+    pub status_key: &'static str,
+    pub status_label: &'static str,
+    pub last_issued: Option<When>,
+    pub auto_reissue_until: Option<When>,
     pub created_at: When,
-    pub created_by: String,
 }
 
 #[derive(Template)]
@@ -50,8 +72,11 @@ async fn list(
         paging.descending,
         paging.offset(),
     );
-    let (rows, total) =
-        web::block(move || svc::list(&ctx, &q, by_created, desc, offset, PAGE_SIZE)).await??;
+    let (rows, total) = web::block(move || {
+        let (hosts, total) = svc::list(&ctx, &q, by_created, desc, offset, PAGE_SIZE)?;
+        Ok::<_, AppError>((svc::summaries(&ctx, hosts)?, total))
+    })
+    .await??;
     let now = crate::db::now();
     view::ok(&ListPage {
         page: auth.page("Hosts", "hosts"),
@@ -65,11 +90,21 @@ async fn list(
         ),
         rows: rows
             .into_iter()
-            .map(|h| HostRow {
-                created_at: When::of(h.created_at, now),
-                host_id: h.host_id,
-                primary_name: h.primary_name,
-                created_by: h.created_by,
+            .map(|s| {
+                let status = s.latest.as_ref().map(|c| c.status(now));
+                HostRow {
+                    created_at: When::of(s.host.created_at, now),
+                    other_names: s.other_names.join(", "),
+                    status_key: status.map(|st| st.key()).unwrap_or("none"),
+                    status_label: status.map(|st| st.label()).unwrap_or("No certificate"),
+                    last_issued: s.latest.as_ref().map(|c| When::of(c.not_before, now)),
+                    auto_reissue_until: When::maybe(
+                        s.host.auto_reissue_until.filter(|u| *u > now),
+                        now,
+                    ),
+                    host_id: s.host.host_id,
+                    primary_name: s.host.primary_name,
+                }
             })
             .collect(),
     })
@@ -91,10 +126,42 @@ async fn add(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse
 }
 
 pub struct MappingRow {
+    pub host_id: String,
+    pub primary_name: String,
     pub name: String,
     pub state: String,
     pub source: String,
     pub created_at: When,
+    pub is_primary: bool,
+    /// `(host_id, primary name)` of the other hosts that have this name.
+    pub shared_with: Vec<(String, String)>,
+}
+
+impl MappingRow {
+    pub fn of(v: MappingView, now: chrono::NaiveDateTime) -> MappingRow {
+        MappingRow {
+            created_at: When::of(v.mapping.created_at, now),
+            host_id: v.mapping.host_id,
+            name: v.mapping.name,
+            state: v.mapping.state,
+            source: v.mapping.source,
+            is_primary: v.is_primary,
+            primary_name: v.primary_name,
+            shared_with: v.shared_with,
+        }
+    }
+
+    pub fn conflict(&self) -> bool {
+        !self.shared_with.is_empty()
+    }
+
+    pub fn shared_text(&self) -> String {
+        self.shared_with
+            .iter()
+            .map(|(id, name)| format!("{name} ({id})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Template)]
@@ -108,6 +175,7 @@ struct DetailsPage {
     mappings: Vec<MappingRow>,
     certs: Vec<CertView>,
     active: usize,
+    auto_reissue_until: Option<When>,
     reasons: Vec<(&'static str, &'static str)>,
     input: ReissueInput,
     errors: FieldErrors,
@@ -140,13 +208,9 @@ async fn host_page(
         mappings: d
             .mappings
             .into_iter()
-            .map(|m| MappingRow {
-                created_at: When::of(m.created_at, now),
-                name: m.name,
-                state: m.state,
-                source: m.source,
-            })
+            .map(|m| MappingRow::of(m, now))
             .collect(),
+        auto_reissue_until: When::maybe(d.host.auto_reissue_until.filter(|u| *u > now), now),
         created: When::of(d.host.created_at, now),
         created_by: d.host.created_by,
         host_id: d.host.host_id,
@@ -228,4 +292,153 @@ async fn reissue_token(
         message: "The reissue token was not created: correct the fields marked below.".into(),
     });
     view::render(status, &page)
+}
+
+async fn auto_reissue(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    host_id: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let host_id = host_id.into_inner();
+    let allow = match form.get("action") {
+        Some("allow") => true,
+        Some("disallow") => false,
+        _ => {
+            return Err(AppError::BadRequest(
+                "action must be allow or disallow".into(),
+            ))
+        }
+    };
+    let (actor, id) = (auth.actor(), host_id.clone());
+    let until = web::block(move || svc::set_auto_reissue(&ctx, &actor, &id, allow)).await??;
+    let message = match until {
+        Some(u) => format!("Auto reissue allowed until {} UTC: the host may get one new certificate without a token.", u.format("%Y-%m-%d %H:%M")),
+        None => "Auto reissue disallowed.".to_string(),
+    };
+    view::flash(&auth.session, "success", message);
+    Ok(view::redirect(&format!("/security/hosts/{host_id}")))
+}
+
+async fn add_mapping(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    host_id: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let (host_id, name, actor) = (host_id.into_inner(), form.text("name"), auth.actor());
+    let (id, n) = (host_id.clone(), name.clone());
+    let state = web::block(move || map_svc::add(&ctx, &actor, &id, &n)).await??;
+    let message = if state == "approved" {
+        format!("{} mapped to this host.", name.trim().to_ascii_lowercase())
+    } else {
+        format!(
+            "{} is also mapped to another host: the mapping waits for approval.",
+            name.trim().to_ascii_lowercase()
+        )
+    };
+    view::flash(&auth.session, "success", message);
+    Ok(view::redirect(&format!("/security/hosts/{host_id}")))
+}
+
+async fn decide_mapping(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    path: web::Path<(String, String, String)>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let (host_id, name, decision) = path.into_inner();
+    let actor = auth.actor();
+    let (id, n, d) = (host_id.clone(), name.clone(), decision.clone());
+    web::block(move || map_svc::decide(&ctx, &actor, &id, &n, &d)).await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!("Mapping {name}: {decision} done."),
+    );
+    let back = match form.get("return_to") {
+        Some("mappings") => "/security/host-mappings".to_string(),
+        _ => format!("/security/hosts/{host_id}"),
+    };
+    Ok(view::redirect(&back))
+}
+
+/// Approve or reject the selected mappings (`mapping` = `host_id name`, repeated).
+async fn decide_selected(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let decision = form.text("decision");
+    if decision != "approve" && decision != "reject" {
+        return Err(AppError::BadRequest(
+            "decision must be approve or reject".into(),
+        ));
+    }
+    let selected: Vec<(String, String)> = form
+        .all("mapping")
+        .into_iter()
+        .filter_map(|v| {
+            v.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect();
+    if selected.is_empty() {
+        return Err(AppError::BadRequest("select at least one mapping".into()));
+    }
+    let actor = auth.actor();
+    let d = decision.clone();
+    let n = web::block(move || {
+        for (id, name) in &selected {
+            map_svc::decide(&ctx, &actor, id, name, &d)?;
+        }
+        Ok::<_, AppError>(selected.len())
+    })
+    .await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!("{n} mapping(s): {decision} done."),
+    );
+    Ok(view::redirect("/security/host-mappings"))
+}
+
+#[derive(serde::Deserialize)]
+struct TabQuery {
+    tab: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "hosts/mappings.html")]
+struct MappingsPage {
+    page: Page,
+    tab: String,
+    pending: Vec<MappingRow>,
+    all: Vec<MappingRow>,
+}
+
+async fn mappings_page(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    q: web::Query<TabQuery>,
+) -> Result<HttpResponse, AppError> {
+    let tab = match q.tab.as_deref().unwrap_or("pending") {
+        t @ ("pending" | "all") => t.to_string(),
+        t => {
+            return Err(AppError::BadRequest(format!(
+                "unknown tab '{t}': use pending or all"
+            )))
+        }
+    };
+    let (pending, all) = web::block(move || map_svc::overview(&ctx)).await??;
+    let now = crate::db::now();
+    view::ok(&MappingsPage {
+        page: auth.page("Host mappings", "mappings"),
+        tab,
+        pending: pending
+            .into_iter()
+            .map(|m| MappingRow::of(m, now))
+            .collect(),
+        all: all.into_iter().map(|m| MappingRow::of(m, now)).collect(),
+    })
 }

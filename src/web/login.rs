@@ -55,7 +55,11 @@ async fn submit(
     let result = web::block(move || users::login(&ctx, &name, &password, &from)).await?;
     match result {
         Ok(user) => {
-            let next = after_login(&session);
+            let next = if user.must_change_password {
+                "/account/password".to_string()
+            } else {
+                after_login(&session)
+            };
             start_session(&session, &user)?;
             view::flash(&session, "success", format!("Welcome, {}.", user.username));
             Ok(view::redirect(&next))

@@ -3,15 +3,17 @@
 
 pub mod api;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod ca;
 pub mod certificates;
 pub mod hosts;
 pub mod listing;
 pub mod login;
-pub mod placeholder;
 pub mod public;
+pub mod settings;
 pub mod tokens;
+pub mod users;
 pub mod view;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,7 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(certificates::routes)
         .configure(hosts::routes)
         .configure(ca::routes)
-        .configure(placeholder::routes)
+        .configure(settings::routes)
+        .configure(audit::routes)
+        .configure(users::routes)
         .default_service(web::to(not_found));
 }
 

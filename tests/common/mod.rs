@@ -325,6 +325,15 @@ impl TestApp {
             .unwrap();
     }
 
+    pub fn set_auto_map(&self, on: bool) {
+        use diesel::prelude::*;
+        use hostca::db::schema::settings;
+        diesel::update(settings::table)
+            .set(settings::auto_map_host_names.eq(on))
+            .execute(&mut *self.conn())
+            .unwrap();
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.config.data_dir.clone()
     }

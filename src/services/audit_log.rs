@@ -1,0 +1,148 @@
+//! Reading the audit trail: filters, one event, the CSV export, the chain's state.
+
+use chrono::{NaiveDate, NaiveDateTime};
+
+use super::audit::{verify_chain, ChainStatus};
+use super::Ctx;
+use crate::db;
+use crate::error::AppError;
+use crate::models::audit_event::{AuditEvent, AuditFilter};
+
+pub const CATEGORIES: [&str; 6] = ["TOKEN", "CERT", "HOST", "SEC_CONFIG", "LOGIN", "USER"];
+
+/// The audit page's query as typed.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct AuditQuery {
+    pub category: Option<String>,
+    pub user: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub q: Option<String>,
+    pub page: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn date(field: &str, s: &str) -> Result<NaiveDate, AppError> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        AppError::BadRequest(format!(
+            "'{field}' must be a date like 2026-11-23, not '{}'",
+            s.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+/// Parses the query; `to` includes the whole day it names.
+pub fn parse(q: &AuditQuery) -> Result<AuditFilter, AppError> {
+    let category = match non_empty(&q.category) {
+        None => None,
+        Some(c) => {
+            let c = c.to_ascii_uppercase();
+            if !CATEGORIES.contains(&c.as_str()) {
+                return Err(AppError::BadRequest(format!(
+                    "unknown category '{c}': use {}",
+                    CATEGORIES.join(", ")
+                )));
+            }
+            Some(c)
+        }
+    };
+    let outcome = match non_empty(&q.outcome) {
+        None => None,
+        Some(o @ ("success" | "failure")) => Some(o.to_string()),
+        Some(o) => {
+            return Err(AppError::BadRequest(format!(
+                "unknown outcome '{o}': use success or failure"
+            )))
+        }
+    };
+    let from: Option<NaiveDateTime> = match non_empty(&q.from) {
+        None => None,
+        Some(s) => Some(date("from", s)?.and_hms_opt(0, 0, 0).unwrap_or_default()),
+    };
+    let to: Option<NaiveDateTime> = match non_empty(&q.to) {
+        None => None,
+        Some(s) => Some(
+            date("to", s)?.and_hms_opt(0, 0, 0).unwrap_or_default() + chrono::Duration::days(1),
+        ),
+    };
+    Ok(AuditFilter {
+        category,
+        actor: non_empty(&q.user).map(|u| u.chars().take(200).collect()),
+        outcome,
+        from,
+        to,
+        q: non_empty(&q.q)
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect(),
+    })
+}
+
+pub fn list(
+    ctx: &Ctx,
+    f: &AuditFilter,
+    offset: i64,
+    limit: i64,
+) -> Result<(Vec<AuditEvent>, i64, Vec<String>), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let (rows, total) = AuditEvent::list(&mut conn, f, offset, limit)?;
+    Ok((rows, total, AuditEvent::actors(&mut conn)?))
+}
+
+pub fn event(ctx: &Ctx, id: i64) -> Result<AuditEvent, AppError> {
+    AuditEvent::find(&mut *db::get(&ctx.pool)?, id)?
+        .ok_or_else(|| AppError::NotFound(format!("there is no audit event {id}")))
+}
+
+pub fn chain(ctx: &Ctx) -> Result<ChainStatus, AppError> {
+    verify_chain(&mut *db::get(&ctx.pool)?)
+}
+
+/// One batch of the export, newest first, older than `before_id`.
+pub fn export_batch(
+    ctx: &Ctx,
+    f: &AuditFilter,
+    before_id: i64,
+) -> Result<Vec<AuditEvent>, AppError> {
+    Ok(AuditEvent::page_before(
+        &mut *db::get(&ctx.pool)?,
+        f,
+        before_id,
+        2000,
+    )?)
+}
+
+/// A CSV field: quoted, quotes doubled, and a leading formula character neutralised so
+/// that a spreadsheet never runs what an attacker typed into a name.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub const CSV_HEADER: &str =
+    "id,at_utc,category,action,user,target,description,reason,outcome,hash\r\n";
+
+pub fn csv_line(e: &AuditEvent) -> String {
+    format!(
+        "{},{},{},{},{},{},{},{},{},{}\r\n",
+        e.id,
+        super::audit::format_at(e.at),
+        csv_field(&e.category),
+        csv_field(&e.action),
+        csv_field(&e.actor),
+        csv_field(&e.target),
+        csv_field(&e.description),
+        csv_field(&e.reason),
+        csv_field(&e.outcome),
+        e.hash
+    )
+}

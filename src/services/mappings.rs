@@ -1,0 +1,268 @@
+//! Host ID-to-host name mappings: added by hand or discovered from certificate requests,
+//! approved, rejected or deleted; a name shared by several hosts is a conflict.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+
+use super::audit::{self, Event};
+use super::hosts::normalize_hostname;
+use super::{require, Actor, Ctx};
+use crate::db::{self, DbConn};
+use crate::error::AppError;
+use crate::models::host::Host;
+use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED, PENDING, REJECTED};
+use crate::models::settings::Settings;
+use crate::models::user::Role;
+
+/// A mapping with the other hosts that share its name.
+#[derive(Clone, Debug)]
+pub struct MappingView {
+    pub mapping: HostMapping,
+    pub primary_name: String,
+    pub is_primary: bool,
+    /// `(host_id, primary name)` of every other host mapped to the same name.
+    pub shared_with: Vec<(String, String)>,
+}
+
+fn others(c: &mut DbConn, name: &str, host_id: &str) -> Result<Vec<HostMapping>, AppError> {
+    Ok(HostMapping::by_name(c, name)?
+        .into_iter()
+        .filter(|m| m.host_id != host_id)
+        .collect())
+}
+
+fn view(
+    c: &mut DbConn,
+    m: HostMapping,
+    names: &mut BTreeMap<String, String>,
+) -> Result<MappingView, AppError> {
+    let mut primary_of = |c: &mut DbConn, id: &str| -> Result<String, AppError> {
+        if let Some(n) = names.get(id) {
+            return Ok(n.clone());
+        }
+        let n = Host::find_by_host_id(c, id)?
+            .map(|h| h.primary_name)
+            .unwrap_or_default();
+        names.insert(id.to_string(), n.clone());
+        Ok(n)
+    };
+    let primary_name = primary_of(c, &m.host_id)?;
+    let mut shared_with = Vec::new();
+    for o in others(c, &m.name, &m.host_id)? {
+        let n = primary_of(c, &o.host_id)?;
+        shared_with.push((o.host_id, n));
+    }
+    Ok(MappingView {
+        is_primary: primary_name == m.name,
+        primary_name,
+        shared_with,
+        mapping: m,
+    })
+}
+
+pub fn for_host(c: &mut DbConn, host_id: &str) -> Result<Vec<MappingView>, AppError> {
+    let mut names = BTreeMap::new();
+    HostMapping::for_host(c, host_id)?
+        .into_iter()
+        .map(|m| view(c, m, &mut names))
+        .collect()
+}
+
+/// The mappings to approve (pending; conflicts first) and all mappings.
+pub fn overview(ctx: &Ctx) -> Result<(Vec<MappingView>, Vec<MappingView>), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let mut names = BTreeMap::new();
+    let mut pending: Vec<MappingView> = HostMapping::in_state(&mut conn, Some(PENDING), 1000)?
+        .into_iter()
+        .map(|m| view(&mut conn, m, &mut names))
+        .collect::<Result<_, _>>()?;
+    pending.sort_by_key(|v| (v.shared_with.is_empty(), v.mapping.name.clone()));
+    let all = HostMapping::in_state(&mut conn, None, 5000)?
+        .into_iter()
+        .map(|m| view(&mut conn, m, &mut names))
+        .collect::<Result<_, _>>()?;
+    Ok((pending, all))
+}
+
+/// Records a name seen for a host in a certificate request: approved at once when
+/// automatic mapping is on and no other host has the name, pending otherwise. Returns the
+/// state the name has for this host afterwards.
+pub fn discover(
+    c: &mut DbConn,
+    host: &Host,
+    name: &str,
+    settings: &Settings,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<String, AppError> {
+    if let Some(m) = HostMapping::find(c, &host.host_id, name)? {
+        return Ok(m.state);
+    }
+    let conflict = !others(c, name, &host.host_id)?.is_empty();
+    let state = if settings.auto_map_host_names && !conflict {
+        APPROVED
+    } else {
+        PENDING
+    };
+    HostMapping::insert(
+        c,
+        &NewHostMapping {
+            host_id: &host.host_id,
+            name,
+            state,
+            source: "auto",
+            created_at: now,
+        },
+    )?;
+    let why = match (state, conflict) {
+        (APPROVED, _) => "approved automatically".to_string(),
+        (_, true) => "pending: the name is also mapped to another host".to_string(),
+        _ => "pending: automatic mapping is off".to_string(),
+    };
+    audit::record(
+        c,
+        &Event::new(audit::HOST, "discover_mapping", actor, name).describe(format!(
+            "name {name} seen for host {} ({}): {why}",
+            host.primary_name, host.host_id
+        )),
+    )?;
+    Ok(state.to_string())
+}
+
+fn find_host(c: &mut DbConn, host_id: &str) -> Result<Host, AppError> {
+    Host::find_by_host_id(c, host_id)?
+        .ok_or_else(|| AppError::NotFound(format!("there is no host with host ID {host_id}")))
+}
+
+fn find_mapping(c: &mut DbConn, host: &Host, name: &str) -> Result<HostMapping, AppError> {
+    HostMapping::find(c, &host.host_id, name)?.ok_or_else(|| {
+        AppError::NotFound(format!("{} has no mapping named {name}", host.primary_name))
+    })
+}
+
+/// An administrator maps a name to a host by hand. A name another host already has waits
+/// for an explicit approval.
+pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<String, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::HOST,
+        "add_mapping",
+        name,
+    )?;
+    let name = normalize_hostname(name).map_err(AppError::BadRequest)?;
+    db::write_tx(&mut conn, |c| {
+        let host = find_host(c, host_id)?;
+        if HostMapping::find(c, &host.host_id, &name)?.is_some() {
+            return Err(AppError::Conflict(format!(
+                "{name} is already a mapping of {}",
+                host.primary_name
+            )));
+        }
+        let shared = others(c, &name, &host.host_id)?;
+        let state = if shared.is_empty() { APPROVED } else { PENDING };
+        HostMapping::insert(
+            c,
+            &NewHostMapping {
+                host_id: &host.host_id,
+                name: &name,
+                state,
+                source: "manual",
+                created_at: db::now(),
+            },
+        )?;
+        audit::record(
+            c,
+            &Event::new(audit::HOST, "add_mapping", &actor.username, &name).describe(format!(
+                "name {name} mapped to host {} ({}): {state}{}",
+                host.primary_name,
+                host.host_id,
+                if shared.is_empty() {
+                    ""
+                } else {
+                    ", because other hosts share the name"
+                }
+            )),
+        )?;
+        Ok(state.to_string())
+    })
+}
+
+/// Approves, rejects or deletes one mapping.
+pub fn decide(
+    ctx: &Ctx,
+    actor: &Actor,
+    host_id: &str,
+    name: &str,
+    decision: &str,
+) -> Result<(), AppError> {
+    let action: &'static str = match decision {
+        "approve" => "approve_mapping",
+        "reject" => "reject_mapping",
+        "delete" => "delete_mapping",
+        _ => {
+            return Err(AppError::NotFound(format!(
+                "there is no mapping action {decision}"
+            )))
+        }
+    };
+    let mut conn = db::get(&ctx.pool)?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::HOST,
+        action,
+        name,
+    )?;
+    db::write_tx(&mut conn, |c| {
+        let host = find_host(c, host_id)?;
+        let m = find_mapping(c, &host, name)?;
+        if m.name == host.primary_name && decision != "approve" {
+            return Err(AppError::Conflict(format!(
+                "{name} is the primary name of this host and cannot be {}",
+                if decision == "reject" {
+                    "rejected"
+                } else {
+                    "deleted"
+                }
+            )));
+        }
+        match decision {
+            "approve" => {
+                if let Some(o) = others(c, name, &host.host_id)?
+                    .into_iter()
+                    .find(|o| o.state == APPROVED)
+                {
+                    return Err(AppError::Conflict(format!(
+                        "{name} is an approved mapping of host {}: reject or delete it there first",
+                        o.host_id
+                    )));
+                }
+                HostMapping::set_state(c, m.id, APPROVED)?;
+            }
+            "reject" => {
+                HostMapping::set_state(c, m.id, REJECTED)?;
+            }
+            _ => {
+                HostMapping::delete(c, m.id)?;
+            }
+        }
+        audit::record(
+            c,
+            &Event::new(audit::HOST, action, &actor.username, name).describe(format!(
+                "mapping {name} of host {} ({}) {}",
+                host.primary_name,
+                host.host_id,
+                match decision {
+                    "approve" => "approved",
+                    "reject" => "rejected",
+                    _ => "deleted",
+                }
+            )),
+        )
+    })
+}

@@ -1,0 +1,172 @@
+//! Global security settings: read, and change with an audit event per changed value.
+
+use super::audit::{self, Event};
+use super::{require, Actor, Ctx, FieldErrors, FormError};
+use crate::db;
+use crate::error::AppError;
+use crate::models::settings::{Settings, SettingsChange};
+use crate::models::user::Role;
+
+pub const LEVELS: [(&str, &str, &str); 3] = [
+    ("very_high", "Very high", "Every certificate request needs a token."),
+    ("high", "High", "A known host (added by an administrator, or an approved mapping) needs no token; others do."),
+    ("medium", "Medium", "No token is needed when the requested name resolves to the address the request came from."),
+];
+
+pub const VALIDITY_DAYS: (i32, i32) = (1, 825);
+pub const AUTO_REISSUE_MINUTES: (i32, i32) = (0, 43_200);
+pub const RETENTION_DAYS: (i32, i32) = (1, 3650);
+
+/// The settings form as typed.
+#[derive(Clone, Debug, Default)]
+pub struct SettingsInput {
+    pub security_level: String,
+    pub auto_map_host_names: bool,
+    pub certificate_validity_days: String,
+    pub auto_reissue_minutes: String,
+    pub audit_retention_days: String,
+    pub reason: String,
+}
+
+impl SettingsInput {
+    pub fn of(s: &Settings) -> SettingsInput {
+        SettingsInput {
+            security_level: s.security_level.clone(),
+            auto_map_host_names: s.auto_map_host_names,
+            certificate_validity_days: s.certificate_validity_days.to_string(),
+            auto_reissue_minutes: s.auto_reissue_minutes.to_string(),
+            audit_retention_days: s.audit_retention_days.to_string(),
+            reason: String::new(),
+        }
+    }
+}
+
+pub fn load(ctx: &Ctx) -> Result<Settings, AppError> {
+    Ok(Settings::load(&mut *db::get(&ctx.pool)?)?)
+}
+
+fn number(
+    errors: &mut FieldErrors,
+    field: &'static str,
+    text: &str,
+    (lo, hi): (i32, i32),
+    unit: &str,
+) -> i32 {
+    match text.trim().parse::<i64>() {
+        Ok(n) if (i64::from(lo)..=i64::from(hi)).contains(&n) => n as i32,
+        _ => {
+            errors.insert(field, format!("a whole number of {unit} from {lo} to {hi}"));
+            lo
+        }
+    }
+}
+
+fn validate(input: &SettingsInput) -> Result<(SettingsChange, String), FieldErrors> {
+    let mut errors = FieldErrors::new();
+    if !LEVELS.iter().any(|(k, _, _)| *k == input.security_level) {
+        errors.insert("security_level", "choose very_high, high or medium".into());
+    }
+    let change = SettingsChange {
+        security_level: input.security_level.clone(),
+        auto_map_host_names: input.auto_map_host_names,
+        certificate_validity_days: number(
+            &mut errors,
+            "certificate_validity_days",
+            &input.certificate_validity_days,
+            VALIDITY_DAYS,
+            "days",
+        ),
+        auto_reissue_minutes: number(
+            &mut errors,
+            "auto_reissue_minutes",
+            &input.auto_reissue_minutes,
+            AUTO_REISSUE_MINUTES,
+            "minutes",
+        ),
+        audit_retention_days: number(
+            &mut errors,
+            "audit_retention_days",
+            &input.audit_retention_days,
+            RETENTION_DAYS,
+            "days",
+        ),
+        updated_at: Some(db::now()),
+    };
+    let reason = input.reason.trim().to_string();
+    if reason.is_empty() {
+        errors.insert(
+            "reason",
+            "say why the settings change; the reason is kept in the audit events".into(),
+        );
+    } else if let Err(e) = super::tokens::check_reason(&reason) {
+        errors.insert("reason", e);
+    }
+    if errors.is_empty() {
+        Ok((change, reason))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Applies the changed values at once; one SEC_CONFIG event per value, with old and new.
+/// Returns the names of the values that changed.
+pub fn update(
+    ctx: &Ctx,
+    actor: &Actor,
+    input: &SettingsInput,
+) -> Result<Vec<&'static str>, FormError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require(
+        &mut conn,
+        actor,
+        Role::SecurityAdmin,
+        audit::SEC_CONFIG,
+        "change_setting",
+        "settings",
+    )?;
+    let (change, reason) = validate(input).map_err(FormError::Invalid)?;
+    Ok(db::write_tx(&mut conn, |c| {
+        let old = Settings::load(c)?;
+        let pairs: [(&'static str, String, String); 5] = [
+            (
+                "security_level",
+                old.security_level.clone(),
+                change.security_level.clone(),
+            ),
+            (
+                "auto_map_host_names",
+                old.auto_map_host_names.to_string(),
+                change.auto_map_host_names.to_string(),
+            ),
+            (
+                "certificate_validity_days",
+                old.certificate_validity_days.to_string(),
+                change.certificate_validity_days.to_string(),
+            ),
+            (
+                "auto_reissue_minutes",
+                old.auto_reissue_minutes.to_string(),
+                change.auto_reissue_minutes.to_string(),
+            ),
+            (
+                "audit_retention_days",
+                old.audit_retention_days.to_string(),
+                change.audit_retention_days.to_string(),
+            ),
+        ];
+        let changed: Vec<_> = pairs.iter().filter(|(_, a, b)| a != b).collect();
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
+        Settings::change(c, &change)?;
+        for (name, a, b) in &changed {
+            audit::record(
+                c,
+                &Event::new(audit::SEC_CONFIG, "change_setting", &actor.username, name)
+                    .describe(format!("{name} changed from {a} to {b}"))
+                    .reason(&reason),
+            )?;
+        }
+        Ok(changed.iter().map(|(n, _, _)| *n).collect())
+    })?)
+}
