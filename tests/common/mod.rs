@@ -15,9 +15,15 @@ use reqwest::Response;
 
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
-pub struct TestApp {
+/// One browser: an address and a cookie jar.
+#[derive(Clone)]
+pub struct Browser {
     pub address: String,
     pub client: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub browser: Browser,
     pub ctx: Ctx,
     pub config: Config,
     handle: ServerHandle,
@@ -82,8 +88,7 @@ async fn start(
     let ctx = app.ctx.clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        address,
-        client,
+        browser: Browser { address, client },
         ctx,
         config,
         handle,
@@ -118,7 +123,15 @@ pub fn element_text(html: &str, id: &str) -> Option<String> {
     Some(rest[start..end].trim().to_string())
 }
 
-impl TestApp {
+impl std::ops::Deref for TestApp {
+    type Target = Browser;
+
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
+}
+
+impl Browser {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -164,6 +177,16 @@ impl TestApp {
         let r = self.login_as("admin", ADMIN_PASSWORD).await;
         assert_eq!(r.status().as_u16(), 303, "admin logs in");
     }
+}
+
+impl TestApp {
+    /// Another browser, with no cookies yet.
+    pub fn new_browser(&self) -> Browser {
+        Browser {
+            address: self.address.clone(),
+            client: client(),
+        }
+    }
 
     pub async fn create_token(
         &self,
@@ -204,7 +227,7 @@ impl TestApp {
         let pg = self.pg_database.take();
         let config = self.config.clone();
         let dir = self._dir.clone();
-        let client = self.client.clone();
+        let client = self.browser.client.clone();
         drop(self);
         start(config, dir, pg, client).await
     }
