@@ -989,3 +989,30 @@ async fn retention_removes_old_events_and_keeps_the_chain_verifiable() {
         hostca::services::audit::ChainStatus::Broken { .. }
     ));
 }
+
+#[tokio::test]
+async fn the_csv_export_streams_many_batches() {
+    let app = spawn_app().await;
+    app.login().await;
+    let mut conn = app.conn();
+    hostca::db::write_tx(&mut conn, |c| {
+        for i in 0..4500 {
+            hostca::services::audit::record(
+                c,
+                &hostca::services::audit::Event::new("HOST", "bulk", "loader", &format!("h{i}")),
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    drop(conn);
+    let csv = app.get_html("/security/audit.csv?user=loader").await;
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4500);
+    assert!(
+        rows[0].contains("\"h4499\"") && rows[4499].contains("\"h0\""),
+        "newest first, none lost"
+    );
+    let html = app.get_html("/security/audit?user=loader&page=2").await;
+    assert!(html.contains("Page 2 of 90"));
+}
