@@ -14,8 +14,13 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Largest number of database connections.
     pub pool_size: u32,
-    /// Whether the browser reaches the server over TLS: session cookies are then Secure.
-    pub secure_cookies: bool,
+    /// Serve HTTPS with a certificate from the server's own CA; session cookies are then
+    /// Secure.
+    pub tls: bool,
+    /// Names (or addresses) the TLS certificate is for; default the host name and localhost.
+    pub tls_names: Vec<String>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub insecure_http: bool,
     /// Subject of the root CA created on the first start.
     pub ca_name: Option<String>,
 }
@@ -29,7 +34,9 @@ impl Config {
             admin_password: None,
             workers: None,
             pool_size: 16,
-            secure_cookies: false,
+            tls: false,
+            tls_names: Vec::new(),
+            insecure_http: false,
             ca_name: None,
         }
     }

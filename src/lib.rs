@@ -9,6 +9,7 @@ pub mod pki;
 pub mod secrets;
 pub mod services;
 pub mod startup;
+pub mod tls;
 pub mod token_value;
 pub mod valid_for;
 pub mod web;

@@ -22,6 +22,7 @@ pub const SESSION_COOKIE: &str = "hostca_session";
 
 pub struct Application {
     port: u16,
+    tls: bool,
     server: Server,
     pub ctx: Ctx,
 }
@@ -49,7 +50,7 @@ impl Application {
             data_dir: config.data_dir.clone(),
             pki: Arc::new(prepared.pki),
             writer: Arc::new(GroupWriter::start(prepared.pool.clone())),
-            tls: config.secure_cookies,
+            tls: config.tls,
         };
         if let Ok(mut conn) = crate::db::get(&ctx.pool) {
             if let Err(e) = crate::services::audit::apply_retention(&mut conn) {
@@ -57,6 +58,7 @@ impl Application {
             }
         }
         spawn_hourly_crl(&ctx);
+        check_plain_http(config)?;
         let listener = TcpListener::bind(&config.listen)
             .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
         let port = listener
@@ -64,9 +66,19 @@ impl Application {
             .map_err(|e| AppError::Internal(e.to_string()))?
             .port();
         let key = Key::from(&prepared.session_key);
-        let secure = config.secure_cookies;
+        let secure = config.tls;
+        let server_cert = if config.tls {
+            let names = if config.tls_names.is_empty() {
+                crate::tls::default_names()
+            } else {
+                config.tls_names.clone()
+            };
+            Some(Arc::new(crate::tls::ServerCert::new(&ctx.pki.ca, names)?))
+        } else {
+            None
+        };
         let data = web::Data::new(ctx.clone());
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .wrap(
@@ -92,18 +104,38 @@ impl Application {
                 // The request line and status only: no headers, cookies or bodies.
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .configure(crate::web::configure)
-        })
-        .listen(listener)
+        });
+        let mut server = match &server_cert {
+            Some(cert) => server.listen_rustls_0_23(listener, cert.server_config()?),
+            None => server.listen(listener),
+        }
         .map_err(|e| AppError::Internal(format!("cannot listen: {e}")))?;
+        if let Some(cert) = &server_cert {
+            spawn_tls_renewal(cert, &ctx.pki);
+        }
         if let Some(w) = config.workers {
             server = server.workers(w);
         }
         let server = server.shutdown_timeout(5).run();
-        Ok(Application { port, server, ctx })
+        Ok(Application {
+            port,
+            tls: config.tls,
+            server,
+            ctx,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://localhost:PORT`.
+    pub fn base_url(&self) -> String {
+        if self.tls {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.port)
+        }
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -144,6 +176,55 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                 tls,
             };
             crate::services::maintenance::hourly(&ctx);
+        }
+    });
+}
+
+/// Plain HTTP carries passwords and token values in clear: only on loopback, unless the
+/// operator says otherwise.
+fn check_plain_http(config: &Config) -> Result<(), AppError> {
+    if config.tls {
+        return Ok(());
+    }
+    let loopback = config
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or_else(|_| config.listen.starts_with("localhost:"));
+    if loopback {
+        return Ok(());
+    }
+    if config.insecure_http {
+        log::warn!(
+            "serving plain HTTP on {}: passwords and token values cross the network in clear; use --tls",
+            config.listen
+        );
+        return Ok(());
+    }
+    Err(AppError::BadRequest(format!(
+        "refusing to serve plain HTTP on the non-loopback address {}: use --tls (HTTPS with a certificate from hostca's CA), or --insecure-http to accept the risk",
+        config.listen
+    )))
+}
+
+/// Checks the TLS certificate every hour and renews it before it expires.
+fn spawn_tls_renewal(
+    cert: &Arc<crate::tls::ServerCert>,
+    pki: &Arc<crate::services::pki::PkiState>,
+) {
+    let (cert, pki) = (Arc::downgrade(cert), Arc::downgrade(pki));
+    std::thread::spawn(move || loop {
+        for _ in 0..720 {
+            std::thread::sleep(Duration::from_secs(5));
+            if pki.strong_count() == 0 {
+                return;
+            }
+        }
+        let (Some(cert), Some(pki)) = (cert.upgrade(), pki.upgrade()) else {
+            return;
+        };
+        if let Err(e) = cert.renew_if_due(&pki.ca) {
+            log::error!("TLS certificate renewal failed: {e}");
         }
     });
 }

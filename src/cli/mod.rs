@@ -1,11 +1,18 @@
-//! The `hostca` command line.
+//! The `hostca` command line: the server, its maintenance, administration through the
+//! API, and the host-side client.
 
+pub mod admin;
+pub mod client;
+pub mod host;
+
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::startup::Application;
+use client::{CliResult, Client};
 
 #[derive(Parser)]
 #[command(
@@ -20,26 +27,64 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the web console and the host API.
+    /// Run the web console and the API.
     Serve(ServeArgs),
-    /// Audit trail tools.
+    /// Audit trail tools (on the server's data).
     #[command(subcommand)]
     Audit(AuditCommand),
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Check that no audit event was changed or removed outside hostca.
-    Verify(StoreArgs),
-}
-
-/// Where the server keeps its data, for commands that read it directly.
-#[derive(clap::Args)]
-struct StoreArgs {
-    #[arg(long, env = "HOSTCA_DATA_DIR", default_value = "./hostca-data")]
-    data_dir: PathBuf,
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: Option<String>,
+    /// User administration on the server's data, e.g. when every administrator is locked out.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Authorization and reissue tokens (admin API).
+    Token(Api<admin::TokenCommand>),
+    /// Certificates (admin API).
+    Cert(Api<admin::CertCommand>),
+    /// Hosts (admin API).
+    Host(Api<admin::HostCommand>),
+    /// Host name mappings (admin API).
+    Mapping(Api<admin::MappingCommand>),
+    /// Host: fetch the CA certificate, check its fingerprint, and store it.
+    GetCaCertificate {
+        #[command(flatten)]
+        host: HostArgs,
+        /// The SHA-256 fingerprint shown on the server's Certificate authority page.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Trust the CA without asking (not recommended).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Host: make a key pair and CSR, and get a certificate.
+    GetCertificate {
+        #[command(flatten)]
+        host: HostArgs,
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The name of an environment variable that holds the token.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
+    /// Host: renew the certificate with the same key.
+    RenewCertificate {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Host: fetch the CRL, verify it against the stored CA, and store it.
+    GetCrl {
+        #[command(flatten)]
+        host: HostArgs,
+    },
+    /// Host: show the local certificate and whether the stored CRL revokes it.
+    ListCertDetails {
+        #[arg(long, env = "HOSTCA_HOST_DIR", default_value = "./hostca-host")]
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -62,35 +107,159 @@ struct ServeArgs {
     /// Subject of the root CA made on the first start, e.g. "CN=Example CA,O=Example".
     #[arg(long, env = "HOSTCA_CA_NAME")]
     ca_name: Option<String>,
+    /// Serve HTTPS with a certificate issued by hostca's own CA.
+    #[arg(long, env = "HOSTCA_TLS")]
+    tls: bool,
+    /// A name (or address) for the TLS certificate; repeatable. Default: the host name and localhost.
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+    /// Serve plain HTTP on a non-loopback address anyway.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that no audit event was changed or removed outside hostca.
+    Verify(StoreArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Add a user. The password comes from --password-env, a prompt, or standard input.
+    CreateUser {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        username: String,
+        /// administrator, security_admin or viewer
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// Set a user's password (they must change it at the next login) and enable them.
+    ResetPassword {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+}
+
+/// Where the server keeps its data, for commands that read it directly.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, env = "HOSTCA_DATA_DIR", default_value = "./hostca-data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+/// An admin API command with the server and key it talks to.
+#[derive(Args)]
+struct Api<C: Subcommand> {
+    /// The hostca server, e.g. https://ca.example.com:8443
+    #[arg(long, env = "HOSTCA_SERVER", global = true)]
+    server: Option<String>,
+    /// An API key from /account/api-keys.
+    #[arg(long, env = "HOSTCA_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// The CA certificate to verify an https server (default: <dir>/ca.pem).
+    #[arg(long, env = "HOSTCA_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "HOSTCA_HOST_DIR",
+        default_value = "./hostca-host",
+        global = true
+    )]
+    dir: PathBuf,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: C,
+}
+
+impl<C: Subcommand> Api<C> {
+    fn client(&self) -> CliResult<Client> {
+        let server = self
+            .server
+            .as_deref()
+            .ok_or("give the server with --server or HOSTCA_SERVER")?;
+        let key = self
+            .api_key
+            .clone()
+            .ok_or("give an API key with --api-key or HOSTCA_API_KEY")?;
+        let ca = client::load_ca(self.ca_cert.as_deref(), &self.dir);
+        Client::new(server, Some(key), ca.as_deref())
+    }
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// The hostca server, e.g. https://ca.example.com:8443
+    #[arg(long, env = "HOSTCA_SERVER")]
+    server: String,
+    /// Where the host's files live: ca.pem, host.key, host.pem, crl.pem.
+    #[arg(long, env = "HOSTCA_HOST_DIR", default_value = "./hostca-host")]
+    dir: PathBuf,
 }
 
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match cli.command {
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
+    let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
-    }
-}
-
-fn serve(args: ServeArgs) -> i32 {
-    let mut config = Config::new(args.data_dir);
-    config.listen = args.listen;
-    config.database_url = args.database_url;
-    config.workers = args.workers;
-    config.pool_size = args.db_pool;
-    config.ca_name = args.ca_name;
-    config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(&config).map_err(|e| e.to_string())?;
-        log::info!(
-            "hostca listening on port {} (data in {})",
-            app.port(),
-            config.data_dir.display()
-        );
-        app.run_until_stopped().await.map_err(|e| e.to_string())
-    });
+        Command::Audit(AuditCommand::Verify(args)) => return audit_verify(args),
+        Command::Admin(cmd) => admin_users(cmd),
+        Command::Token(api) => api
+            .client()
+            .and_then(|c| admin::token(&c, api.command, api.json)),
+        Command::Cert(api) => api
+            .client()
+            .and_then(|c| admin::cert(&c, api.command, api.json)),
+        Command::Host(api) => api
+            .client()
+            .and_then(|c| admin::host(&c, api.command, api.json)),
+        Command::Mapping(api) => api
+            .client()
+            .and_then(|c| admin::mapping(&c, api.command, api.json)),
+        Command::GetCaCertificate {
+            host,
+            fingerprint,
+            yes,
+        } => host::get_ca_certificate(&host.server, &host.dir, fingerprint.as_deref(), yes),
+        Command::GetCertificate {
+            host,
+            hostname,
+            token,
+            token_file,
+            token_env,
+        } => host::get_certificate(
+            &host.server,
+            &host.dir,
+            &hostname,
+            &host::TokenSource {
+                token,
+                token_file,
+                token_env,
+            },
+        ),
+        Command::RenewCertificate { host } => host::renew_certificate(&host.server, &host.dir),
+        Command::GetCrl { host } => host::get_crl(&host.server, &host.dir),
+        Command::ListCertDetails { dir, json } => host::list_cert_details(&dir, json),
+    };
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -100,18 +269,47 @@ fn serve(args: ServeArgs) -> i32 {
     }
 }
 
-fn audit_verify(args: StoreArgs) -> i32 {
+fn serve(args: ServeArgs) -> CliResult<()> {
     let mut config = Config::new(args.data_dir);
+    config.listen = args.listen;
     config.database_url = args.database_url;
+    config.workers = args.workers;
+    config.pool_size = args.db_pool;
+    config.ca_name = args.ca_name;
+    config.tls = args.tls;
+    config.tls_names = args.tls_names;
+    config.insecure_http = args.insecure_http;
+    config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(&config).map_err(|e| e.to_string())?;
+        log::info!(
+            "hostca listening on {} (data in {})",
+            app.base_url(),
+            config.data_dir.display()
+        );
+        app.run_until_stopped().await.map_err(|e| e.to_string())
+    })
+}
+
+fn open_store(args: &StoreArgs) -> CliResult<crate::db::Pool> {
+    let mut config = Config::new(args.data_dir.clone());
+    config.database_url = args.database_url.clone();
     let url = config.database_url();
     if crate::db::Backend::of(&url) == crate::db::Backend::Sqlite
         && !std::path::Path::new(&url).exists()
     {
-        eprintln!("hostca: no database at {url}: pass --data-dir or --database-url");
-        return 2;
+        return Err(format!(
+            "no database at {url}: pass --data-dir or --database-url"
+        ));
     }
-    let result = crate::db::connect(&url, 2).and_then(|pool| {
-        crate::db::get(&pool).and_then(|mut c| crate::services::audit::verify_chain(&mut c))
+    crate::db::connect(&url, 2).map_err(|e| e.to_string())
+}
+
+fn audit_verify(args: StoreArgs) -> i32 {
+    let result = open_store(&args).and_then(|pool| {
+        crate::db::get(&pool)
+            .and_then(|mut c| crate::services::audit::verify_chain(&mut c))
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(crate::services::audit::ChainStatus::Intact { events }) => {
@@ -130,4 +328,50 @@ fn audit_verify(args: StoreArgs) -> i32 {
             2
         }
     }
+}
+
+fn read_password(env: Option<&str>) -> CliResult<String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map_err(|_| format!("the environment variable {var} is not set"));
+    }
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("New password: ").map_err(|e| e.to_string())?;
+        let b = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        if a != b {
+            return Err("the two passwords differ".into());
+        }
+        return Ok(a);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn admin_users(cmd: AdminCommand) -> CliResult<()> {
+    let (store, username, role, password_env) = match &cmd {
+        AdminCommand::CreateUser {
+            store,
+            username,
+            role,
+            password_env,
+        } => (store, username, Some(role.clone()), password_env),
+        AdminCommand::ResetPassword {
+            store,
+            username,
+            password_env,
+        } => (store, username, None, password_env),
+    };
+    let pool = open_store(store)?;
+    let password = read_password(password_env.as_deref())?;
+    crate::services::users::offline_set_user(&pool, username, role.as_deref(), &password)
+        .map_err(|e| e.to_string())?;
+    match role {
+        Some(r) => println!("User {username} created with role {r}; they must change the password at first login."),
+        None => println!("The password of {username} was reset and the account enabled; they must change it at the next login."),
+    }
+    Ok(())
 }

@@ -13,7 +13,9 @@ use super::{random_serial, serial_hex, sha256_fingerprint, to_offset, PkiError};
 pub struct LeafRequest<'a> {
     /// The primary name first; every name must already be approved for the host.
     pub names: &'a [String],
-    pub host_id: &'a str,
+    /// The host ID, written as a `urn:uuid:` URI SAN; `None` for the server's own TLS
+    /// certificate.
+    pub host_id: Option<&'a str>,
     pub spki_der: &'a [u8],
     pub validity_days: i64,
     pub now: NaiveDateTime,
@@ -27,6 +29,7 @@ pub struct IssuedCert {
     pub not_before: NaiveDateTime,
     pub not_after: NaiveDateTime,
     pub sha256: String,
+    pub der: Vec<u8>,
 }
 
 /// Certificates are back-dated a little so that hosts with a slow clock accept them.
@@ -45,16 +48,22 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     params.distinguished_name = dn;
     let mut sans = Vec::with_capacity(req.names.len() + 1);
     for n in req.names {
+        if let Ok(ip) = n.parse::<std::net::IpAddr>() {
+            sans.push(SanType::IpAddress(ip));
+            continue;
+        }
         let ia5 = n
             .clone()
             .try_into()
             .map_err(|_| PkiError::BadInput(format!("'{n}' is not a valid DNS name")))?;
         sans.push(SanType::DnsName(ia5));
     }
-    let urn = format!("urn:uuid:{}", req.host_id);
-    sans.push(SanType::URI(urn.try_into().map_err(|_| {
-        PkiError::Internal("host ID is not a valid URI".into())
-    })?));
+    if let Some(host_id) = req.host_id {
+        let urn = format!("urn:uuid:{host_id}");
+        sans.push(SanType::URI(urn.try_into().map_err(|_| {
+            PkiError::Internal("host ID is not a valid URI".into())
+        })?));
+    }
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
@@ -86,5 +95,6 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
         not_before,
         not_after,
         sha256: sha256_fingerprint(cert.der()),
+        der: cert.der().to_vec(),
     })
 }

@@ -338,7 +338,7 @@ fn issue_and_store(
         &ctx.pki.ca,
         &LeafRequest {
             names,
-            host_id: &host.host_id,
+            host_id: Some(&host.host_id),
             spki_der: &csr.spki_der,
             validity_days: i64::from(settings.certificate_validity_days.clamp(1, 825)),
             now,

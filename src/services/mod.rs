@@ -1,6 +1,7 @@
 //! The rules. Each operation is one transaction with its audit event; nothing here knows
 //! about HTTP. Functions block: call them from `web::block`.
 
+pub mod api_keys;
 pub mod audit;
 pub mod audit_log;
 pub mod certificates;

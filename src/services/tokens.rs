@@ -15,7 +15,7 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_REASON_LEN: usize = 1024;
 pub const MAX_USES: i32 = 99_999;
 /// Names that are console addresses under /security/tokens/.
-const RESERVED_NAMES: &[&str] = &["new", "delete", "cleanup"];
+const RESERVED_NAMES: &[&str] = &["new", "delete", "cleanup", "reissue"];
 
 /// What the Add form sends, as typed.
 #[derive(Clone, Debug, Default)]

@@ -447,3 +447,58 @@ pub fn change_own_password(
         User::find(c, user.id)?.ok_or_else(|| AppError::Internal("user vanished".into()))
     })?)
 }
+
+/// For `hostca admin`: creates a user (`role` given) or resets one's password and enables
+/// them, directly on the database, as the operator at the console of the server.
+pub fn offline_set_user(
+    pool: &crate::db::Pool,
+    username: &str,
+    role: Option<&str>,
+    password: &str,
+) -> Result<(), AppError> {
+    check_password(password)
+        .map_err(|e| AppError::BadRequest(format!("the password must have {e}")))?;
+    let hash = hash_password(password)?;
+    let mut conn = db::get(pool)?;
+    db::write_tx(&mut conn, |c| match role {
+        Some(role) => {
+            check_username(username).map_err(|e| AppError::BadRequest(format!("username: {e}")))?;
+            let role = parse_role(role)?;
+            if User::find_by_username(c, username)?.is_some() {
+                return Err(AppError::Conflict(format!(
+                    "a user named {username} already exists"
+                )));
+            }
+            User::insert(
+                c,
+                &NewUser {
+                    username,
+                    password_hash: &hash,
+                    role: role.as_str(),
+                    must_change_password: true,
+                    created_at: db::now(),
+                },
+            )?;
+            audit::record(
+                c,
+                &Event::new(audit::USER, "create", "console", username).describe(format!(
+                    "user {username} created with role {} by hostca admin",
+                    role.as_str()
+                )),
+            )
+        }
+        None => {
+            let user = find_user(c, username)?;
+            User::set_password(c, user.id, &hash, true, db::now())?;
+            if user.disabled {
+                User::set_disabled(c, user.id, false)?;
+            }
+            audit::record(
+                c,
+                &Event::new(audit::USER, "reset_password", "console", username).describe(format!(
+                    "password of {username} reset by hostca admin; account enabled"
+                )),
+            )
+        }
+    })
+}

@@ -11,7 +11,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .route("/certificates", web::post().to(request_certificate))
-            .route("/certificates/renew", web::post().to(renew_certificate)),
+            .route("/certificates/renew", web::post().to(renew_certificate))
+            .route("/openapi.json", web::get().to(super::openapi::document))
+            .configure(super::admin_api::routes)
+            .default_service(web::to(unknown)),
     );
 }
 
@@ -119,4 +122,12 @@ async fn renew_certificate(
     let body = body.into_inner();
     let enrolled = web::block(move || enroll::renew(&ctx, &body.host_id, &body.csr)).await??;
     Ok(created(enrolled))
+}
+
+async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError(AppError::NotFound(format!(
+        "there is no API route {} {}; see /api/v1/openapi.json",
+        req.method(),
+        req.path()
+    ))))
 }

@@ -1,7 +1,9 @@
 //! The HTTP side: routes grouped by area. A handler parses its input, calls one service
 //! function in `web::block`, and renders.
 
+pub mod admin_api;
 pub mod api;
+pub mod api_keys;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -10,6 +12,7 @@ pub mod certificates;
 pub mod hosts;
 pub mod listing;
 pub mod login;
+pub mod openapi;
 pub mod public;
 pub mod settings;
 pub mod tokens;
@@ -43,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(settings::routes)
         .configure(audit::routes)
         .configure(users::routes)
+        .configure(api_keys::routes)
         .default_service(web::to(not_found));
 }
 

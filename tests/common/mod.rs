@@ -62,28 +62,46 @@ pub fn test_config(dir: PathBuf, database_url: Option<String>) -> Config {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
+    client_for(None)
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the application with a changed configuration (e.g. `tls`).
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let (url, pg) = fresh_database();
-    let config = test_config(dir.path().join("data"), url);
-    start(config, dir, pg, client()).await
+    let mut config = test_config(dir.path().join("data"), url);
+    change(&mut config);
+    start(config, dir, pg, None).await
+}
+
+/// A browser-like client; for https it trusts the CA in `ca_pem` only.
+pub fn client_for(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none());
+    if let Some(pem) = ca_pem {
+        b = b
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+    }
+    b.build().unwrap()
 }
 
 async fn start(
     config: Config,
     dir: std::sync::Arc<tempfile::TempDir>,
     pg_database: Option<(String, String)>,
-    client: reqwest::Client,
+    client: Option<reqwest::Client>,
 ) -> TestApp {
     let app = Application::build(&config).expect("the application starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let address = app.base_url();
+    let ca = config.tls.then(|| app.ctx.pki.ca.cert_pem.clone());
+    let client = client.unwrap_or_else(|| client_for(ca.as_deref()));
     let handle = app.handle();
     let ctx = app.ctx.clone();
     tokio::spawn(app.run_until_stopped());
@@ -182,9 +200,10 @@ impl Browser {
 impl TestApp {
     /// Another browser, with no cookies yet.
     pub fn new_browser(&self) -> Browser {
+        let ca = self.config.tls.then(|| self.ctx.pki.ca.cert_pem.clone());
         Browser {
             address: self.address.clone(),
-            client: client(),
+            client: client_for(ca.as_deref()),
         }
     }
 
@@ -229,7 +248,7 @@ impl TestApp {
         let dir = self._dir.clone();
         let client = self.browser.client.clone();
         drop(self);
-        start(config, dir, pg, client).await
+        start(config, dir, pg, Some(client)).await
     }
 
     pub fn conn(&self) -> hostca::db::PooledConn {
@@ -329,7 +348,8 @@ impl TestApp {
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new()
+        let r = self
+            .client
             .post(self.url(path))
             .json(body)
             .send()
@@ -365,5 +385,26 @@ impl TestApp {
         let d = self._dir.path().join("scratch");
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+}
+
+impl Browser {
+    /// POST JSON with an API key.
+    pub async fn post_json_with_key(
+        &self,
+        key: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 }

@@ -1,0 +1,143 @@
+//! HTTPS for the console and the API: a server certificate issued by hostca's own CA for
+//! the configured names, held in memory and renewed before it expires.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{Duration, NaiveDateTime};
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use crate::error::AppError;
+use crate::pki::ca::Ca;
+use crate::pki::issue::{issue, LeafRequest};
+
+pub const VALIDITY_DAYS: i64 = 30;
+/// Renewed when less than this much validity is left.
+pub const RENEW_BEFORE_DAYS: i64 = 10;
+
+/// The names the server certificate is for by default: the machine's host name and localhost.
+pub fn default_names() -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim().to_ascii_lowercase();
+        if !h.is_empty() && !names.contains(&h) {
+            names.insert(0, h);
+        }
+    }
+    names
+}
+
+struct Current {
+    key: Arc<CertifiedKey>,
+    not_after: NaiveDateTime,
+}
+
+/// Hands the current certificate to every TLS handshake; `renew_if_due` replaces it.
+pub struct ServerCert {
+    names: Vec<String>,
+    current: RwLock<Current>,
+}
+
+impl std::fmt::Debug for ServerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCert")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn make(ca: &Ca, names: &[String], now: NaiveDateTime) -> Result<Current, AppError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| AppError::Internal(format!("TLS key: {e}")))?;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let cert = issue(
+        ca,
+        &LeafRequest {
+            names,
+            host_id: None,
+            spki_der: &spki,
+            validity_days: VALIDITY_DAYS,
+            now,
+        },
+    )?;
+    let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing =
+        any_supported_type(&private).map_err(|e| AppError::Internal(format!("TLS key: {e}")))?;
+    let chain = vec![
+        CertificateDer::from(cert.der.clone()),
+        CertificateDer::from(ca.cert_der.clone()),
+    ];
+    log::info!(
+        "TLS certificate {} issued for {} until {} UTC",
+        cert.serial,
+        names.join(", "),
+        cert.not_after
+    );
+    Ok(Current {
+        key: Arc::new(CertifiedKey::new(chain, signing)),
+        not_after: cert.not_after,
+    })
+}
+
+impl ServerCert {
+    pub fn new(ca: &Ca, names: Vec<String>) -> Result<ServerCert, AppError> {
+        if names.is_empty() {
+            return Err(AppError::BadRequest(
+                "--tls needs at least one --tls-name".into(),
+            ));
+        }
+        for n in &names {
+            if n.parse::<std::net::IpAddr>().is_err() {
+                crate::services::hosts::normalize_hostname(n)
+                    .map_err(|e| AppError::BadRequest(format!("--tls-name: {e}")))?;
+            }
+        }
+        let current = make(ca, &names, crate::db::now())?;
+        Ok(ServerCert {
+            names,
+            current: RwLock::new(current),
+        })
+    }
+
+    /// Issues a fresh certificate when the current one nears its end.
+    pub fn renew_if_due(&self, ca: &Ca) -> Result<bool, AppError> {
+        let now = crate::db::now();
+        let due = self
+            .current
+            .read()
+            .map(|c| c.not_after - now < Duration::days(RENEW_BEFORE_DAYS))
+            .unwrap_or(true);
+        if !due {
+            return Ok(false);
+        }
+        let fresh = make(ca, &self.names, now)?;
+        if let Ok(mut slot) = self.current.write() {
+            *slot = fresh;
+        }
+        Ok(true)
+    }
+
+    pub fn not_after(&self) -> Option<NaiveDateTime> {
+        self.current.read().ok().map(|c| c.not_after)
+    }
+
+    pub fn server_config(self: &Arc<Self>) -> Result<rustls::ServerConfig, AppError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AppError::Internal(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|c| c.key.clone())
+    }
+}

@@ -1,0 +1,162 @@
+//! Account > API keys: a user's keys for scripts and the command line.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::auth::{Auth, Form};
+use super::view::{self, Page, When};
+use crate::error::AppError;
+use crate::services::{api_keys as svc, Ctx, FieldErrors, FormError};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/account/api-keys", web::get().to(list))
+        .route("/account/api-keys", web::post().to(create))
+        .route("/account/api-keys/{name}/revoke", web::post().to(revoke));
+}
+
+pub struct KeyRow {
+    pub name: String,
+    pub prefix: String,
+    pub created: When,
+    pub expires: Option<When>,
+    pub last_used: Option<When>,
+    pub state: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "api_keys.html")]
+struct KeysPage {
+    page: Page,
+    rows: Vec<KeyRow>,
+    new_value: String,
+    name: String,
+    valid_for: String,
+    errors: FieldErrors,
+}
+
+impl KeysPage {
+    fn error(&self, field: &str) -> String {
+        self.errors.get(field).cloned().unwrap_or_default()
+    }
+}
+
+async fn page(
+    auth: &Auth,
+    ctx: web::Data<Ctx>,
+    new_value: String,
+    (name, valid_for): (String, String),
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    let id = auth.user.id;
+    let keys = web::block(move || svc::list(&ctx, id)).await??;
+    let now = crate::db::now();
+    view::render(
+        status,
+        &KeysPage {
+            page: auth.page("API keys", "api-keys"),
+            rows: keys
+                .into_iter()
+                .map(|k| KeyRow {
+                    state: if k.revoked_at.is_some() {
+                        "revoked"
+                    } else if k.is_usable(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    },
+                    created: When::of(k.created_at, now),
+                    expires: When::maybe(k.expires_at, now),
+                    last_used: When::maybe(k.last_used_at, now),
+                    name: k.name,
+                    prefix: k.prefix,
+                })
+                .collect(),
+            new_value,
+            name,
+            valid_for,
+            errors,
+        },
+    )
+}
+
+async fn list(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError> {
+    page(
+        &auth,
+        ctx,
+        String::new(),
+        Default::default(),
+        FieldErrors::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse, AppError> {
+    let (name, valid_for) = (form.text("name"), form.text("valid_for"));
+    let (c, u, n, v) = (
+        ctx.clone(),
+        auth.user.clone(),
+        name.clone(),
+        valid_for.clone(),
+    );
+    match web::block(move || svc::create(&c, &u, &n, &v)).await? {
+        Ok((key, value)) => {
+            let flash = format!(
+                "API key {} created. Copy it now: it is shown only once.",
+                key.name
+            );
+            view::flash(&auth.session, "success", flash);
+            page(
+                &auth,
+                ctx,
+                value,
+                Default::default(),
+                FieldErrors::new(),
+                StatusCode::OK,
+            )
+            .await
+        }
+        Err(FormError::Invalid(e)) => {
+            page(
+                &auth,
+                ctx,
+                String::new(),
+                (name, valid_for),
+                e,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(FormError::Conflict(e)) => {
+            page(
+                &auth,
+                ctx,
+                String::new(),
+                (name, valid_for),
+                e,
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(FormError::Other(e)) => Err(e),
+    }
+}
+
+async fn revoke(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    name: web::Path<String>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    let (user, n) = (auth.user.clone(), name.into_inner());
+    let shown = n.clone();
+    web::block(move || svc::revoke(&ctx, &user, &n)).await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!("API key {shown} revoked."),
+    );
+    Ok(view::redirect("/account/api-keys"))
+}
