@@ -142,8 +142,25 @@ fn fields_text(f: &services::FieldErrors) -> String {
         .join("; ")
 }
 
-/// A JSON body; anything else is a 400 that says what was wrong.
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// A request body as read: too large is a 413, unreadable a 400, both in JSON.
+type Body = Result<web::Bytes, actix_web::Error>;
+
+/// A JSON body; anything else is a 4xx that says what was wrong.
+fn body<T: serde::de::DeserializeOwned>(bytes: &Body) -> Result<T, ApiError> {
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(e)
+            if e.as_response_error().status_code()
+                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            return Err(ApiError(AppError::TooLarge))
+        }
+        Err(e) => {
+            return Err(ApiError(AppError::BadRequest(format!(
+                "the body could not be read: {e}"
+            ))))
+        }
+    };
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError(AppError::BadRequest(format!(
             "the JSON body is not valid: {e}"
@@ -246,7 +263,7 @@ struct NewTokenBody {
 async fn create_token(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: NewTokenBody = body(&bytes)?;
     let input = TokenInput {
@@ -285,7 +302,7 @@ struct ReissueBody {
 async fn create_reissue_token(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: ReissueBody = body(&bytes)?;
     let host = match (b.host, b.host_id) {
@@ -344,7 +361,7 @@ struct NamesBody {
 async fn delete_tokens(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: NamesBody = body(&bytes)?;
     let n = web::block(move || services::tokens::delete(&ctx, &auth.0, &b.names)).await??;
@@ -432,7 +449,7 @@ async fn revoke_certificate(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     serial: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: ReasonBody = body(&bytes)?;
     let c = web::block(move || services::certificates::revoke(&ctx, &auth.0, &serial, &b.reason))
@@ -500,7 +517,7 @@ struct NameBody {
 async fn add_host(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: NameBody = body(&bytes)?;
     let d = web::block(move || {
@@ -524,7 +541,7 @@ async fn revoke_host(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     host: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: ReasonBody = body(&bytes)?;
     let n = web::block(move || {
@@ -539,7 +556,7 @@ async fn add_mapping(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     host: web::Path<String>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: NameBody = body(&bytes)?;
     let state = web::block(move || {
@@ -611,7 +628,7 @@ async fn get_settings(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpRespons
 async fn put_settings(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    bytes: web::Bytes,
+    bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let b: Value = body(&bytes)?;
     let Value::Object(obj) = b else {
@@ -657,7 +674,15 @@ async fn put_settings(
         if let Some(v) = obj.get("audit_retention_days") {
             input.audit_retention_days = text(v);
         }
-        input.reason = obj.get("reason").map(text).unwrap_or_default();
+        input.reason = match obj.get("reason") {
+            None => String::new(),
+            Some(Value::String(r)) => r.clone(),
+            Some(_) => {
+                return Err(FormError::Other(AppError::BadRequest(
+                    "reason must be a string".into(),
+                )))
+            }
+        };
         services::settings::update(&ctx, &auth.0, &input)?;
         Ok::<_, FormError>(services::settings::load(&ctx)?)
     })

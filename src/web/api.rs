@@ -116,10 +116,11 @@ async fn request_certificate(
 }
 
 async fn renew_certificate(
+    req: HttpRequest,
     ctx: web::Data<Ctx>,
-    body: web::Json<RenewBody>,
+    body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body: RenewBody = json_body(&req, &ctx, body, "renew").await?;
     let enrolled = web::block(move || enroll::renew(&ctx, &body.host_id, &body.csr)).await??;
     Ok(created(enrolled))
 }
