@@ -35,6 +35,25 @@ enum Command {
     /// User administration on the server's data, e.g. when every administrator is locked out.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write an encrypted backup of the database, the keys and the CA.
+    Backup {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        out: PathBuf,
+        /// The name of an environment variable holding the passphrase (else a prompt or stdin).
+        #[arg(long)]
+        passphrase_env: Option<String>,
+    },
+    /// Restore a backup into a new data directory (and an empty database).
+    Restore {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long = "in")]
+        input: PathBuf,
+        #[arg(long)]
+        passphrase_env: Option<String>,
+    },
     /// Authorization and reissue tokens (admin API).
     Token(Api<admin::TokenCommand>),
     /// Certificates (admin API).
@@ -223,6 +242,16 @@ pub fn run() -> i32 {
         Command::Serve(args) => serve(args),
         Command::Audit(AuditCommand::Verify(args)) => return audit_verify(args),
         Command::Admin(cmd) => admin_users(cmd),
+        Command::Backup {
+            store,
+            out,
+            passphrase_env,
+        } => backup(&store, &out, passphrase_env.as_deref()),
+        Command::Restore {
+            store,
+            input,
+            passphrase_env,
+        } => restore(&store, &input, passphrase_env.as_deref()),
         Command::Token(api) => api
             .client()
             .and_then(|c| admin::token(&c, api.command, api.json)),
@@ -328,6 +357,41 @@ fn audit_verify(args: StoreArgs) -> i32 {
             2
         }
     }
+}
+
+fn backup(store: &StoreArgs, out: &std::path::Path, passphrase_env: Option<&str>) -> CliResult<()> {
+    let pool = open_store(store)?;
+    let passphrase = read_password(passphrase_env)?;
+    let summary = crate::services::backup::backup(&pool, &store.data_dir, out, &passphrase)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "Backup written to {} ({summary}). Keep the passphrase apart from the file.",
+        out.display()
+    );
+    Ok(())
+}
+
+fn restore(
+    store: &StoreArgs,
+    input: &std::path::Path,
+    passphrase_env: Option<&str>,
+) -> CliResult<()> {
+    let mut config = Config::new(store.data_dir.clone());
+    config.database_url = store.database_url.clone();
+    let passphrase = read_password(passphrase_env)?;
+    let summary = crate::services::backup::restore(
+        input,
+        &store.data_dir,
+        &config.database_url(),
+        &passphrase,
+    )
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{summary} into {}. Start the server on it with 'hostca serve --data-dir {}'.",
+        store.data_dir.display(),
+        store.data_dir.display()
+    );
+    Ok(())
 }
 
 fn read_password(env: Option<&str>) -> CliResult<String> {

@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use crate::db::schema::api_keys;
 use crate::db::DbConn;
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = api_keys)]
 pub struct ApiKey {
     pub id: i64,
     pub user_id: i64,

@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use crate::db::schema::audit_events;
 use crate::db::DbConn;
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = audit_events)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: NaiveDateTime,
@@ -176,5 +177,18 @@ impl AuditEvent {
             .order(audit_events::actor.asc())
             .limit(500)
             .load(conn)
+    }
+}
+
+impl AuditEvent {
+    /// When the newest successful event with `action` happened.
+    pub fn last_of_action(conn: &mut DbConn, action: &str) -> QueryResult<Option<NaiveDateTime>> {
+        audit_events::table
+            .filter(audit_events::action.eq(action))
+            .filter(audit_events::outcome.eq("success"))
+            .order(audit_events::id.desc())
+            .select(audit_events::at)
+            .first(conn)
+            .optional()
     }
 }

@@ -43,7 +43,8 @@ impl CertStatus {
     }
 }
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = certificates)]
 pub struct Certificate {
     pub id: i64,
     pub serial: String,

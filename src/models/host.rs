@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use crate::db::schema::{host_mappings, hosts};
 use crate::db::DbConn;
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = hosts)]
 pub struct Host {
     pub id: i64,
     pub host_id: String,

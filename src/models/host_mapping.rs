@@ -8,7 +8,8 @@ pub const APPROVED: &str = "approved";
 pub const PENDING: &str = "pending";
 pub const REJECTED: &str = "rejected";
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = host_mappings)]
 pub struct HostMapping {
     pub id: i64,
     pub host_id: String,

@@ -4,7 +4,8 @@ use crate::db::schema::settings;
 use crate::db::DbConn;
 
 /// The domain's global security settings: one row.
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = settings)]
 pub struct Settings {
     pub id: i64,
     pub security_level: String,

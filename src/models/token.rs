@@ -42,7 +42,8 @@ impl TokenState {
     }
 }
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = tokens)]
 pub struct Token {
     pub id: i64,
     pub name: String,

@@ -57,7 +57,8 @@ impl Role {
     }
 }
 
-#[derive(Queryable, Clone, Debug)]
+#[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = users)]
 pub struct User {
     pub id: i64,
     pub username: String,

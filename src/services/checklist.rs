@@ -26,6 +26,9 @@ fn check(ok: bool, title: &'static str, pass: String, warn: String) -> Check {
     }
 }
 
+/// A backup older than this is a warning.
+pub const BACKUP_DAYS: i64 = 7;
+
 /// Days without a login after which an administrator account counts as forgotten.
 pub const STALE_ADMIN_DAYS: i64 = 30;
 
@@ -127,11 +130,26 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
             Path::new(&ctx.data_dir).display()
         ),
     ));
-    checks.push(Check {
-        status: "info",
-        title: "A recent backup",
-        detail: "Back up the data directory (database, CA and keys) and keep a copy offline."
-            .into(),
+    let last_backup = crate::models::audit_event::AuditEvent::last_of_action(&mut conn, "backup")?;
+    checks.push(match last_backup {
+        Some(at) if now - at <= chrono::Duration::days(BACKUP_DAYS) => Check {
+            status: "pass",
+            title: "A recent backup",
+            detail: format!("The last backup was written {} UTC.", at.format("%Y-%m-%d %H:%M")),
+        },
+        Some(at) => Check {
+            status: "warn",
+            title: "A recent backup",
+            detail: format!(
+                "The last backup is from {} UTC: run hostca backup --out FILE and keep a copy offline.",
+                at.format("%Y-%m-%d")
+            ),
+        },
+        None => Check {
+            status: "warn",
+            title: "A recent backup",
+            detail: "No backup yet: run hostca backup --out FILE (database, CA and keys, encrypted) and keep a copy offline.".into(),
+        },
     });
     Ok(checks)
 }

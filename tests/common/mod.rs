@@ -32,7 +32,7 @@ pub struct TestApp {
 }
 
 /// A fresh PostgreSQL database for one test, on the server HOSTCA_TEST_DATABASE_URL names.
-fn fresh_database() -> (Option<String>, Option<(String, String)>) {
+pub fn fresh_database() -> (Option<String>, Option<(String, String)>) {
     let Ok(base) = std::env::var("HOSTCA_TEST_DATABASE_URL") else {
         return (None, None);
     };

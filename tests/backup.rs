@@ -1,0 +1,222 @@
+//! `hostca backup` and `hostca restore`: a restored server keeps its CA, hosts, tokens,
+//! users and audit chain.
+
+mod common;
+
+use std::process::Command;
+
+use common::{element_text, openssl_csr, spawn_app, test_config};
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+
+fn hostca(args: &[&str], passphrase: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hostca"))
+        .args(args)
+        .env("BACKUP_PASSPHRASE", passphrase)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_restored_server_keeps_its_ca_hosts_tokens_and_audit_chain() {
+    let app = spawn_app().await;
+    app.login().await;
+    let value = app.token_value("kept", "5").await;
+    let (_k, csr) = openssl_csr(&app.scratch(), "b", "backed.example.com", &[]);
+    let (s, enrolled) = app.enroll("backed.example.com", &csr, Some(&value)).await;
+    assert_eq!(s, 201);
+    let ca_before = app.get_html("/ca.pem").await;
+    let html = app.get_html("/security/settings").await;
+    assert!(html.contains("No backup yet"));
+
+    let data = app.data_dir();
+    let out = app.scratch().join("hostca.backup");
+    let db_url = app.config.database_url();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "backup",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            &db_url,
+            "--passphrase-env",
+            "BACKUP_PASSPHRASE",
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let a = args(&["--out", out.to_str().unwrap()]);
+    let (ok, msg) = hostca(&a.iter().map(String::as_str).collect::<Vec<_>>(), "short");
+    assert!(!ok && msg.contains("at least 12"), "{msg}");
+    let (ok, msg) = hostca(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        "a long backup passphrase",
+    );
+    assert!(ok, "{msg}");
+    let file = std::fs::read(&out).unwrap();
+    assert!(file.starts_with(b"HOSTCA-BACKUP-1"));
+    assert!(
+        !String::from_utf8_lossy(&file).contains("BEGIN PRIVATE KEY"),
+        "the backup is encrypted"
+    );
+    assert!(!String::from_utf8_lossy(&file).contains("backed.example.com"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let html = app.get_html("/security/settings").await;
+    assert!(
+        html.contains("The last backup was written"),
+        "the checklist sees the backup"
+    );
+
+    // Restore: wrong passphrase, a directory in use, then a fresh one.
+    let target = app.scratch().join("restored");
+    let t = target.to_str().unwrap();
+    let (ok, msg) = hostca(
+        &[
+            "restore",
+            "--in",
+            out.to_str().unwrap(),
+            "--data-dir",
+            t,
+            "--passphrase-env",
+            "BACKUP_PASSPHRASE",
+        ],
+        "wrong passphrase!!",
+    );
+    assert!(!ok && msg.contains("passphrase is wrong"), "{msg}");
+    let (ok, msg) = hostca(
+        &[
+            "restore",
+            "--in",
+            out.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            &db_url,
+            "--passphrase-env",
+            "BACKUP_PASSPHRASE",
+        ],
+        "a long backup passphrase",
+    );
+    assert!(!ok && msg.contains("empty data directory"), "{msg}");
+    let (ok, msg) = hostca(
+        &[
+            "restore",
+            "--in",
+            out.to_str().unwrap(),
+            "--data-dir",
+            t,
+            "--passphrase-env",
+            "BACKUP_PASSPHRASE",
+        ],
+        "a long backup passphrase",
+    );
+    assert!(ok, "{msg}");
+
+    // The restored installation (on SQLite, whatever the original ran on).
+    let mut config = test_config(target.clone(), None);
+    config.admin_password = None;
+    let restored = hostca::startup::Application::build(&config).expect("the restored data starts");
+    assert!(
+        !target.join("initial-admin-password").exists(),
+        "no new admin was made"
+    );
+    assert_eq!(restored.ctx.pki.ca.cert_pem, ca_before, "the same CA");
+    let base = restored.base_url();
+    let ctx = restored.ctx.clone();
+    tokio::spawn(restored.run_until_stopped());
+    let b = common::Browser {
+        address: base,
+        client: common::client(),
+    };
+    assert_eq!(
+        b.login_as("admin", common::ADMIN_PASSWORD)
+            .await
+            .status()
+            .as_u16(),
+        303,
+        "the same users"
+    );
+    let html = b
+        .post("/security/tokens/kept/show", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        element_text(&html, "token-value").unwrap(),
+        value,
+        "token values decrypt with the restored key"
+    );
+    let html = b
+        .get_html(&format!(
+            "/security/hosts/{}",
+            enrolled["host_id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        html.contains("backed.example.com") && html.contains(enrolled["serial"].as_str().unwrap())
+    );
+    assert!(b
+        .get_html("/security/audit")
+        .await
+        .contains("The audit chain verifies"));
+    // New rows continue after the restored ones.
+    let r = b
+        .post(
+            "/security/tokens",
+            &[("name", "after-restore"), ("max_uses", "1")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let mut conn = hostca::db::get(&ctx.pool).unwrap();
+    assert!(matches!(
+        hostca::services::audit::verify_chain(&mut conn).unwrap(),
+        hostca::services::audit::ChainStatus::Intact { .. }
+    ));
+
+    // And into PostgreSQL, when the suite runs there.
+    if let (Some(url), Some((base_url, name))) = common::fresh_database() {
+        let pg_dir = app.scratch().join("restored-pg");
+        let (ok, msg) = hostca(
+            &[
+                "restore",
+                "--in",
+                out.to_str().unwrap(),
+                "--data-dir",
+                pg_dir.to_str().unwrap(),
+                "--database-url",
+                &url,
+                "--passphrase-env",
+                "BACKUP_PASSPHRASE",
+            ],
+            "a long backup passphrase",
+        );
+        assert!(ok, "{msg}");
+        let mut config = test_config(pg_dir, Some(url));
+        config.admin_password = None;
+        let restored = hostca::startup::Application::build(&config)
+            .expect("the restored PostgreSQL data starts");
+        let mut conn = hostca::db::get(&restored.ctx.pool).unwrap();
+        assert!(matches!(
+            hostca::services::audit::verify_chain(&mut conn).unwrap(),
+            hostca::services::audit::ChainStatus::Intact { .. }
+        ));
+        drop(conn);
+        drop(restored);
+        if let Ok(mut c) = diesel::PgConnection::establish(&base_url) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
