@@ -9,6 +9,8 @@
     var el = document.querySelector(btn.getAttribute("data-copy"));
     if (!el) return;
     var text = el.textContent.trim();
+    // What was copied, for people using assistive tools and for the browser tests.
+    btn.setAttribute("data-copied", text);
     var done = function () {
       var label = btn.textContent;
       btn.textContent = "Copied";

@@ -1,0 +1,537 @@
+//! End-to-end in a real headless Chromium (Debian's chromium and chromium-driver, over
+//! WebDriver): the administrator's daily work, keyboard use, and an accessibility check
+//! of labels and contrast on every main page. Screenshots go to target/screenshots (or to
+//! docs/screenshots with HOSTCA_UPDATE_SCREENSHOTS=1, for the README).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{openssl_csr, spawn_app, TestApp};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::Value;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find_binary(names: &[&str]) -> Option<PathBuf> {
+    names.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+async fn browser() -> Option<(Driver, Client)> {
+    let driver = find_binary(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])?;
+    let chromium = find_binary(&["/usr/bin/chromium", "/usr/lib/chromium/chromium"])?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let guard = Driver(child);
+    let profile = tempfile::tempdir().ok()?.keep();
+    let caps: serde_json::Map<String, Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                     "--window-size=1280,900", format!("--user-data-dir={}", profile.display())]
+        }
+    }))
+    .ok()?;
+    for _ in 0..50 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        if let Ok(c) = ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            return Some((guard, c));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+struct Shots {
+    dir: PathBuf,
+}
+
+impl Shots {
+    fn new() -> Shots {
+        let dir = if std::env::var("HOSTCA_UPDATE_SCREENSHOTS").is_ok() {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        Shots { dir }
+    }
+
+    async fn take(&self, c: &Client, name: &str) {
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(self.dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
+    c.find(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+}
+
+async fn text_of(c: &Client, selector: &str) -> String {
+    css(c, selector).await.text().await.unwrap()
+}
+
+async fn page_text(c: &Client) -> String {
+    text_of(c, "body").await
+}
+
+/// Labels and contrast, checked in the page: every visible form control has a label, and
+/// every piece of text meets WCAG AA contrast against its background.
+const A11Y: &str = r#"
+const problems = [];
+const visible = el => { const r = el.getBoundingClientRect(); const s = getComputedStyle(el); return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; };
+for (const el of document.querySelectorAll('input, select, textarea')) {
+  if (el.type === 'hidden' || !visible(el)) continue;
+  const byFor = el.id && document.querySelector('label[for="' + el.id + '"]');
+  const wrapped = el.closest('label');
+  if (!byFor && !wrapped && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) problems.push('no label: ' + el.outerHTML.slice(0, 80));
+}
+const rgb = s => { const m = s.match(/rgba?\(([^)]+)\)/); if (!m) return null; const p = m[1].split(',').map(x => parseFloat(x)); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+const background = el => { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; } return {r: 255, g: 255, b: 255, a: 1}; };
+for (const el of document.querySelectorAll('body *')) {
+  if (!visible(el)) continue;
+  const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim().length > 0);
+  if (!own) continue;
+  const s = getComputedStyle(el);
+  const fg = rgb(s.color), bg = background(el);
+  if (!fg) continue;
+  const l1 = lum(fg), l2 = lum(bg);
+  const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+  const size = parseFloat(s.fontSize), bold = parseInt(s.fontWeight) >= 700;
+  const large = size >= 24 || (bold && size >= 18.66);
+  if (ratio < (large ? 3 : 4.5)) problems.push('contrast ' + ratio.toFixed(2) + ': ' + el.tagName + ' "' + el.textContent.trim().slice(0, 40) + '"');
+}
+return problems;
+"#;
+
+async fn check_a11y(c: &Client, page: &str) {
+    let problems = c.execute(A11Y, vec![]).await.unwrap();
+    let list: Vec<String> = serde_json::from_value(problems).unwrap();
+    assert!(list.is_empty(), "{page}: {list:#?}");
+}
+
+async fn flash(c: &Client) -> String {
+    c.find(Locator::Css(".flash"))
+        .await
+        .map(|_| ())
+        .unwrap_or(());
+    let all = c.find_all(Locator::Css(".flash")).await.unwrap();
+    let mut out = String::new();
+    for f in all {
+        out.push_str(&f.text().await.unwrap());
+    }
+    out
+}
+
+async fn enroll(app: &TestApp, name: &str, extra: &[&str], token: &str) -> Value {
+    let (_k, csr) = openssl_csr(&app.scratch(), name, name, extra);
+    let (s, b) = app.enroll(name, &csr, Some(token)).await;
+    assert_eq!(s, 201, "{b}");
+    b
+}
+
+#[tokio::test]
+async fn an_administrators_day_in_a_real_browser() {
+    let Some((_driver, c)) = browser().await else {
+        eprintln!("SKIPPED: chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let app = spawn_app().await;
+    let base = app.address.clone();
+    let shots = Shots::new();
+
+    // Log in with the keyboard alone: the username field has focus, Tab, Enter.
+    c.goto(&format!("{base}/login")).await.unwrap();
+    check_a11y(&c, "login").await;
+    let active: Value = c
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(active, "username", "the username field has focus");
+    css(&c, "#username")
+        .await
+        .send_keys(&format!("admin{}", Key::Tab))
+        .await
+        .unwrap();
+    let active: Value = c
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(active, "password");
+    css(&c, "#password")
+        .await
+        .send_keys(&format!("{}{}", common::ADMIN_PASSWORD, Key::Enter))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/security/tokens"));
+    assert!(flash(&c).await.contains("Welcome, admin."));
+
+    // Add a token: a bad name first, then a good one.
+    css(&c, "a.button.primary[href='/security/tokens/new']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "#name").await.send_keys("bad name!").await.unwrap();
+    css(&c, "#reason")
+        .await
+        .send_keys("Media servers of the DR site")
+        .await
+        .unwrap();
+    css(&c, "main button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let err = text_of(&c, "#name-error").await;
+    assert!(err.contains("only letters"), "{err}");
+    assert_eq!(
+        css(&c, "#reason")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap(),
+        "Media servers of the DR site",
+        "values are kept"
+    );
+    check_a11y(&c, "add token with errors").await;
+    shots.take(&c, "token-add-error").await;
+    let name = css(&c, "#name").await;
+    name.clear().await.unwrap();
+    name.send_keys("dr-media").await.unwrap();
+    let uses = css(&c, "#max_uses").await;
+    uses.clear().await.unwrap();
+    uses.send_keys(&format!("5{}", Key::Enter)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let details_url = c.current_url().await.unwrap().to_string();
+    assert!(
+        details_url.ends_with("/security/tokens/dr-media"),
+        "{details_url}"
+    );
+
+    // The details page from a bookmark, in a fresh tab.
+    let tab = c.new_window(true).await.unwrap();
+    c.switch_to_window(tab.handle).await.unwrap();
+    c.goto(&details_url).await.unwrap();
+    assert!(page_text(&c).await.contains("0 / 5"));
+    assert!(
+        c.find(Locator::Css("#token-value")).await.is_err(),
+        "no value before Show"
+    );
+    check_a11y(&c, "token details").await;
+
+    // Show and Copy.
+    css(&c, "form[action$='/show'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let value = text_of(&c, "#token-value").await;
+    assert_eq!(value.len(), 29);
+    let copy = css(&c, "button[data-copy='#token-value']").await;
+    copy.click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        copy.attr("data-copied").await.unwrap().as_deref(),
+        Some(value.as_str()),
+        "the copied text is the value"
+    );
+    assert_eq!(copy.text().await.unwrap(), "Copied");
+    shots.take(&c, "token-details").await;
+
+    // Two more tokens, then select two and delete them.
+    for n in ["old-a", "old-b", "expiring"] {
+        c.goto(&format!("{base}/security/tokens/new"))
+            .await
+            .unwrap();
+        css(&c, "#name")
+            .await
+            .send_keys(&format!("{n}{}", Key::Enter))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    check_a11y(&c, "token list").await;
+    shots.take(&c, "tokens").await;
+    css(&c, "input[name=name][value='old-a']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "input[name=name][value='old-b']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "#bulk details.confirm summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "#bulk details.confirm button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(flash(&c).await.contains("2 tokens deleted."));
+
+    // Cleanup, with its confirmation.
+    {
+        use diesel::prelude::*;
+        use hostca::db::schema::tokens;
+        diesel::update(tokens::table.filter(tokens::name.eq("expiring")))
+            .set(tokens::valid_until.eq(hostca::db::now() - chrono::Duration::minutes(1)))
+            .execute(&mut *app.conn())
+            .unwrap();
+    }
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    let cleanup = c
+        .find_all(Locator::Css("details.confirm summary"))
+        .await
+        .unwrap();
+    cleanup[1].click().await.unwrap();
+    shots.take(&c, "tokens-cleanup-confirm").await;
+    css(&c, "button[form=cleanup]").await.click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(flash(&c)
+        .await
+        .contains("Cleanup removed 1 expired or used-up token."));
+
+    // Hosts enroll (as hosts do, over the API); one brings a name that waits for approval.
+    {
+        use diesel::prelude::*;
+        use hostca::db::schema::settings;
+        diesel::update(settings::table)
+            .set(settings::auto_map_host_names.eq(false))
+            .execute(&mut *app.conn())
+            .unwrap();
+    }
+    let web = enroll(&app, "web01.example.com", &["www.example.com"], &value).await;
+    let db = enroll(&app, "db01.example.com", &[], &value).await;
+
+    // Revoke a certificate with a reason from its details page.
+    let serial = db["serial"].as_str().unwrap();
+    c.goto(&format!("{base}/security/certificates/{serial}"))
+        .await
+        .unwrap();
+    check_a11y(&c, "certificate details").await;
+    shots.take(&c, "certificate-details").await;
+    css(&c, "details.confirm summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "details.confirm select[name=reason]")
+        .await
+        .select_by_value("key_compromise")
+        .await
+        .unwrap();
+    css(&c, "details.confirm button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(page_text(&c).await.contains("Key compromise"));
+    assert!(flash(&c).await.contains("revoked"));
+    c.goto(&format!("{base}/security/certificates"))
+        .await
+        .unwrap();
+    check_a11y(&c, "certificates").await;
+    shots.take(&c, "certificates").await;
+
+    // Generate a reissue token from the host page.
+    let host_id = db["host_id"].as_str().unwrap();
+    c.goto(&format!("{base}/security/hosts/{host_id}"))
+        .await
+        .unwrap();
+    check_a11y(&c, "host").await;
+    shots.take(&c, "host").await;
+    css(&c, "#rt-name")
+        .await
+        .send_keys("db01-rebuild")
+        .await
+        .unwrap();
+    css(&c, "#rt-reason")
+        .await
+        .send_keys("disk replaced")
+        .await
+        .unwrap();
+    css(&c, "form[action$='/reissue-token'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/security/tokens/db01-rebuild"));
+    assert!(page_text(&c).await.contains("Reissue"));
+
+    // Approve the pending mapping.
+    c.goto(&format!("{base}/security/host-mappings"))
+        .await
+        .unwrap();
+    assert!(page_text(&c).await.contains("www.example.com"));
+    check_a11y(&c, "mappings").await;
+    shots.take(&c, "mappings").await;
+    css(
+        &c,
+        "button[formaction$='/mappings/www.example.com/approve']",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(page_text(&c).await.contains("Nothing waits for approval."));
+    let _ = web;
+
+    // Change the security level.
+    c.goto(&format!("{base}/security/settings")).await.unwrap();
+    check_a11y(&c, "settings").await;
+    css(&c, "input[name=security_level][value=very_high]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    css(&c, "#reason")
+        .await
+        .send_keys("after the pentest")
+        .await
+        .unwrap();
+    css(&c, "form[action='/security/settings'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(flash(&c).await.contains("security level"));
+    shots.take(&c, "settings").await;
+
+    // Everything above is on the audit page.
+    c.goto(&format!("{base}/security/audit")).await.unwrap();
+    check_a11y(&c, "audit").await;
+    shots.take(&c, "audit").await;
+    let text = page_text(&c).await;
+    assert!(text.contains("The audit chain verifies"));
+    for needle in [
+        "token value shown",
+        "authorization token created",
+        "tokens deleted",
+        "1 expired or used-up tokens deleted",
+        "revoked",
+        "reissue token created",
+        "approved",
+        "security_level changed from high to very_high",
+    ] {
+        let mut found = text.contains(needle);
+        let mut page = 2;
+        while !found && page < 5 {
+            c.goto(&format!("{base}/security/audit?page={page}"))
+                .await
+                .unwrap();
+            found = page_text(&c).await.contains(needle);
+            page += 1;
+        }
+        assert!(found, "the audit page shows: {needle}");
+        c.goto(&format!("{base}/security/audit")).await.unwrap();
+    }
+    css(&c, "#category")
+        .await
+        .select_by_value("CERT")
+        .await
+        .unwrap();
+    css(&c, "form[role=search] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .query()
+        .unwrap_or_default()
+        .contains("category=CERT"));
+
+    // The other main pages pass the accessibility check too.
+    for (path, shot) in [
+        ("/security/ca", "ca"),
+        ("/security/hosts", "hosts"),
+        ("/admin/users", "users"),
+        ("/account/api-keys", "api-keys"),
+        ("/account/password", ""),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        check_a11y(&c, path).await;
+        if !shot.is_empty() {
+            shots.take(&c, shot).await;
+        }
+    }
+
+    // Keyboard only: Tab reaches every control of the token list in order, and the
+    // confirmation opens with Enter.
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        c.execute("return 0", vec![]).await.unwrap();
+        let active = c.active_element().await.unwrap();
+        active.send_keys(&Key::Tab.to_string()).await.unwrap();
+        let tag: Value = c.execute("const e = document.activeElement; return e.tagName + ':' + (e.textContent || e.name || '').trim().slice(0, 20)", vec![]).await.unwrap();
+        seen.push(tag.as_str().unwrap_or_default().to_string());
+    }
+    for want in [
+        "A:Tokens",
+        "SUMMARY:Delete",
+        "SUMMARY:Cleanup",
+        "INPUT:",
+        "A:Name",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.starts_with(want)),
+            "Tab reaches {want}: {seen:?}"
+        );
+    }
+    c.close().await.unwrap();
+}
