@@ -394,10 +394,11 @@ fn start_server(data: &std::path::Path, port: u16, db_url: &Option<String>) -> S
     if let Some(u) = db_url {
         cmd.args(["--database-url", u]);
     }
-    let child = cmd.spawn().unwrap();
+    // The guard kills and reaps the process whatever happens next.
+    let server = Server(cmd.spawn().unwrap());
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Server(child);
+            return server;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
