@@ -1,0 +1,326 @@
+//! PostgreSQL only (HOSTCA_TEST_DATABASE_URL): two `hostca serve` processes on one
+//! database serve the same users and sessions and never over-use a token between them;
+//! with HOSTCA_TEST_PG_RESTART=1 (run alone by .ci/run, since it restarts the machine's
+//! PostgreSQL), a restart under load gives clear 503s and the server recovers by itself.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{csrf_in, element_text};
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(data: &std::path::Path, port: u16, db: &str) -> Server {
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_hostca"))
+            .args([
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                db,
+                "--workers",
+                "2",
+            ])
+            .env("HOSTCA_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("hostca serve did not start");
+}
+
+struct Db {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Ok(mut c) = diesel::PgConnection::establish(&self.base) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn pg() -> Option<Db> {
+    match common::fresh_database() {
+        (Some(url), Some((base, name))) => Some(Db { base, name, url }),
+        _ => {
+            eprintln!("SKIPPED: set HOSTCA_TEST_DATABASE_URL to run the PostgreSQL cluster tests");
+            None
+        }
+    }
+}
+
+fn csr(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+async fn admin_session(base: &str) -> (reqwest::Client, String) {
+    let c = common::client();
+    let csrf = csrf_in(
+        &c.get(format!("{base}/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "admin"),
+            ("password", common::ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let csrf = csrf_in(
+        &c.get(format!("{base}/security/tokens"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    (c, csrf)
+}
+
+async fn token(c: &reqwest::Client, base: &str, csrf: &str, name: &str, uses: &str) -> String {
+    let r = c
+        .post(format!("{base}/security/tokens"))
+        .form(&[("csrf_token", csrf), ("name", name), ("max_uses", uses)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let html = c
+        .post(format!("{base}/security/tokens/{name}/show"))
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    element_text(&html, "token-value").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_users_sessions_and_tokens() {
+    let Some(db) = pg() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (pa, pb) = (free_port(), free_port());
+    let a = serve(&data, pa, &db.url);
+    let b = serve(&data, pb, &db.url);
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    // A session opened on A is valid on B (same keys, same users).
+    let (c, csrf) = admin_session(&base_a).await;
+    let r = c
+        .get(format!("{base_b}/security/tokens"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "the session works on the other server"
+    );
+    let value = token(&c, &base_b, &csrf, "shared", "5").await;
+    assert_eq!(
+        c.get(format!("{base_a}/security/tokens/shared"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    // 40 enrollments, half on each server, on a token of 5 uses: exactly 5 certificates.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let base = if i % 2 == 0 {
+            base_a.clone()
+        } else {
+            base_b.clone()
+        };
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = format!("h{i}.cluster.example");
+            reqwest::Client::new()
+                .post(format!("{base}/api/v1/certificates"))
+                .json(&serde_json::json!({"hostname": name, "csr": csr(&name), "token": value}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 422),
+        "{statuses:?}"
+    );
+    let pool = hostca::db::connect(&db.url, 2).unwrap();
+    let mut conn = hostca::db::get(&pool).unwrap();
+    assert!(
+        matches!(
+            hostca::services::audit::verify_chain(&mut conn).unwrap(),
+            hostca::services::audit::ChainStatus::Intact { .. }
+        ),
+        "one audit chain across both servers"
+    );
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_under_load_gives_503s_and_recovers() {
+    if std::env::var("HOSTCA_TEST_PG_RESTART").is_err() {
+        eprintln!(
+            "SKIPPED: set HOSTCA_TEST_PG_RESTART=1 to restart the machine's PostgreSQL under load"
+        );
+        return;
+    }
+    let Some(db) = pg() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let _server = serve(&data, port, &db.url);
+    let base = format!("http://127.0.0.1:{port}");
+    let (c, csrf) = admin_session(&base).await;
+    let value = token(&c, &base, &csrf, "load", "99999").await;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let load = {
+        let (base, value) = (base.clone(), value.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut i = 0;
+            while Instant::now() < deadline {
+                i += 1;
+                let name = format!("r{i}.restart.example");
+                let r = client
+                    .post(format!("{base}/api/v1/certificates"))
+                    .json(&serde_json::json!({"hostname": name, "csr": csr(&name), "token": value}))
+                    .send()
+                    .await;
+                let (status, body) = match r {
+                    Ok(r) => (
+                        r.status().as_u16(),
+                        r.json::<serde_json::Value>().await.unwrap_or_default(),
+                    ),
+                    Err(e) => panic!("the server itself must keep answering: {e}"),
+                };
+                seen.push((
+                    Instant::now(),
+                    status,
+                    body["message"].as_str().unwrap_or_default().to_string(),
+                ));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let version = std::fs::read_dir("/etc/postgresql")
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let restart_at = Instant::now();
+    let ok = Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            version.to_str().unwrap(),
+            "main",
+            "restart",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "PostgreSQL restarted");
+    let seen = load.await.unwrap();
+    let failures: Vec<_> = seen.iter().filter(|(_, s, _)| *s != 201).collect();
+    for (_, status, message) in &failures {
+        assert_eq!(
+            *status, 503,
+            "only clear 503s while the database is away: {message}"
+        );
+        assert!(!message.is_empty());
+    }
+    let recovered = seen
+        .iter()
+        .any(|(t, s, _)| *t > restart_at + Duration::from_secs(1) && *s == 201);
+    assert!(
+        recovered,
+        "requests succeed again after the restart, without restarting hostca"
+    );
+    eprintln!(
+        "{} requests, {} answered 503 during the restart",
+        seen.len(),
+        failures.len()
+    );
+}
