@@ -193,7 +193,7 @@ fn enroll_in(
                             owner
                         }
                     };
-                    tokens::consume_in(ctx, c, value, hostname)?;
+                    tokens::consume_known(c, &t, hostname)?;
                     (
                         host,
                         format!("reissue token {}", t.name),
@@ -210,7 +210,10 @@ fn enroll_in(
                             )));
                         }
                     }
-                    let t = tokens::consume_in(ctx, c, value, hostname)?;
+                    let t = match &found {
+                        Some(t) => tokens::consume_known(c, t, hostname)?,
+                        None => tokens::consume_in(ctx, c, value, hostname)?,
+                    };
                     let host = match known {
                         Some(h) => h,
                         None => hosts::create(c, hostname, "enrollment", now)?,

@@ -408,7 +408,25 @@ pub fn consume_in(
         return Token::find_by_digest(conn, &digest)?
             .ok_or_else(|| AppError::Internal("token vanished".into()));
     }
-    Err(match Token::find_by_digest(conn, &digest)? {
+    Err(refusal(Token::find_by_digest(conn, &digest)?))
+}
+
+/// Uses a token already read in this transaction; the conditional update still decides.
+pub fn consume_known(conn: &mut DbConn, token: &Token, host: &str) -> Result<Token, AppError> {
+    let now = db::now();
+    if Token::consume(conn, &token.value_digest, host, now)? {
+        let mut used = token.clone();
+        used.uses += 1;
+        used.last_used_at = Some(now);
+        used.last_used_by = Some(host.to_string());
+        return Ok(used);
+    }
+    Err(refusal(Token::find_by_digest(conn, &token.value_digest)?))
+}
+
+/// Why a token could not be used.
+fn refusal(token: Option<Token>) -> AppError {
+    match token {
         None => AppError::Unprocessable(
             "the token is unknown: check the value or ask for a new token".into(),
         ),
@@ -421,7 +439,7 @@ pub fn consume_in(
             t.name,
             t.valid_until.format("%Y-%m-%d %H:%M")
         )),
-    })
+    }
 }
 
 /// Uses a token once for `host` in a transaction of its own; a refusal is an audit event.
