@@ -83,23 +83,23 @@ pub fn load_or_create_ca(
     Ok(ca)
 }
 
+/// Takes the next CRL number (a short write), then reads the revoked certificates and
+/// signs outside the write lock, so enrollments do not wait for a large CRL.
 fn signed_crl(conn: &mut DbConn, ca: &Ca) -> Result<SignedCrl, AppError> {
+    let number = db::write_tx(conn, |c| Ok(Settings::next_crl_number(c)?))?;
     let now = db::now();
-    db::write_tx(conn, |c| {
-        let number = Settings::next_crl_number(c)?;
-        let entries = Certificate::revoked_unexpired(c, now)?
-            .into_iter()
-            .map(|(serial_hex, at, reason)| RevokedEntry {
-                serial_hex,
-                revoked_at: at.unwrap_or(now),
-                reason: reason
-                    .as_deref()
-                    .and_then(Reason::parse)
-                    .unwrap_or(Reason::Unspecified),
-            })
-            .collect::<Vec<_>>();
-        Ok(crl::build(ca, number, &entries, now)?)
-    })
+    let entries = Certificate::revoked_unexpired(conn, now)?
+        .into_iter()
+        .map(|(serial_hex, at, reason)| RevokedEntry {
+            serial_hex,
+            revoked_at: at.unwrap_or(now),
+            reason: reason
+                .as_deref()
+                .and_then(Reason::parse)
+                .unwrap_or(Reason::Unspecified),
+        })
+        .collect::<Vec<_>>();
+    Ok(crl::build(ca, number, &entries, now)?)
 }
 
 pub fn start(conn: &mut DbConn, ca: Ca) -> Result<PkiState, AppError> {
