@@ -87,10 +87,53 @@ impl Shots {
     }
 }
 
+/// The element, waiting up to 10 s for it: a page may still be loading after a click.
 async fn css(c: &Client, selector: &str) -> fantoccini::elements::Element {
-    c.find(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+    let mut last = None;
+    for _ in 0..100 {
+        match c.find(Locator::Css(selector)).await {
+            Ok(e) => return e,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{selector}: {:?}", last)
+}
+
+/// Waits up to 10 s until the page's text contains `needle`.
+async fn wait_text(c: &Client, needle: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = match c.find(Locator::Css("body")).await {
+            Ok(b) => b.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the page never showed {needle:?}; it shows: {}",
+        text.chars().take(400).collect::<String>()
+    )
+}
+
+/// Waits up to 10 s until the address ends with `suffix`.
+async fn wait_url(c: &Client, suffix: &str) -> String {
+    let mut url = String::new();
+    for _ in 0..100 {
+        url = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        if url.ends_with(suffix) {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the browser never reached {suffix}; it is at {url}")
 }
 
 async fn text_of(c: &Client, selector: &str) -> String {
@@ -190,14 +233,8 @@ async fn an_administrators_day_in_a_real_browser() {
         .send_keys(&format!("{}{}", common::ADMIN_PASSWORD, Key::Enter))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(c
-        .current_url()
-        .await
-        .unwrap()
-        .path()
-        .ends_with("/security/tokens"));
-    assert!(flash(&c).await.contains("Welcome, admin."));
+    wait_url(&c, "/security/tokens").await;
+    wait_text(&c, "Welcome, admin.").await;
 
     // Add a token: a bad name first, then a good one.
     css(&c, "a.button.primary[href='/security/tokens/new']")
@@ -236,8 +273,7 @@ async fn an_administrators_day_in_a_real_browser() {
     let uses = css(&c, "#max_uses").await;
     uses.clear().await.unwrap();
     uses.send_keys(&format!("5{}", Key::Enter)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let details_url = c.current_url().await.unwrap().to_string();
+    let details_url = wait_url(&c, "/security/tokens/dr-media").await;
     assert!(
         details_url.ends_with("/security/tokens/dr-media"),
         "{details_url}"
@@ -264,13 +300,20 @@ async fn an_administrators_day_in_a_real_browser() {
     assert_eq!(value.len(), 29);
     let copy = css(&c, "button[data-copy='#token-value']").await;
     copy.click().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut label = String::new();
+    for _ in 0..50 {
+        label = copy.text().await.unwrap();
+        if label == "Copied" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(label, "Copied", "the button confirms the copy");
     assert_eq!(
         copy.attr("data-copied").await.unwrap().as_deref(),
         Some(value.as_str()),
         "the copied text is the value"
     );
-    assert_eq!(copy.text().await.unwrap(), "Copied");
     shots.take(&c, "token-details").await;
 
     // Two more tokens, then select two and delete them.
@@ -283,7 +326,7 @@ async fn an_administrators_day_in_a_real_browser() {
             .send_keys(&format!("{n}{}", Key::Enter))
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        wait_url(&c, &format!("/security/tokens/{n}")).await;
     }
     c.goto(&format!("{base}/security/tokens")).await.unwrap();
     check_a11y(&c, "token list").await;
@@ -308,8 +351,7 @@ async fn an_administrators_day_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(flash(&c).await.contains("2 tokens deleted."));
+    wait_text(&c, "2 tokens deleted.").await;
 
     // Cleanup, with its confirmation.
     {
@@ -328,10 +370,7 @@ async fn an_administrators_day_in_a_real_browser() {
     cleanup[1].click().await.unwrap();
     shots.take(&c, "tokens-cleanup-confirm").await;
     css(&c, "button[form=cleanup]").await.click().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(flash(&c)
-        .await
-        .contains("Cleanup removed 1 expired or used-up token."));
+    wait_text(&c, "Cleanup removed 1 expired or used-up token.").await;
 
     // Hosts enroll (as hosts do, over the API); one brings a name that waits for approval.
     {
@@ -367,8 +406,7 @@ async fn an_administrators_day_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(page_text(&c).await.contains("Key compromise"));
+    wait_text(&c, "Key compromise").await;
     assert!(flash(&c).await.contains("revoked"));
     c.goto(&format!("{base}/security/certificates"))
         .await
@@ -398,13 +436,7 @@ async fn an_administrators_day_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(c
-        .current_url()
-        .await
-        .unwrap()
-        .path()
-        .ends_with("/security/tokens/db01-rebuild"));
+    wait_url(&c, "/security/tokens/db01-rebuild").await;
     assert!(page_text(&c).await.contains("Reissue"));
 
     // Approve the pending mapping.
@@ -422,8 +454,7 @@ async fn an_administrators_day_in_a_real_browser() {
     .click()
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(page_text(&c).await.contains("Nothing waits for approval."));
+    wait_text(&c, "Nothing waits for approval.").await;
     let _ = web;
 
     // Change the security level.
@@ -444,8 +475,7 @@ async fn an_administrators_day_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(flash(&c).await.contains("security level"));
+    wait_text(&c, "Saved: security level").await;
     shots.take(&c, "settings").await;
 
     // Everything above is on the audit page.
@@ -486,14 +516,16 @@ async fn an_administrators_day_in_a_real_browser() {
         .click()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(c
-        .current_url()
-        .await
-        .unwrap()
-        .query()
-        .unwrap_or_default()
-        .contains("category=CERT"));
+    let mut filtered = false;
+    for _ in 0..100 {
+        let url = c.current_url().await.unwrap();
+        if url.query().unwrap_or_default().contains("category=CERT") {
+            filtered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(filtered, "the filter form sets category=CERT");
 
     // The other main pages pass the accessibility check too.
     for (path, shot) in [
