@@ -114,7 +114,9 @@ pub fn connect(url: &str, max_size: u32) -> Result<Pool, AppError> {
     }
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
-        .connection_timeout(Duration::from_secs(10))
+        // Long enough to ride out a busy moment, short enough that a database that is
+        // away is reported (503) instead of leaving requests hanging.
+        .connection_timeout(Duration::from_secs(5))
         // A SQLite file does not drop connections; PostgreSQL may restart under us.
         .test_on_check_out(Backend::of(url) == Backend::Postgres)
         .connection_customizer(Box::new(SqlitePragmas))
