@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use super::listing::{self, ListQuery, PAGE_SIZE};
 use crate::error::{ApiError, AppError};
-use crate::models::certificate::{CertFilter, CertSort, CertStatus, Certificate};
-use crate::models::token::{Token, TokenFilter, TokenSort, TokenState};
+use crate::models::certificate::Certificate;
+use crate::models::token::Token;
 use crate::services::audit_log::{self, AuditQuery};
 use crate::services::settings::SettingsInput;
 use crate::services::tokens::{ReissueInput, TokenInput};
@@ -201,45 +201,13 @@ fn token_json(t: &Token, now: NaiveDateTime) -> TokenJson {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenListQuery {
-    state: Option<String>,
-}
-
 async fn list_tokens(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
     q: web::Query<ListQuery>,
-    s: web::Query<TokenListQuery>,
+    s: web::Query<super::tokens::StateQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let paging = listing::parse(
-        &q,
-        "created_at",
-        &[
-            "name",
-            "kind",
-            "uses",
-            "valid_until",
-            "created_by",
-            "created_at",
-        ],
-    )?;
-    let state = match s.state.as_deref().unwrap_or("") {
-        "" | "all" => None,
-        v => Some(TokenState::parse(v).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "unknown state '{v}': use active, expired or used_up"
-            ))
-        })?),
-    };
-    let filter = TokenFilter {
-        q: paging.q.clone(),
-        state,
-        sort: TokenSort::parse(&paging.sort).unwrap_or(TokenSort::CreatedAt),
-        descending: paging.descending,
-        offset: paging.offset(),
-        limit: PAGE_SIZE,
-    };
+    let (paging, filter) = super::tokens::filter(&q, s.state.as_deref())?;
     let (rows, total, now) = web::block(move || services::tokens::list(&ctx, &filter)).await??;
     Ok(HttpResponse::Ok().json(json!({
         "tokens": rows.iter().map(|t| token_json(t, now)).collect::<Vec<_>>(),
@@ -391,34 +359,13 @@ fn cert_json(c: &Certificate, now: NaiveDateTime) -> Value {
     })
 }
 
-#[derive(Deserialize)]
-struct CertListQuery {
-    status: Option<String>,
-}
-
 async fn list_certificates(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
     q: web::Query<ListQuery>,
-    s: web::Query<CertListQuery>,
+    s: web::Query<super::certificates::StatusQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let paging = listing::parse(&q, "issued", &["host", "serial", "issued", "expires"])?;
-    let status = match s.status.as_deref().unwrap_or("") {
-        "" | "all" => None,
-        v => Some(CertStatus::parse(v).ok_or_else(|| {
-            AppError::BadRequest(format!(
-                "unknown status '{v}': use active, revoked, expired or superseded"
-            ))
-        })?),
-    };
-    let filter = CertFilter {
-        q: paging.q.clone(),
-        status,
-        sort: CertSort::parse(&paging.sort).unwrap_or(CertSort::Issued),
-        descending: paging.descending,
-        offset: paging.offset(),
-        limit: PAGE_SIZE,
-    };
+    let (paging, filter) = super::certificates::filter(&q, s.status.as_deref())?;
     let (rows, total, now) =
         web::block(move || services::certificates::list(&ctx, &filter)).await??;
     Ok(HttpResponse::Ok().json(json!({

@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::auth::{Auth, Form};
-use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
+use super::listing::{self, ListQuery, Listing, Paging, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, CertSort, CertStatus, Certificate};
@@ -81,7 +81,7 @@ pub fn reasons() -> Vec<(&'static str, &'static str)> {
 
 #[derive(Deserialize, Default)]
 pub struct StatusQuery {
-    status: Option<String>,
+    pub status: Option<String>,
 }
 
 #[derive(Template)]
@@ -95,14 +95,10 @@ struct ListPage {
 
 const SORTS: &[&str] = &["host", "serial", "issued", "expires"];
 
-async fn list(
-    auth: Auth,
-    ctx: web::Data<Ctx>,
-    query: web::Query<ListQuery>,
-    status: web::Query<StatusQuery>,
-) -> Result<HttpResponse, AppError> {
-    let paging = listing::parse(&query, "issued", SORTS)?;
-    let status = match status.status.as_deref().unwrap_or("") {
+/// The certificate list's query (search, status, sort, page), for the page and the API.
+pub fn filter(query: &ListQuery, status: Option<&str>) -> Result<(Paging, CertFilter), AppError> {
+    let paging = listing::parse(query, "issued", SORTS)?;
+    let status = match status.unwrap_or("") {
         "" | "all" => None,
         s => Some(CertStatus::parse(s).ok_or_else(|| {
             AppError::BadRequest(format!(
@@ -118,6 +114,17 @@ async fn list(
         offset: paging.offset(),
         limit: PAGE_SIZE,
     };
+    Ok((paging, filter))
+}
+
+async fn list(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    query: web::Query<ListQuery>,
+    status: web::Query<StatusQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (paging, filter) = filter(&query, status.status.as_deref())?;
+    let status = filter.status;
     let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
     let key = status.map(|s| s.key().to_string()).unwrap_or_default();
     view::ok(&ListPage {

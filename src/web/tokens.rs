@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::auth::{Auth, Form};
-use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
+use super::listing::{self, ListQuery, Listing, Paging, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::token::{Token, TokenFilter, TokenSort, TokenState, KIND_REISSUE};
@@ -71,7 +71,7 @@ impl TokenView {
 
 #[derive(Deserialize, Default)]
 pub struct StateQuery {
-    state: Option<String>,
+    pub state: Option<String>,
 }
 
 #[derive(Template)]
@@ -91,6 +91,20 @@ const SORTS: &[&str] = &[
     "created_at",
 ];
 
+/// The token list's query (search, state, sort, page), for the page and the API.
+pub fn filter(query: &ListQuery, state: Option<&str>) -> Result<(Paging, TokenFilter), AppError> {
+    let paging = listing::parse(query, "created_at", SORTS)?;
+    let filter = TokenFilter {
+        q: paging.q.clone(),
+        state: parse_state(state)?,
+        sort: TokenSort::parse(&paging.sort).unwrap_or(TokenSort::CreatedAt),
+        descending: paging.descending,
+        offset: paging.offset(),
+        limit: PAGE_SIZE,
+    };
+    Ok((paging, filter))
+}
+
 fn parse_state(s: Option<&str>) -> Result<Option<TokenState>, AppError> {
     match s.unwrap_or("") {
         "" | "all" => Ok(None),
@@ -108,16 +122,8 @@ async fn list(
     query: web::Query<ListQuery>,
     state: web::Query<StateQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let paging = listing::parse(&query, "created_at", SORTS)?;
-    let state = parse_state(state.state.as_deref())?;
-    let filter = TokenFilter {
-        q: paging.q.clone(),
-        state,
-        sort: TokenSort::parse(&paging.sort).unwrap_or(TokenSort::CreatedAt),
-        descending: paging.descending,
-        offset: paging.offset(),
-        limit: PAGE_SIZE,
-    };
+    let (paging, filter) = filter(&query, state.state.as_deref())?;
+    let state = filter.state;
     let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
     let state_key = state.map(|s| s.key().to_string()).unwrap_or_default();
     view::ok(&ListPage {
