@@ -148,6 +148,7 @@ fn enroll_in(
     let now = db::now();
     let settings = Settings::load(c)?;
     let known = hosts::find_by_name(c, hostname)?;
+    let mut new_host = false;
     let (host, how, token_name, supersede) = match token {
         Some(value) => {
             let canonical = token_value::canonical(value).ok_or_else(|| {
@@ -216,7 +217,10 @@ fn enroll_in(
                     };
                     let host = match known {
                         Some(h) => h,
-                        None => hosts::create(c, hostname, "enrollment", now)?,
+                        None => {
+                            new_host = true;
+                            hosts::create_row(c, hostname, "enrollment", now)?
+                        }
                     };
                     (
                         host,
@@ -249,7 +253,10 @@ fn enroll_in(
                     "medium" => match known {
                         Some(h) => (h, "security level medium (known host)".to_string(), None, false),
                         None if resolves_to(hostname, peer) => (
-                            hosts::create(c, hostname, "enrollment", now)?,
+                            {
+                            new_host = true;
+                            hosts::create_row(c, hostname, "enrollment", now)?
+                        },
                             "security level medium (name resolves to the requesting address)".to_string(),
                             None,
                             false,
@@ -293,8 +300,14 @@ fn enroll_in(
     audit::record(
         c,
         &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(format!(
-            "certificate {} issued to {hostname} (host ID {}) via {how}",
-            enrolled.serial, host.host_id
+            "certificate {} issued to {hostname} (host ID {}{}) via {how}",
+            enrolled.serial,
+            host.host_id,
+            if new_host {
+                ", a new host registered with it"
+            } else {
+                ""
+            }
         )),
     )?;
     Ok(Step::Issued(Issued {

@@ -54,8 +54,28 @@ pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<Host>, AppEr
     Ok(found.pop())
 }
 
-/// A new host with a new host ID and its primary name as an approved mapping.
+/// A new host with a new host ID and its primary name as an approved mapping, with its
+/// own audit event.
 pub fn create(
+    conn: &mut DbConn,
+    name: &str,
+    actor: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<Host, AppError> {
+    let host = create_row(conn, name, actor, now)?;
+    audit::record(
+        conn,
+        &Event::new(audit::HOST, "create", actor, name).describe(format!(
+            "host {name} registered with host ID {}",
+            host.host_id
+        )),
+    )?;
+    Ok(host)
+}
+
+/// The rows of a new host, for a caller whose own audit event records the registration
+/// (an enrollment: one event for the host and its first certificate).
+pub fn create_row(
     conn: &mut DbConn,
     name: &str,
     actor: &str,
@@ -80,11 +100,6 @@ pub fn create(
             source: "auto",
             created_at: now,
         },
-    )?;
-    audit::record(
-        conn,
-        &Event::new(audit::HOST, "create", actor, name)
-            .describe(format!("host {name} registered with host ID {host_id}")),
     )?;
     Host::find_by_host_id(conn, &host_id)?.ok_or_else(|| AppError::Internal("host vanished".into()))
 }
