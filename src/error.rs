@@ -96,6 +96,15 @@ impl From<DieselError> for AppError {
             | DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
                 AppError::Unavailable("the database is busy or restarting; try again".into())
             }
+            // PostgreSQL refuses NUL characters in text: the input was bad, not the server.
+            DieselError::DatabaseError(_, info)
+                if info.message().contains("invalid byte sequence")
+                    || info.message().contains("0x00") =>
+            {
+                AppError::BadRequest(
+                    "the text contains a character that cannot be stored (NUL); remove it".into(),
+                )
+            }
             DieselError::DatabaseError(_, info) if is_transient(info.message()) => {
                 AppError::Unavailable("the database is busy or restarting; try again".into())
             }

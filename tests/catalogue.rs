@@ -324,6 +324,7 @@ async fn hostile_text_in_every_field_gets_a_4xx_or_is_stored_escaped() {
         "名前-ünïcödé-🔐",
         "\u{202e}txt.exe",
         "%00%0d%0aSet-Cookie: x=y",
+        "nul\u{0}byte",
         "",
         " ",
     ];
