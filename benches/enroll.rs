@@ -192,6 +192,80 @@ async fn bench_hostca(n: usize, clients: usize, database_url: Option<String>) ->
     result
 }
 
+/// The same load against a separate `hostca serve` process, to read the server's own peak
+/// memory from /proc.
+async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut config = Config::new(data.clone());
+    config.listen = "127.0.0.1:0".into();
+    config.admin_password = Some("bench password".into());
+    let app = Application::build(&config).unwrap();
+    let handle = app.handle();
+    let ctx = app.ctx.clone();
+    tokio::spawn(app.run_until_stopped());
+    let admin = Actor {
+        username: "admin".into(),
+        role: Role::Administrator,
+    };
+    let input = tokens::TokenInput {
+        name: "bench".into(),
+        max_uses: "99999".into(),
+        valid_for: "1d".into(),
+        reason: "benchmark".into(),
+    };
+    let value = tokio::task::spawn_blocking(move || {
+        tokens::create(&ctx, &admin, &input).unwrap();
+        tokens::reveal(&ctx, &admin, "bench").unwrap().1
+    })
+    .await
+    .unwrap();
+    handle.stop(true).await;
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_hostca"))
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str()?,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--workers",
+            "2",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let guard = Cfssl { child };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bodies = csrs(n, "p")
+        .into_iter()
+        .map(|(name, csr)| serde_json::json!({"hostname": name, "csr": csr, "token": value}))
+        .collect();
+    let result = drive(
+        "hostca serve process (SQLite)",
+        format!("http://127.0.0.1:{port}/api/v1/certificates"),
+        bodies,
+        clients,
+        201,
+    )
+    .await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", guard.child.id())).ok()?;
+    let peak_mb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)?;
+    Some((result, peak_mb))
+}
+
 struct Cfssl {
     child: Child,
 }
@@ -325,6 +399,18 @@ fn main() {
         );
         let mut results = vec![bench_hostca(n, clients, None).await];
         results[0].print();
+        if std::env::var("BENCH_PROCESS")
+            .map(|v| v != "0")
+            .unwrap_or(true)
+        {
+            if let Some((r, peak)) = bench_hostca_process(n, clients).await {
+                r.print();
+                println!(
+                    "{:<44} peak resident memory of the server process: {peak:.0} MB",
+                    ""
+                );
+            }
+        }
         if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
             let base = url.clone();
             let name = format!("hostca_bench_{}", std::process::id());
