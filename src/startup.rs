@@ -158,12 +158,28 @@ fn spawn_hourly_crl(ctx: &Ctx) {
     let writer = Arc::downgrade(&ctx.writer);
     std::thread::spawn(move || {
         let mut last = Instant::now();
+        let mut checked = Instant::now();
         loop {
             std::thread::sleep(Duration::from_secs(5));
             let (Some(pki), Some(writer)) = (weak.upgrade(), writer.upgrade()) else {
                 return;
             };
             if last.elapsed() < Duration::from_secs(3600) {
+                // Another process on the same database may have published a newer CRL.
+                if checked.elapsed() >= Duration::from_secs(30) {
+                    checked = Instant::now();
+                    let ctx = Ctx {
+                        pool: pool.clone(),
+                        token_key: token_key.clone(),
+                        data_dir: data_dir.clone(),
+                        pki,
+                        writer,
+                        tls,
+                    };
+                    if let Err(e) = crate::services::pki::refresh_crl_if_stale(&ctx) {
+                        log::warn!("checking for a newer CRL failed: {e}");
+                    }
+                }
                 continue;
             }
             last = Instant::now();

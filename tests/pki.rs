@@ -776,3 +776,47 @@ async fn a_huge_body_is_a_json_413() {
     assert_eq!(s, 413);
     assert_eq!(b["error"], "payload_too_large");
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_database_adopts_the_newer_crl() {
+    let app = spawn_app().await;
+    app.login().await;
+    // A second server on the same data directory and database.
+    let mut config = app.config.clone();
+    config.listen = "127.0.0.1:0".into();
+    let other = hostca::startup::Application::build(&config).unwrap();
+    let value = token(&app, "two-procs", "1").await;
+    let (_k, csr) = openssl_csr(&app.scratch(), "tp", "tp.example.com", &[]);
+    let (s, b) = app.enroll("tp.example.com", &csr, Some(&value)).await;
+    assert_eq!(s, 201);
+    let serial = b["serial"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/security/certificates/{serial}/revoke"),
+            &[("reason", "key_compromise")],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let ours = app.ctx.pki.crl();
+    let before = other.ctx.pki.crl();
+    assert!(
+        before.number < ours.number,
+        "the other process still serves its older CRL"
+    );
+    assert!(hostca::services::pki::refresh_crl_if_stale(&other.ctx).unwrap());
+    let after = other.ctx.pki.crl();
+    assert_eq!(
+        after.number, ours.number,
+        "it adopts the number without taking a new one"
+    );
+    assert_eq!(after.entries, 1);
+    assert!(
+        !hostca::services::pki::refresh_crl_if_stale(&other.ctx).unwrap(),
+        "nothing to do twice"
+    );
+    assert_eq!(
+        app.ctx.pki.crl().number,
+        ours.number,
+        "no ping-pong of CRL numbers"
+    );
+}

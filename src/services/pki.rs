@@ -88,7 +88,15 @@ pub fn load_or_create_ca(
 fn signed_crl(conn: &mut DbConn, ca: &Ca) -> Result<SignedCrl, AppError> {
     let number = db::write_tx(conn, |c| Ok(Settings::next_crl_number(c)?))?;
     let now = db::now();
-    let entries = Certificate::revoked_unexpired(conn, now)?
+    let entries = revoked_entries(conn, now)?;
+    Ok(crl::build(ca, number, &entries, now)?)
+}
+
+fn revoked_entries(
+    conn: &mut DbConn,
+    now: chrono::NaiveDateTime,
+) -> Result<Vec<RevokedEntry>, AppError> {
+    Ok(Certificate::revoked_unexpired(conn, now)?
         .into_iter()
         .map(|(serial_hex, at, reason)| RevokedEntry {
             serial_hex,
@@ -98,8 +106,7 @@ fn signed_crl(conn: &mut DbConn, ca: &Ca) -> Result<SignedCrl, AppError> {
                 .and_then(Reason::parse)
                 .unwrap_or(Reason::Unspecified),
         })
-        .collect::<Vec<_>>();
-    Ok(crl::build(ca, number, &entries, now)?)
+        .collect())
 }
 
 pub fn start(conn: &mut DbConn, ca: Ca) -> Result<PkiState, AppError> {
@@ -120,6 +127,25 @@ pub fn rebuild_crl(ctx: &Ctx) -> Result<(), AppError> {
         *slot = Arc::new(crl);
     }
     Ok(())
+}
+
+/// Adopts a CRL another server process published (PostgreSQL, several processes): when
+/// the database's CRL number is ahead of the one served here, re-sign under that number
+/// without taking a new one, so processes never push each other's numbers up.
+pub fn refresh_crl_if_stale(ctx: &Ctx) -> Result<bool, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let number = Settings::load(&mut conn)?.crl_number;
+    if number <= ctx.pki.crl().number {
+        return Ok(false);
+    }
+    let _one_at_a_time = ctx.pki.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+    let now = db::now();
+    let entries = revoked_entries(&mut conn, now)?;
+    let crl = crl::build(&ctx.pki.ca, number, &entries, now)?;
+    if let Ok(mut slot) = ctx.pki.crl.write() {
+        *slot = Arc::new(crl);
+    }
+    Ok(true)
 }
 
 /// After a revocation has committed: a failure here leaves the hourly rebuild to catch up.
