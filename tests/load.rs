@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,16 +24,6 @@ fn load_seconds(default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn csr(name: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    rcgen::CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap()
 }
 
 /// What the clients were told.
@@ -52,31 +42,6 @@ struct Load {
     token_values: Vec<String>,
     received: Arc<Mutex<Received>>,
     stop: Arc<AtomicBool>,
-}
-
-async fn login(base: &str) -> reqwest::Client {
-    let c = common::client();
-    let html = c
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_in(&html).unwrap();
-    let r = c
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", "admin"),
-            ("password", common::ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    c
 }
 
 async fn csrf(c: &reqwest::Client, base: &str) -> Option<String> {
@@ -151,7 +116,7 @@ fn run_load(
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) && counter.fetch_add(1, Ordering::Relaxed) < 20_000 {
                 i += 1;
                 let name = format!("w{w}-{i}.load.example");
-                let body = serde_json::json!({"hostname": name, "csr": csr(&name), "token": values[(w * 31 + i) % values.len()]});
+                let body = serde_json::json!({"hostname": name, "csr": common::quick_csr(&name), "token": values[(w * 31 + i) % values.len()]});
                 match client.post(format!("{base}/api/v1/certificates")).json(&body).send().await {
                     Ok(r) if r.status().as_u16() == 201 => {
                         if let Ok(v) = r.json::<serde_json::Value>().await {
@@ -339,7 +304,7 @@ fn a_minute_of_mixed_load_keeps_every_promise() {
         .unwrap();
     let app = rt.block_on(common::spawn_app());
     let base = app.address.clone();
-    let cookie_client = rt.block_on(login(&base));
+    let cookie_client = rt.block_on(common::admin_client(&base)).0;
     let token_values = rt.block_on(prepare_tokens(&cookie_client, &base, 40));
     let load = Load {
         base,
@@ -367,44 +332,6 @@ fn a_minute_of_mixed_load_keeps_every_promise() {
     );
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(data: &std::path::Path, port: u16, db_url: &Option<String>) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostca"));
-    cmd.args([
-        "serve",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--workers",
-        "2",
-    ])
-    .env("HOSTCA_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-    .env("RUST_LOG", "error")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    if let Some(u) = db_url {
-        cmd.args(["--database-url", u]);
-    }
-    // The guard kills and reaps the process whatever happens next.
-    let server = Server(cmd.spawn().unwrap());
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("hostca serve did not start");
-}
-
 #[test]
 fn killed_mid_load_it_restarts_with_nothing_acknowledged_lost() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -421,8 +348,8 @@ fn killed_mid_load_it_restarts_with_nothing_acknowledged_lost() {
         .unwrap()
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let server = start_server(&data, port, &db_url);
-    let cookie_client = rt.block_on(login(&base));
+    let server = common::serve_process(&data, port, db_url.as_deref());
+    let cookie_client = rt.block_on(common::admin_client(&base)).0;
     let token_values = rt.block_on(prepare_tokens(&cookie_client, &base, 20));
     let load = Load {
         base: base.clone(),
@@ -446,8 +373,8 @@ fn killed_mid_load_it_restarts_with_nothing_acknowledged_lost() {
         rt.block_on(t).unwrap();
     }
     drop(server);
-    let restarted = start_server(&data, port, &db_url);
-    let cookie_client = rt.block_on(login(&base));
+    let restarted = common::serve_process(&data, port, db_url.as_deref());
+    let cookie_client = rt.block_on(common::admin_client(&base)).0;
     assert_eq!(
         rt.block_on(cookie_client.get(format!("{base}/security/tokens")).send())
             .unwrap()

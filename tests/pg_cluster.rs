@@ -5,59 +5,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{csrf_in, element_text};
+use common::element_text;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(data: &std::path::Path, port: u16, db: &str) -> Server {
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_hostca"))
-            .args([
-                "serve",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                db,
-                "--workers",
-                "2",
-            ])
-            .env("HOSTCA_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("hostca serve did not start");
-}
 
 struct Db {
     base: String,
@@ -86,52 +39,6 @@ fn pg() -> Option<Db> {
     }
 }
 
-fn csr(name: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    rcgen::CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap()
-}
-
-async fn admin_session(base: &str) -> (reqwest::Client, String) {
-    let c = common::client();
-    let csrf = csrf_in(
-        &c.get(format!("{base}/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let r = c
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("username", "admin"),
-            ("password", common::ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    let csrf = csrf_in(
-        &c.get(format!("{base}/security/tokens"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    (c, csrf)
-}
-
 async fn token(c: &reqwest::Client, base: &str, csrf: &str, name: &str, uses: &str) -> String {
     let r = c
         .post(format!("{base}/security/tokens"))
@@ -157,15 +64,15 @@ async fn two_servers_share_users_sessions_and_tokens() {
     let Some(db) = pg() else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (pa, pb) = (free_port(), free_port());
-    let a = serve(&data, pa, &db.url);
-    let b = serve(&data, pb, &db.url);
+    let (pa, pb) = (common::free_port(), common::free_port());
+    let a = common::serve_process(&data, pa, Some(&db.url));
+    let b = common::serve_process(&data, pb, Some(&db.url));
     let (base_a, base_b) = (
         format!("http://127.0.0.1:{pa}"),
         format!("http://127.0.0.1:{pb}"),
     );
     // A session opened on A is valid on B (same keys, same users).
-    let (c, csrf) = admin_session(&base_a).await;
+    let (c, csrf) = common::admin_client(&base_a).await;
     let r = c
         .get(format!("{base_b}/security/tokens"))
         .send()
@@ -199,7 +106,7 @@ async fn two_servers_share_users_sessions_and_tokens() {
             let name = format!("h{i}.cluster.example");
             reqwest::Client::new()
                 .post(format!("{base}/api/v1/certificates"))
-                .json(&serde_json::json!({"hostname": name, "csr": csr(&name), "token": value}))
+                .json(&serde_json::json!({"hostname": name, "csr": common::quick_csr(&name), "token": value}))
                 .send()
                 .await
                 .unwrap()
@@ -243,10 +150,10 @@ async fn a_postgresql_restart_under_load_gives_503s_and_recovers() {
     let Some(db) = pg() else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = free_port();
-    let _server = serve(&data, port, &db.url);
+    let port = common::free_port();
+    let _server = common::serve_process(&data, port, Some(&db.url));
     let base = format!("http://127.0.0.1:{port}");
-    let (c, csrf) = admin_session(&base).await;
+    let (c, csrf) = common::admin_client(&base).await;
     let value = token(&c, &base, &csrf, "load", "99999").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let load = {
@@ -263,7 +170,7 @@ async fn a_postgresql_restart_under_load_gives_503s_and_recovers() {
                 let name = format!("r{i}.restart.example");
                 let r = client
                     .post(format!("{base}/api/v1/certificates"))
-                    .json(&serde_json::json!({"hostname": name, "csr": csr(&name), "token": value}))
+                    .json(&serde_json::json!({"hostname": name, "csr": common::quick_csr(&name), "token": value}))
                     .send()
                     .await;
                 let (status, body) = match r {

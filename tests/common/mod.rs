@@ -408,3 +408,99 @@ impl Browser {
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
+
+/// A P-256 CSR made with rcgen (fast, for loads; openssl_csr is the independent client).
+pub fn quick_csr(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `hostca serve` process, killed and reaped when dropped.
+pub struct ServerProcess(pub std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `hostca serve` on `port` and waits until it accepts connections.
+pub fn serve_process(
+    data: &std::path::Path,
+    port: u16,
+    database_url: Option<&str>,
+) -> ServerProcess {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hostca"));
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "2",
+    ])
+    .env("HOSTCA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    .env("RUST_LOG", "error")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if let Some(u) = database_url {
+        cmd.args(["--database-url", u]);
+    }
+    let server = ServerProcess(cmd.spawn().unwrap());
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("hostca serve did not start");
+}
+
+/// A client logged in as admin on the server at `base`, and its CSRF token.
+pub async fn admin_client(base: &str) -> (reqwest::Client, String) {
+    let c = client();
+    let html = c
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_in(&html).unwrap();
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let html = c
+        .get(format!("{base}/security/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (c, csrf_in(&html).unwrap())
+}
