@@ -78,11 +78,7 @@ pub fn create(
         ApiKey::find_for_user(c, user.id, &name)?
             .ok_or_else(|| AppError::Internal("key vanished".into()))
     });
-    match result {
-        Ok(k) => Ok((k, value)),
-        Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
-        Err(e) => Err(FormError::Other(e)),
-    }
+    FormError::conflict_on("name", result).map(|k| (k, value))
 }
 
 pub fn list(ctx: &Ctx, user_id: i64) -> Result<Vec<ApiKey>, AppError> {

@@ -55,6 +55,21 @@ pub enum FormError {
     Other(crate::error::AppError),
 }
 
+impl FormError {
+    /// A result in which a conflict (a name already taken) belongs beside `field`.
+    pub fn conflict_on<T>(
+        field: &'static str,
+        result: Result<T, crate::error::AppError>,
+    ) -> Result<T, FormError> {
+        match result {
+            Err(crate::error::AppError::Conflict(m)) => {
+                Err(FormError::Conflict(FieldErrors::from([(field, m)])))
+            }
+            other => other.map_err(FormError::Other),
+        }
+    }
+}
+
 impl<E: Into<crate::error::AppError>> From<E> for FormError {
     fn from(e: E) -> Self {
         FormError::Other(e.into())

@@ -254,10 +254,7 @@ pub fn create_reissue(
             ),
         )
     });
-    match result {
-        Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
-        other => other.map_err(FormError::Other),
-    }
+    FormError::conflict_on("name", result)
 }
 
 /// Creates an authorization token. The value is generated here and stored encrypted.
@@ -287,10 +284,7 @@ pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, For
             ),
         )
     });
-    match result {
-        Err(AppError::Conflict(m)) => Err(FormError::Conflict(FieldErrors::from([("name", m)]))),
-        other => other.map_err(FormError::Other),
-    }
+    FormError::conflict_on("name", result)
 }
 
 pub fn list(ctx: &Ctx, filter: &TokenFilter) -> Result<(Vec<Token>, i64, NaiveDateTime), AppError> {

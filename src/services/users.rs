@@ -295,12 +295,7 @@ pub fn create(
         )?;
         find_user(c, &username)
     });
-    match result {
-        Err(AppError::Conflict(m)) => {
-            Err(FormError::Conflict(FieldErrors::from([("username", m)])))
-        }
-        other => other.map_err(FormError::Other),
-    }
+    FormError::conflict_on("username", result)
 }
 
 pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<(), AppError> {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::listing::{self, ListQuery, PAGE_SIZE};
+use super::Body;
 use crate::error::{ApiError, AppError};
 use crate::models::certificate::Certificate;
 use crate::models::token::Token;
@@ -142,30 +143,9 @@ fn fields_text(f: &services::FieldErrors) -> String {
         .join("; ")
 }
 
-/// A request body as read: too large is a 413, unreadable a 400, both in JSON.
-type Body = Result<web::Bytes, actix_web::Error>;
-
-/// A JSON body; anything else is a 4xx that says what was wrong.
+/// A JSON body; anything else is a 4xx (in JSON) that says what was wrong.
 fn body<T: serde::de::DeserializeOwned>(bytes: &Body) -> Result<T, ApiError> {
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(e)
-            if e.as_response_error().status_code()
-                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE =>
-        {
-            return Err(ApiError(AppError::TooLarge))
-        }
-        Err(e) => {
-            return Err(ApiError(AppError::BadRequest(format!(
-                "the body could not be read: {e}"
-            ))))
-        }
-    };
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError(AppError::BadRequest(format!(
-            "the JSON body is not valid: {e}"
-        )))
-    })
+    Ok(super::parse_json(super::read_body(bytes, "body")?)?)
 }
 
 #[derive(Serialize)]

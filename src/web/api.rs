@@ -55,7 +55,7 @@ fn created(e: Enrolled) -> HttpResponse {
 async fn json_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     ctx: &web::Data<Ctx>,
-    body: Result<web::Bytes, actix_web::Error>,
+    body: super::Body,
     action: &'static str,
 ) -> Result<T, ApiError> {
     let content_type = req
@@ -63,18 +63,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parsed = match body {
-        Err(e)
-            if e.as_response_error().status_code()
-                == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE =>
-        {
-            Err(AppError::TooLarge)
-        }
-        Err(e) => Err(AppError::BadRequest(format!(
-            "the body could not be read: {e}"
-        ))),
-        Ok(body) => parse_json(content_type, &body),
-    };
+    let parsed = super::read_body(&body, "body").and_then(|b| parse_json(content_type, b));
     match parsed {
         Ok(v) => Ok(v),
         Err(e) => {
@@ -95,14 +84,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(
             "send the body as JSON with Content-Type: application/json".into(),
         ));
     }
-    serde_json::from_slice::<T>(body)
-        .map_err(|e| AppError::BadRequest(format!("the JSON body is not valid: {e}")))
+    super::parse_json(body)
 }
 
 async fn request_certificate(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
-    body: Result<web::Bytes, actix_web::Error>,
+    body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
     let body: CertificateBody = json_body(&req, &ctx, body, "request").await?;
     let request = EnrollRequest {
@@ -118,7 +106,7 @@ async fn request_certificate(
 async fn renew_certificate(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
-    body: Result<web::Bytes, actix_web::Error>,
+    body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
     let body: RenewBody = json_body(&req, &ctx, body, "renew").await?;
     let enrolled = web::block(move || enroll::renew(&ctx, &body.host_id, &body.csr)).await??;

@@ -7,7 +7,7 @@ use askama::Template;
 use super::auth::{Auth, Form};
 use super::view::{self, Page, When};
 use crate::error::AppError;
-use crate::services::{api_keys as svc, Ctx, FieldErrors, FormError};
+use crate::services::{api_keys as svc, Ctx, FieldErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account/api-keys", web::get().to(list))
@@ -118,29 +118,10 @@ async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespo
             )
             .await
         }
-        Err(FormError::Invalid(e)) => {
-            page(
-                &auth,
-                ctx,
-                String::new(),
-                (name, valid_for),
-                e,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+        Err(e) => {
+            let (status, errors) = view::rejected(e)?;
+            page(&auth, ctx, String::new(), (name, valid_for), errors, status).await
         }
-        Err(FormError::Conflict(e)) => {
-            page(
-                &auth,
-                ctx,
-                String::new(),
-                (name, valid_for),
-                e,
-                StatusCode::CONFLICT,
-            )
-            .await
-        }
-        Err(FormError::Other(e)) => Err(e),
     }
 }
 

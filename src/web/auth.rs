@@ -192,17 +192,9 @@ impl FromRequest for Form {
         let session = req.get_session();
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await.map_err(|e| {
-                if e.as_response_error().status_code()
-                    == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE
-                {
-                    AppError::TooLarge
-                } else {
-                    AppError::BadRequest(format!("the form could not be read: {e}"))
-                }
-            })?;
+            let body = body.await;
             let pairs: Vec<(String, String)> =
-                serde_urlencoded::from_bytes(&body).map_err(|_| {
+                serde_urlencoded::from_bytes(super::read_body(&body, "form")?).map_err(|_| {
                     AppError::BadRequest("the form is not valid URL-encoded data".into())
                 })?;
             let form = Form { pairs };

@@ -1,6 +1,5 @@
 //! Security > Hosts: the host list, a host's page, revoking a host, reissue tokens.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -11,7 +10,7 @@ use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::services::mappings::{self as map_svc, MappingView};
 use crate::services::tokens::{self as token_svc, ReissueInput};
-use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors, FormError};
+use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security/hosts", web::get().to(list))
@@ -282,9 +281,7 @@ async fn reissue_token(
             );
             return Ok(view::redirect(&format!("/security/tokens/{}", token.name)));
         }
-        Err(FormError::Invalid(e)) => (StatusCode::UNPROCESSABLE_ENTITY, e),
-        Err(FormError::Conflict(e)) => (StatusCode::CONFLICT, e),
-        Err(FormError::Other(e)) => return Err(e),
+        Err(e) => view::rejected(e)?,
     };
     let mut page = host_page(&auth, ctx, host_key, input, errors).await?;
     page.page.flash.push(view::Flash {

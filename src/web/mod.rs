@@ -26,6 +26,26 @@ use crate::error::AppError;
 /// Largest request body accepted (forms and JSON); more is a 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// A request body as actix read it.
+pub type Body = Result<web::Bytes, actix_web::Error>;
+
+/// The body's bytes: over the limit is a 413, unreadable a 400 naming `what` was sent.
+pub fn read_body<'a>(body: &'a Body, what: &str) -> Result<&'a web::Bytes, AppError> {
+    body.as_ref().map_err(|e| {
+        if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge
+        } else {
+            AppError::BadRequest(format!("the {what} could not be read: {e}"))
+        }
+    })
+}
+
+/// A JSON document, or a 400 that says what is wrong with it.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::BadRequest(format!("the JSON body is not valid: {e}")))
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
         .app_data(web::QueryConfig::default().error_handler(|e, _| {

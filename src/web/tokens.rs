@@ -1,6 +1,5 @@
 //! Security > Tokens: list, add, details, show value, delete, cleanup.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use chrono::NaiveDateTime;
@@ -12,7 +11,7 @@ use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::token::{Token, TokenFilter, TokenSort, TokenState, KIND_REISSUE};
 use crate::services::tokens::{self as svc, TokenInput};
-use crate::services::{Ctx, FieldErrors, FormError};
+use crate::services::{Ctx, FieldErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security/tokens", web::get().to(list))
@@ -188,9 +187,7 @@ async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespo
             );
             return Ok(view::redirect(&format!("/security/tokens/{}", token.name)));
         }
-        Err(FormError::Invalid(errors)) => (StatusCode::UNPROCESSABLE_ENTITY, errors),
-        Err(FormError::Conflict(errors)) => (StatusCode::CONFLICT, errors),
-        Err(FormError::Other(e)) => return Err(e),
+        Err(e) => view::rejected(e)?,
     };
     let mut page = auth.page("Add token", "tokens");
     page.flash.push(view::Flash {

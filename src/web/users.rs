@@ -144,21 +144,10 @@ async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespo
             );
             Ok(view::redirect("/admin/users"))
         }
-        Err(FormError::Invalid(e)) => {
-            users_page(
-                &auth,
-                ctx,
-                username,
-                role,
-                e,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await
+        Err(e) => {
+            let (status, errors) = view::rejected(e)?;
+            users_page(&auth, ctx, username, role, errors, status).await
         }
-        Err(FormError::Conflict(e)) => {
-            users_page(&auth, ctx, username, role, e, StatusCode::CONFLICT).await
-        }
-        Err(FormError::Other(e)) => Err(e),
     }
 }
 

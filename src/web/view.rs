@@ -58,6 +58,19 @@ pub fn take_flash(session: &Session) -> Vec<Flash> {
     list
 }
 
+/// A form that was not saved and is shown again: 422 with the field messages, or 409 for a
+/// name already taken; any other failure is the request's error.
+pub fn rejected(
+    e: crate::services::FormError,
+) -> Result<(actix_web::http::StatusCode, crate::services::FieldErrors), AppError> {
+    use crate::services::FormError;
+    match e {
+        FormError::Invalid(f) => Ok((actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, f)),
+        FormError::Conflict(f) => Ok((actix_web::http::StatusCode::CONFLICT, f)),
+        FormError::Other(e) => Err(e),
+    }
+}
+
 /// Renders a template into a response with `status`.
 pub fn render<T: Template>(
     status: actix_web::http::StatusCode,
