@@ -51,6 +51,7 @@ impl Application {
             pki: Arc::new(prepared.pki),
             writer: Arc::new(GroupWriter::start(prepared.pool.clone())),
             tls: config.tls,
+            audit_verified: Default::default(),
         };
         if let Ok(mut conn) = crate::db::get(&ctx.pool) {
             if let Err(e) = crate::services::audit::apply_retention(&mut conn) {
@@ -156,6 +157,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
     let data_dir = ctx.data_dir.clone();
     let tls = ctx.tls;
     let writer = Arc::downgrade(&ctx.writer);
+    let audit_verified = ctx.audit_verified.clone();
     std::thread::spawn(move || {
         let mut last = Instant::now();
         let mut checked = Instant::now();
@@ -175,6 +177,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                         pki,
                         writer,
                         tls,
+                        audit_verified: audit_verified.clone(),
                     };
                     if let Err(e) = crate::services::pki::refresh_crl_if_stale(&ctx) {
                         log::warn!("checking for a newer CRL failed: {e}");
@@ -190,6 +193,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                 pki,
                 writer,
                 tls,
+                audit_verified: audit_verified.clone(),
             };
             crate::services::maintenance::hourly(&ctx);
         }

@@ -929,6 +929,10 @@ async fn the_audit_page_filters_exports_and_verifies() {
         .set(audit_events::actor.eq("someone else"))
         .execute(&mut *app.conn())
         .unwrap();
+    // A view checks only what is new since the last check; a full check finds the change
+    // in an older event, and from then on every view shows it.
+    let html = app.get_html("/security/audit?verify=full").await;
+    assert!(html.contains(&format!("BROKEN at event {id}")));
     let html = app.get_html("/security/audit").await;
     assert!(html.contains(&format!("BROKEN at event {id}")));
     let out = verify();
@@ -1015,4 +1019,37 @@ async fn the_csv_export_streams_many_batches() {
     );
     let html = app.get_html("/security/audit?user=loader&page=2").await;
     assert!(html.contains("Page 2 of 90"));
+}
+
+#[tokio::test]
+async fn each_audit_page_view_checks_what_was_added_since_the_last() {
+    let app = spawn_app().await;
+    app.login().await;
+    let newest = |app: &TestApp| -> i64 {
+        audit_events::table
+            .select(diesel::dsl::max(audit_events::id))
+            .first::<Option<i64>>(&mut *app.conn())
+            .unwrap()
+            .unwrap()
+    };
+    let html = app.get_html("/security/audit").await;
+    assert!(html.contains("The audit chain verifies"), "{html}");
+    app.create_token("incremental1", "1", "1d", "").await;
+    let html = app.get_html("/security/audit").await;
+    let count = |html: &str| -> i64 {
+        let at = html.find("verifies: ").unwrap() + "verifies: ".len();
+        html[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let seen = count(&html);
+    assert_eq!(seen, newest(&app), "every event counted once: {html}");
+
+    // An event written after the last check, then changed, is found by the next view.
+    app.create_token("incremental2", "1", "1d", "").await;
+    let id = newest(&app);
+    diesel::update(audit_events::table.find(id))
+        .set(audit_events::description.eq("nothing happened"))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let html = app.get_html("/security/audit").await;
+    assert!(html.contains(&format!("BROKEN at event {id}")), "{html}");
 }

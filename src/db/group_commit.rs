@@ -12,6 +12,8 @@ use diesel::Connection;
 use super::{DbConn, Pool};
 use crate::error::AppError;
 
+use crate::models::settings::Settings;
+
 type Reply = Box<dyn FnOnce(Result<(), AppError>) + Send>;
 type Job = Box<dyn FnOnce(&mut DbConn) -> Reply + Send>;
 
@@ -32,9 +34,15 @@ impl GroupWriter {
     /// Starts the writer thread. It stops when the last `GroupWriter` handle is dropped.
     pub fn start(pool: Pool) -> GroupWriter {
         let (sender, receiver) = mpsc::sync_channel::<Job>(4096);
+        let (wal_grew, wal_receiver) = mpsc::sync_channel::<()>(1);
+        let checkpoint_pool = pool.clone();
+        std::thread::Builder::new()
+            .name("hostca-checkpoint".into())
+            .spawn(move || checkpoint(checkpoint_pool, wal_receiver))
+            .expect("the checkpoint thread starts");
         std::thread::Builder::new()
             .name("hostca-writer".into())
-            .spawn(move || run(pool, receiver))
+            .spawn(move || run(pool, receiver, wal_grew))
             .expect("the writer thread starts");
         GroupWriter { sender }
     }
@@ -49,6 +57,9 @@ impl GroupWriter {
         let (tx, rx) = mpsc::sync_channel::<Result<T, AppError>>(1);
         let job: Job = Box::new(move |conn: &mut DbConn| {
             let result = conn.transaction(f);
+            if result.is_err() {
+                set_memo(Some(Memo::default()));
+            }
             Box::new(move |committed: Result<(), AppError>| {
                 let _ = tx.send(committed.and(result));
             })
@@ -64,7 +75,76 @@ impl GroupWriter {
     }
 }
 
-fn run(pool: Pool, receiver: Receiver<Job>) {
+/// What the jobs of one batch would otherwise each read again: the batch holds the write
+/// lock, so only its own jobs can change these, and a job that fails (its savepoint
+/// rolled back) makes the writer forget them.
+#[derive(Default)]
+struct Memo {
+    settings: Option<Settings>,
+    chain_head: Option<String>,
+}
+
+thread_local! {
+    /// `Some` only on the writer thread while a batch runs.
+    static MEMO: std::cell::RefCell<Option<Memo>> = const { std::cell::RefCell::new(None) };
+}
+
+fn with_memo<R>(f: impl FnOnce(&mut Memo) -> R) -> Option<R> {
+    MEMO.with(|m| m.borrow_mut().as_mut().map(f))
+}
+
+/// The settings as read earlier in this batch, if any.
+pub(crate) fn memo_settings() -> Option<Settings> {
+    with_memo(|m| m.settings.clone()).flatten()
+}
+
+/// Remembers the settings just read (inside a batch; elsewhere nothing happens).
+pub(crate) fn remember_settings(settings: &Settings) {
+    with_memo(|m| m.settings = Some(settings.clone()));
+}
+
+/// The settings row is being changed: read it again next time.
+pub(crate) fn forget_settings() {
+    with_memo(|m| m.settings = None);
+}
+
+/// The hash of the newest audit event, as written earlier in this batch.
+pub(crate) fn memo_chain_head() -> Option<String> {
+    with_memo(|m| m.chain_head.clone()).flatten()
+}
+
+/// Remembers the hash of the audit event just written (inside a batch only).
+pub(crate) fn remember_chain_head(hash: &str) {
+    with_memo(|m| m.chain_head = Some(hash.to_string()));
+}
+
+fn set_memo(memo: Option<Memo>) {
+    MEMO.with(|m| *m.borrow_mut() = memo);
+}
+
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// Copies SQLite's write-ahead log into the database file on its own thread, so that the
+/// writer does not stop to do it when the log reaches SQLite's automatic checkpoint size.
+/// Ends with the writer.
+fn checkpoint(pool: Pool, wal_grew: Receiver<()>) {
+    while wal_grew.recv().is_ok() {
+        std::thread::sleep(Duration::from_millis(50));
+        let Ok(mut conn) = pool.get() else { continue };
+        // Most of the copying runs beside the writer; the rest, a few pages, between two
+        // of its batches, so that the log starts again from the beginning instead of
+        // growing until the writer has to checkpoint it itself.
+        let result = conn.batch_execute(CHECKPOINT).and_then(|()| {
+            let _writer = super::sqlite_writer_lock(&conn);
+            conn.batch_execute(CHECKPOINT)
+        });
+        if let Err(e) = result {
+            log::warn!("checkpointing the write-ahead log failed: {e}");
+        }
+    }
+}
+
+fn run(pool: Pool, receiver: Receiver<Job>, wal_grew: SyncSender<()>) {
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -87,11 +167,16 @@ fn run(pool: Pool, receiver: Receiver<Job>) {
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
         let committed = conn.transaction::<_, AppError, _>(|c| {
             c.batch_execute(super::LOCK_STATEMENT)?;
+            set_memo(Some(Memo::default()));
             for job in batch {
                 replies.push(job(c));
             }
             Ok(())
         });
+        set_memo(None);
+        if committed.is_ok() && matches!(*conn, DbConn::Sqlite(_)) {
+            let _ = wal_grew.try_send(());
+        }
         let failure = committed.err().map(|e| e.to_string());
         for reply in replies {
             reply(match &failure {

@@ -44,6 +44,14 @@ impl AuditEvent {
             .optional()
     }
 
+    pub fn hash_of(conn: &mut DbConn, id: i64) -> QueryResult<Option<String>> {
+        audit_events::table
+            .find(id)
+            .select(audit_events::hash)
+            .get_result(conn)
+            .optional()
+    }
+
     pub fn insert(conn: &mut DbConn, new: &NewAuditEvent) -> QueryResult<usize> {
         diesel::insert_into(audit_events::table)
             .values(new)

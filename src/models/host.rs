@@ -25,8 +25,10 @@ pub struct NewHost<'a> {
 }
 
 impl Host {
-    pub fn insert(conn: &mut DbConn, new: &NewHost) -> QueryResult<usize> {
-        diesel::insert_into(hosts::table).values(new).execute(conn)
+    pub fn insert(conn: &mut DbConn, new: &NewHost) -> QueryResult<Host> {
+        diesel::insert_into(hosts::table)
+            .values(new)
+            .get_result(conn)
     }
 
     pub fn find_by_host_id(conn: &mut DbConn, host_id: &str) -> QueryResult<Option<Host>> {

@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::settings;
-use crate::db::DbConn;
+use crate::db::{group_commit, DbConn};
 
 /// The domain's global security settings: one row.
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -23,13 +23,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings row; read once per group-commit batch (see `db::group_commit`).
     pub fn load(conn: &mut DbConn) -> QueryResult<Settings> {
-        settings::table.find(1i64).first(conn)
+        if let Some(s) = group_commit::memo_settings() {
+            return Ok(s);
+        }
+        let s: Settings = settings::table.find(1i64).first(conn)?;
+        group_commit::remember_settings(&s);
+        Ok(s)
     }
 }
 
 impl Settings {
     pub fn set_ca_fingerprint(conn: &mut DbConn, fingerprint: &str) -> QueryResult<usize> {
+        group_commit::forget_settings();
         diesel::update(settings::table.find(1i64))
             .set(settings::ca_fingerprint.eq(fingerprint))
             .execute(conn)
@@ -37,6 +44,7 @@ impl Settings {
 
     /// Takes the next CRL number.
     pub fn next_crl_number(conn: &mut DbConn) -> QueryResult<i64> {
+        group_commit::forget_settings();
         diesel::update(settings::table.find(1i64))
             .set(settings::crl_number.eq(settings::crl_number + 1))
             .execute(conn)?;
@@ -61,12 +69,14 @@ pub struct SettingsChange {
 
 impl Settings {
     pub fn change(conn: &mut DbConn, c: &SettingsChange) -> QueryResult<usize> {
+        group_commit::forget_settings();
         diesel::update(settings::table.find(1i64))
             .set(c)
             .execute(conn)
     }
 
     pub fn set_audit_anchor(conn: &mut DbConn, id: i64, hash: &str) -> QueryResult<usize> {
+        group_commit::forget_settings();
         diesel::update(settings::table.find(1i64))
             .set((
                 settings::audit_anchor_id.eq(id),

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, DbConn};
+use crate::db::{self, group_commit, DbConn};
 use crate::error::AppError;
 use crate::models::audit_event::{AuditEvent, NewAuditEvent};
 
@@ -98,7 +98,10 @@ fn chain_hash(
 /// Appends an event to the chain. Call it inside the write transaction of the change it
 /// records (`db::write_tx` holds the lock that keeps the chain linear).
 pub fn record(conn: &mut DbConn, e: &Event) -> Result<(), AppError> {
-    let prev = AuditEvent::latest_hash(conn)?.unwrap_or_else(|| GENESIS.to_string());
+    let prev = match group_commit::memo_chain_head() {
+        Some(head) => head,
+        None => AuditEvent::latest_hash(conn)?.unwrap_or_else(|| GENESIS.to_string()),
+    };
     let at = db::now();
     let hash = chain_hash(
         &prev,
@@ -126,6 +129,7 @@ pub fn record(conn: &mut DbConn, e: &Event) -> Result<(), AppError> {
             hash: &hash,
         },
     )?;
+    group_commit::remember_chain_head(&hash);
     Ok(())
 }
 
@@ -142,17 +146,51 @@ pub enum ChainStatus {
     Broken { at_id: i64, events_checked: i64 },
 }
 
+/// How far a verification got: every event from the anchor through `last_id` matched
+/// its hash. The next check can start here instead of at the anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    anchor_id: i64,
+    last_id: i64,
+    last_hash: String,
+    events: i64,
+}
+
 /// Checks every event from the chain's anchor (the genesis, or the last event removed by
 /// retention) to the newest.
 pub fn verify_chain(conn: &mut DbConn) -> Result<ChainStatus, AppError> {
+    Ok(verify_chain_from(conn, None)?.0)
+}
+
+/// Checks the events added since an earlier verification, if that one still holds (same
+/// anchor, and its last event unchanged); otherwise the whole chain. Returns where this
+/// check got to, for the next one, when the chain is intact.
+pub fn verify_chain_from(
+    conn: &mut DbConn,
+    earlier: Option<&Verified>,
+) -> Result<(ChainStatus, Option<Verified>), AppError> {
     let settings = crate::models::settings::Settings::load(conn)?;
+    let anchor_id = settings.audit_anchor_id;
     let mut prev = settings.audit_anchor_hash;
-    let mut last_id = settings.audit_anchor_id;
+    let mut last_id = anchor_id;
     let mut checked = 0i64;
+    if let Some(v) = earlier.filter(|v| v.anchor_id == anchor_id) {
+        if AuditEvent::hash_of(conn, v.last_id)?.as_deref() == Some(v.last_hash.as_str()) {
+            prev = v.last_hash.clone();
+            last_id = v.last_id;
+            checked = v.events;
+        }
+    }
     loop {
         let batch = AuditEvent::after(conn, last_id, 5000)?;
         if batch.is_empty() {
-            return Ok(ChainStatus::Intact { events: checked });
+            let verified = Verified {
+                anchor_id,
+                last_id,
+                last_hash: prev,
+                events: checked,
+            };
+            return Ok((ChainStatus::Intact { events: checked }, Some(verified)));
         }
         for ev in batch {
             let expected = chain_hash(
@@ -167,10 +205,11 @@ pub fn verify_chain(conn: &mut DbConn) -> Result<ChainStatus, AppError> {
                 &ev.outcome,
             );
             if ev.prev_hash != prev || ev.hash != expected {
-                return Ok(ChainStatus::Broken {
+                let broken = ChainStatus::Broken {
                     at_id: ev.id,
                     events_checked: checked,
-                });
+                };
+                return Ok((broken, None));
             }
             prev = ev.hash;
             last_id = ev.id;

@@ -2,7 +2,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use super::audit::{verify_chain, ChainStatus};
+use super::audit::{verify_chain_from, ChainStatus};
 use super::Ctx;
 use crate::db;
 use crate::error::AppError;
@@ -20,6 +20,8 @@ pub struct AuditQuery {
     pub to: Option<String>,
     pub q: Option<String>,
     pub page: Option<String>,
+    /// `full`: verify the whole chain now instead of what was added since the last check.
+    pub verify: Option<String>,
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -99,8 +101,28 @@ pub fn event(ctx: &Ctx, id: i64) -> Result<AuditEvent, AppError> {
         .ok_or_else(|| AppError::NotFound(format!("there is no audit event {id}")))
 }
 
-pub fn chain(ctx: &Ctx) -> Result<ChainStatus, AppError> {
-    verify_chain(&mut *db::get(&ctx.pool)?)
+/// The chain's state for the audit page: the events added since this process last
+/// verified it (and that last event unchanged), so that a page view costs what is new, not
+/// the whole trail. The whole chain is checked hourly (`full_check`), and by
+/// `hostca audit verify`.
+pub fn chain(ctx: &Ctx, q: &AuditQuery) -> Result<ChainStatus, AppError> {
+    check(ctx, non_empty(&q.verify) != Some("full"))
+}
+
+/// Verifies the whole chain from its anchor, and remembers how far it got.
+pub fn full_check(ctx: &Ctx) -> Result<ChainStatus, AppError> {
+    check(ctx, false)
+}
+
+fn check(ctx: &Ctx, incremental: bool) -> Result<ChainStatus, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    // Held while verifying: concurrent page views wait for one check instead of each
+    // running its own.
+    let mut verified = ctx.audit_verified.lock().unwrap_or_else(|p| p.into_inner());
+    let earlier = verified.as_ref().filter(|_| incremental);
+    let (status, reached) = verify_chain_from(&mut conn, earlier)?;
+    *verified = reached;
+    Ok(status)
 }
 
 /// One batch of the export, newest first, older than `before_id`.

@@ -1,6 +1,7 @@
 //! Hosts get certificates: enrollment (with a token or by the security level) and renewal.
 
 use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
 
 use chrono::NaiveDateTime;
 
@@ -14,7 +15,7 @@ use crate::models::host_mapping::APPROVED;
 use crate::models::settings::Settings;
 use crate::models::token::{Token, KIND_REISSUE};
 use crate::pki::csr::{self, VerifiedCsr};
-use crate::pki::issue::{self, LeafRequest};
+use crate::pki::issue::{self, IssuedCert, LeafRequest};
 use crate::pki::Reason;
 use crate::token_value;
 
@@ -62,6 +63,41 @@ fn refusal(c: &mut DbConn, target: &str, e: AppError) -> Result<AppError, AppErr
     Ok(e)
 }
 
+/// A certificate signed before its request reaches the writer, so that the signing runs
+/// in parallel on the request's own thread, for the common case: a new host whose
+/// certificate carries only the requested name. The writer uses it only if its own
+/// decision comes out exactly so (the same host ID, names and validity); otherwise it
+/// signs again inside the transaction and this one is dropped, never stored or sent.
+struct Presigned {
+    host_id: String,
+    names: Vec<String>,
+    validity_days: i64,
+    cert: IssuedCert,
+}
+
+fn presign(ctx: &Ctx, hostname: &str, csr: &VerifiedCsr) -> Option<Presigned> {
+    let host_id = hosts::new_host_id();
+    let names = vec![hostname.to_string()];
+    let validity_days = ctx.pki.validity_days.load(Ordering::Relaxed);
+    let cert = issue::issue(
+        &ctx.pki.ca,
+        &LeafRequest {
+            names: &names,
+            host_id: Some(&host_id),
+            spki_der: &csr.spki_der,
+            validity_days,
+            now: db::now(),
+        },
+    )
+    .ok()?;
+    Some(Presigned {
+        host_id,
+        names,
+        validity_days,
+        cert,
+    })
+}
+
 const NEEDS_REISSUE: &str = "renew it while its certificate is active (POST /api/v1/certificates/renew), or ask an administrator for a reissue token";
 
 pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
@@ -69,6 +105,7 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
     let result = (|| {
         let hostname = hosts::normalize_hostname(&req.hostname).map_err(AppError::BadRequest)?;
         let csr = csr::verify_pem(&req.csr)?;
+        let presigned = presign(ctx, &hostname, &csr);
         let token = req
             .token
             .as_deref()
@@ -76,8 +113,17 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
             .filter(|t| !t.is_empty())
             .map(str::to_string);
         let (job_ctx, peer) = (ctx.clone(), req.peer);
-        ctx.writer
-            .write(move |c| enroll_in(&job_ctx, c, &hostname, &csr, token.as_deref(), peer))
+        ctx.writer.write(move |c| {
+            enroll_in(
+                &job_ctx,
+                c,
+                &hostname,
+                &csr,
+                token.as_deref(),
+                peer,
+                presigned,
+            )
+        })
     })();
     finish(ctx, result, "request", &shown)
 }
@@ -144,8 +190,12 @@ fn enroll_in(
     csr: &VerifiedCsr,
     token: Option<&str>,
     peer: Option<IpAddr>,
+    presigned: Option<Presigned>,
 ) -> Result<Step, AppError> {
     let now = db::now();
+    let new_host_id = presigned
+        .as_ref()
+        .map_or_else(hosts::new_host_id, |p| p.host_id.clone());
     let settings = Settings::load(c)?;
     let known = hosts::find_by_name(c, hostname)?;
     let mut new_host = false;
@@ -219,7 +269,7 @@ fn enroll_in(
                         Some(h) => h,
                         None => {
                             new_host = true;
-                            hosts::create_row(c, hostname, "enrollment", now)?
+                            hosts::create_row(c, &new_host_id, hostname, "enrollment", now)?
                         }
                     };
                     (
@@ -255,7 +305,7 @@ fn enroll_in(
                         None if resolves_to(hostname, peer) => (
                             {
                             new_host = true;
-                            hosts::create_row(c, hostname, "enrollment", now)?
+                            hosts::create_row(c, &new_host_id, hostname, "enrollment", now)?
                         },
                             "security level medium (name resolves to the requesting address)".to_string(),
                             None,
@@ -296,6 +346,7 @@ fn enroll_in(
         token_name.as_deref(),
         &settings,
         now,
+        presigned,
     )?;
     audit::record(
         c,
@@ -349,17 +400,28 @@ fn issue_and_store(
     token_name: Option<&str>,
     settings: &Settings,
     now: NaiveDateTime,
+    presigned: Option<Presigned>,
 ) -> Result<Enrolled, AppError> {
-    let cert = issue::issue(
-        &ctx.pki.ca,
-        &LeafRequest {
-            names,
-            host_id: Some(&host.host_id),
-            spki_der: &csr.spki_der,
-            validity_days: i64::from(settings.certificate_validity_days.clamp(1, 825)),
-            now,
-        },
-    )?;
+    let validity_days = super::pki::validity_days(settings.certificate_validity_days);
+    ctx.pki
+        .validity_days
+        .store(validity_days, Ordering::Relaxed);
+    let fits = |p: &Presigned| {
+        p.host_id == host.host_id && p.names == names && p.validity_days == validity_days
+    };
+    let cert = match presigned.filter(fits) {
+        Some(p) => p.cert,
+        None => issue::issue(
+            &ctx.pki.ca,
+            &LeafRequest {
+                names,
+                host_id: Some(&host.host_id),
+                spki_der: &csr.spki_der,
+                validity_days,
+                now,
+            },
+        )?,
+    };
     Certificate::insert(
         c,
         &NewCertificate {
@@ -425,7 +487,7 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
             let settings = Settings::load(c)?;
             Certificate::revoke(c, &active.serial, Reason::Superseded.key(), "renewal", now)?;
             let names = certificate_names(c, &host, active.primary_name(), &csr, &settings, now)?;
-            let enrolled = issue_and_store(ctx, c, &host, &names, &csr, None, &settings, now)?;
+            let enrolled = issue_and_store(ctx, c, &host, &names, &csr, None, &settings, now, None)?;
             audit::record(
                 c,
                 &Event::new(audit::CERT, "renew", &host.primary_name, &enrolled.serial).describe(

@@ -54,6 +54,11 @@ pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<Host>, AppEr
     Ok(found.pop())
 }
 
+/// A host ID: a random UUID.
+pub fn new_host_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// A new host with a new host ID and its primary name as an approved mapping, with its
 /// own audit event.
 pub fn create(
@@ -62,7 +67,7 @@ pub fn create(
     actor: &str,
     now: chrono::NaiveDateTime,
 ) -> Result<Host, AppError> {
-    let host = create_row(conn, name, actor, now)?;
+    let host = create_row(conn, &new_host_id(), name, actor, now)?;
     audit::record(
         conn,
         &Event::new(audit::HOST, "create", actor, name).describe(format!(
@@ -77,15 +82,15 @@ pub fn create(
 /// (an enrollment: one event for the host and its first certificate).
 pub fn create_row(
     conn: &mut DbConn,
+    host_id: &str,
     name: &str,
     actor: &str,
     now: chrono::NaiveDateTime,
 ) -> Result<Host, AppError> {
-    let host_id = uuid::Uuid::new_v4().to_string();
-    Host::insert(
+    let host = Host::insert(
         conn,
         &NewHost {
-            host_id: &host_id,
+            host_id,
             primary_name: name,
             created_at: now,
             created_by: actor,
@@ -94,14 +99,14 @@ pub fn create_row(
     HostMapping::insert(
         conn,
         &NewHostMapping {
-            host_id: &host_id,
+            host_id,
             name,
             state: APPROVED,
             source: "auto",
             created_at: now,
         },
     )?;
-    Host::find_by_host_id(conn, &host_id)?.ok_or_else(|| AppError::Internal("host vanished".into()))
+    Ok(host)
 }
 
 /// A host named by its host ID or primary name, as a reissue token must be. An alias is

@@ -23,4 +23,12 @@ pub fn hourly(ctx: &Ctx) {
         }
         Err(e) => log::error!("maintenance cannot reach the database: {e}"),
     }
+    // After retention, which moves the chain's anchor.
+    match super::audit_log::full_check(ctx) {
+        Ok(super::audit::ChainStatus::Intact { .. }) => {}
+        Ok(super::audit::ChainStatus::Broken { at_id, .. }) => log::error!(
+            "the audit chain is broken at event {at_id}: an event was changed or removed outside hostca"
+        ),
+        Err(e) => log::error!("verifying the audit chain failed: {e}"),
+    }
 }

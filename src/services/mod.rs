@@ -34,6 +34,8 @@ pub struct Ctx {
     pub writer: std::sync::Arc<crate::db::group_commit::GroupWriter>,
     /// Whether browsers reach the console over TLS.
     pub tls: bool,
+    /// How far this process has verified the audit chain (see `audit_log::chain`).
+    pub audit_verified: std::sync::Arc<std::sync::Mutex<Option<audit::Verified>>>,
 }
 
 /// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.

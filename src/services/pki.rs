@@ -2,6 +2,7 @@
 //! rebuilt after each revocation and hourly, served from memory.
 
 use std::path::Path;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::Ctx;
@@ -17,6 +18,9 @@ pub struct PkiState {
     pub ca: Ca,
     crl: RwLock<Arc<SignedCrl>>,
     rebuilding: Mutex<()>,
+    /// The certificate validity (days) last read from the settings: what a certificate
+    /// signed before its request reaches the writer assumes (see `enroll::presign`).
+    pub validity_days: AtomicI64,
 }
 
 impl PkiState {
@@ -109,12 +113,19 @@ fn revoked_entries(
         .collect())
 }
 
+/// The validity a certificate gets from the configured number of days.
+pub fn validity_days(configured: i32) -> i64 {
+    i64::from(configured.clamp(1, 825))
+}
+
 pub fn start(conn: &mut DbConn, ca: Ca) -> Result<PkiState, AppError> {
     let crl = signed_crl(conn, &ca)?;
+    let validity = Settings::load(conn)?.certificate_validity_days;
     Ok(PkiState {
         ca,
         crl: RwLock::new(Arc::new(crl)),
         rebuilding: Mutex::new(()),
+        validity_days: AtomicI64::new(validity_days(validity)),
     })
 }
 

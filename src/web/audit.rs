@@ -110,7 +110,7 @@ impl ListPage {
 
 fn chain_text(status: &ChainStatus) -> (bool, String) {
     match status {
-        ChainStatus::Intact { events } => (true, format!("The audit chain verifies: {events} events, none changed or removed.")),
+        ChainStatus::Intact { events } => (true, format!("The audit chain verifies: {events} events, none changed or removed (each view checks the events added since the last check; the whole chain is checked hourly).")),
         ChainStatus::Broken { at_id, events_checked } => (
             false,
             format!("The audit chain is BROKEN at event {at_id}: that event or the one before it was changed or removed outside hostca ({events_checked} events verified before it)."),
@@ -134,10 +134,11 @@ async fn list(
             .ok_or_else(|| AppError::BadRequest(format!("page '{p}' is not a page number")))?,
     };
     let offset = (page_no - 1) * PAGE_SIZE;
+    let q = query.clone();
     let ((rows, total, actors), chain) = web::block(move || {
         Ok::<_, AppError>((
             svc::list(&ctx, &filter, offset, PAGE_SIZE)?,
-            svc::chain(&ctx)?,
+            svc::chain(&ctx, &q)?,
         ))
     })
     .await??;
