@@ -196,6 +196,10 @@ async fn revocation_shows_in_a_crl_that_openssl_verifies() {
     let (_, text) = openssl(&["crl", "-in", &crl, "-noout", "-text"]);
     assert!(text.contains(&format!("Serial Number: {serial}")), "{text}");
     assert!(text.contains("Key Compromise"), "{text}");
+    assert!(
+        text.contains("Authority Key Identifier") && text.contains("CRL Number"),
+        "{text}"
+    );
     assert!(!text.contains(b["serial"].as_str().unwrap()));
     let (_, t1) = openssl(&[
         "crl",

@@ -64,7 +64,7 @@ pub struct Certificate {
 }
 
 /// Serial, revocation time and reason of a revoked certificate.
-pub type RevokedRow = (String, Option<NaiveDateTime>, Option<String>);
+pub type RevokedRow = (String, i64, Option<String>);
 
 #[derive(Insertable)]
 #[diesel(table_name = certificates)]
@@ -238,16 +238,22 @@ impl Certificate {
     }
 
     /// What the CRL lists: revoked certificates that have not expired yet.
+    /// Serial, revocation time (Unix seconds: converted by the database, which is much
+    /// faster for a CRL of 100,000 than parsing each timestamp here) and reason.
     pub fn revoked_unexpired(
         conn: &mut DbConn,
         now: NaiveDateTime,
     ) -> QueryResult<Vec<RevokedRow>> {
+        let revoked_at = match conn {
+            DbConn::Sqlite(_) => "CAST(strftime('%s', revoked_at) AS BIGINT)",
+            DbConn::Pg(_) => "CAST(EXTRACT(EPOCH FROM revoked_at) AS BIGINT)",
+        };
         certificates::table
             .filter(certificates::revoked_at.is_not_null())
             .filter(certificates::not_after.gt(now))
             .select((
                 certificates::serial,
-                certificates::revoked_at,
+                diesel::dsl::sql::<diesel::sql_types::BigInt>(revoked_at),
                 certificates::revocation_reason,
             ))
             .load(conn)

@@ -8,7 +8,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
-use x509_parser::prelude::FromDer;
+use x509_parser::prelude::{FromDer, ParsedExtension};
 
 use super::{from_asn1, random_serial, sha1_fingerprint, sha256_fingerprint, to_offset, PkiError};
 
@@ -27,6 +27,11 @@ pub struct Ca {
     pub sha256: String,
     /// The DER SubjectPublicKeyInfo of the CA key.
     pub spki_der: Vec<u8>,
+    /// The DER subject name: the issuer of everything the CA signs.
+    pub subject_der: Vec<u8>,
+    /// The certificate's subject key identifier, named by the CRL's authority key
+    /// identifier.
+    pub key_id: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -117,6 +122,14 @@ impl Ca {
         let not_before = from_asn1(x509.validity().not_before);
         let not_after = from_asn1(x509.validity().not_after);
         let spki_der = x509.public_key().raw.to_vec();
+        let subject_der = x509.subject().as_raw().to_vec();
+        let key_id = x509
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            });
         let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key)
             .map_err(|e| PkiError::Internal(format!("CA issuer: {e}")))?;
         Ok(Ca {
@@ -126,6 +139,8 @@ impl Ca {
             sha1: sha1_fingerprint(&der),
             sha256: sha256_fingerprint(&der),
             spki_der,
+            subject_der,
+            key_id,
             cert_der: der,
             cert_pem,
             issuer,

@@ -73,17 +73,6 @@ impl Reason {
     pub fn parse(s: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.key() == s)
     }
-
-    pub fn rcgen(self) -> rcgen::RevocationReason {
-        match self {
-            Reason::Unspecified => rcgen::RevocationReason::Unspecified,
-            Reason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
-            Reason::CaCompromise => rcgen::RevocationReason::CaCompromise,
-            Reason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
-            Reason::Superseded => rcgen::RevocationReason::Superseded,
-            Reason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
-        }
-    }
 }
 
 /// Errors of the cryptography, phrased for the person who sent the input.

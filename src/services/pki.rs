@@ -104,7 +104,7 @@ fn revoked_entries(
         .into_iter()
         .map(|(serial_hex, at, reason)| RevokedEntry {
             serial_hex,
-            revoked_at: at.unwrap_or(now),
+            revoked_at: chrono::DateTime::from_timestamp(at, 0).map_or(now, |t| t.naive_utc()),
             reason: reason
                 .as_deref()
                 .and_then(Reason::parse)
