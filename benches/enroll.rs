@@ -44,6 +44,39 @@ fn csrs(n: usize, prefix: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The cryptographic limit on this machine, measured with hostca's own code: verifying a
+/// CSR and signing its certificate, on as many threads as there are cores, with no HTTP
+/// and no database. No enrollment service can go faster than this.
+fn crypto_limit(n: usize) -> f64 {
+    let ca = hostca::pki::ca::Ca::create("CN=bench limit", hostca::db::now()).unwrap();
+    let pems: Vec<String> = csrs(n, "l").into_iter().map(|(_, csr)| csr).collect();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(pem) = pems.get(i) else { break };
+                let csr = hostca::pki::csr::verify_pem(pem).unwrap();
+                let names = [format!("l{i}.bench.example")];
+                hostca::pki::issue::issue(
+                    &ca,
+                    &hostca::pki::issue::LeafRequest {
+                        names: &names,
+                        host_id: Some("0190a5b8-0000-7000-8000-000000000000"),
+                        spki_der: &csr.spki_der,
+                        validity_days: 365,
+                        now: hostca::db::now(),
+                    },
+                )
+                .unwrap();
+            });
+        }
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 struct Result {
     label: String,
     ok: usize,
@@ -54,13 +87,17 @@ struct Result {
 }
 
 impl Result {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+
     fn print(&self) {
         println!(
             "{:<44} {:>7} ok {:>5} failed {:>9.0} certs/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
             self.label,
             self.ok,
             self.failed,
-            self.ok as f64 / self.seconds,
+            self.rate(),
             self.p50_ms,
             self.p99_ms
         );
@@ -443,6 +480,22 @@ fn main() {
             println!(
                 "cfssl not installed (apt-get install golang-cfssl) or BENCH_CFSSL=0: skipped"
             );
+        }
+        let limit = tokio::task::spawn_blocking(move || crypto_limit(n.min(20_000)))
+            .await
+            .unwrap();
+        println!(
+            "{:<44} {limit:>23.0} verify + sign/s (no HTTP, no database)",
+            "cryptographic limit (hostca's code, all cores)"
+        );
+        println!("share of the cryptographic limit:");
+        for r in &results {
+            println!("  {:<42} {:.2}", r.label, r.rate() / limit);
+        }
+        let hostca = results[0].rate();
+        println!("hostca on SQLite ({hostca:.0}/s) divided by:");
+        for r in &results[1..] {
+            println!("  {:<42} {:.2}", r.label, hostca / r.rate());
         }
     });
 }

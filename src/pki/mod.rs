@@ -113,10 +113,15 @@ pub fn serial_hex(bytes: &[u8]) -> String {
     hex::encode_upper(trimmed)
 }
 
-/// 128 random bits, positive and of fixed length, as DER integer content.
+/// A serial of fixed length (16 bytes, positive): 0x40, the time in milliseconds (48
+/// bits), then 72 random bits. Unguessable all the same (the CA/Browser Forum asks for
+/// 64 random bits), and ascending, so each new certificate lands at the end of the
+/// serial index instead of on a random page of it.
 pub fn random_serial() -> Vec<u8> {
     let mut b = [0u8; 16];
-    rand::fill(&mut b[..]);
-    b[0] = (b[0] & 0x7f) | 0x40;
+    rand::fill(&mut b[7..]);
+    let millis = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    b[1..7].copy_from_slice(&millis.to_be_bytes()[2..]);
+    b[0] = 0x40;
     b.to_vec()
 }

@@ -54,9 +54,10 @@ pub fn find_by_name(conn: &mut DbConn, name: &str) -> Result<Option<Host>, AppEr
     Ok(found.pop())
 }
 
-/// A host ID: a random UUID.
+/// A host ID: a UUID version 7 (time-ordered, 74 random bits), so that a new host's rows
+/// land at the end of the host ID indexes instead of on random pages of them.
 pub fn new_host_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// A new host with a new host ID and its primary name as an approved mapping, with its
