@@ -11,7 +11,6 @@ use diesel::Connection;
 
 use super::{DbConn, Pool};
 use crate::error::AppError;
-
 use crate::models::settings::Settings;
 
 type Reply = Box<dyn FnOnce(Result<(), AppError>) + Send>;
