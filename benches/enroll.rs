@@ -175,6 +175,26 @@ async fn drive(
     }
 }
 
+/// A token with enough uses for the whole run; returns its value.
+async fn bench_token(ctx: hostca::services::Ctx) -> String {
+    let admin = Actor {
+        username: "admin".into(),
+        role: Role::Administrator,
+    };
+    let input = tokens::TokenInput {
+        name: "bench".into(),
+        max_uses: "99999".into(),
+        valid_for: "1d".into(),
+        reason: "benchmark".into(),
+    };
+    tokio::task::spawn_blocking(move || {
+        tokens::create(&ctx, &admin, &input).unwrap();
+        tokens::reveal(&ctx, &admin, "bench").unwrap().1
+    })
+    .await
+    .unwrap()
+}
+
 async fn bench_hostca(n: usize, clients: usize, database_url: Option<String>) -> Result {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path().join("data"));
@@ -186,23 +206,7 @@ async fn bench_hostca(n: usize, clients: usize, database_url: Option<String>) ->
     let url = format!("http://127.0.0.1:{}/api/v1/certificates", app.port());
     let ctx = app.ctx.clone();
     tokio::spawn(app.run_until_stopped());
-    let admin = Actor {
-        username: "admin".into(),
-        role: Role::Administrator,
-    };
-    let input = tokens::TokenInput {
-        name: "bench".into(),
-        max_uses: "99999".into(),
-        valid_for: "1d".into(),
-        reason: "benchmark".into(),
-    };
-    let c2 = ctx.clone();
-    let value = tokio::task::spawn_blocking(move || {
-        tokens::create(&c2, &admin, &input).unwrap();
-        tokens::reveal(&c2, &admin, "bench").unwrap().1
-    })
-    .await
-    .unwrap();
+    let value = bench_token(ctx.clone()).await;
     let label = if database_url.is_some() {
         "hostca (PostgreSQL, token + audit, durable)"
     } else {
@@ -241,22 +245,7 @@ async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)>
     let handle = app.handle();
     let ctx = app.ctx.clone();
     tokio::spawn(app.run_until_stopped());
-    let admin = Actor {
-        username: "admin".into(),
-        role: Role::Administrator,
-    };
-    let input = tokens::TokenInput {
-        name: "bench".into(),
-        max_uses: "99999".into(),
-        valid_for: "1d".into(),
-        reason: "benchmark".into(),
-    };
-    let value = tokio::task::spawn_blocking(move || {
-        tokens::create(&ctx, &admin, &input).unwrap();
-        tokens::reveal(&ctx, &admin, "bench").unwrap().1
-    })
-    .await
-    .unwrap();
+    let value = bench_token(ctx).await;
     handle.stop(true).await;
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_hostca"))

@@ -348,15 +348,7 @@ impl TestApp {
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        json_reply(self.client.post(self.url(path)).json(body)).await
     }
 
     pub fn set_security_level(&self, level: &str) {
@@ -396,17 +388,15 @@ impl Browser {
         path: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        json_reply(self.client.post(self.url(path)).bearer_auth(key).json(body)).await
     }
+}
+
+/// Sends a request and returns its status and JSON body (`null` if the body is not JSON).
+async fn json_reply(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// A P-256 CSR made with rcgen (fast, for loads; openssl_csr is the independent client).
