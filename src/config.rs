@@ -23,6 +23,9 @@ pub struct Config {
     pub insecure_http: bool,
     /// Subject of the root CA created on the first start.
     pub ca_name: Option<String>,
+    /// The base URL hosts reach this server at (CRL distribution point, CA issuers); default
+    /// from `listen` and the TLS names.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -38,7 +41,62 @@ impl Config {
             tls_names: Vec::new(),
             insecure_http: false,
             ca_name: None,
+            public_url: None,
         }
+    }
+
+    /// The names the TLS certificate is for: `--tls-name`, or the host name and localhost.
+    pub fn tls_names(&self) -> Vec<String> {
+        if self.tls_names.is_empty() {
+            crate::tls::default_names()
+        } else {
+            self.tls_names.clone()
+        }
+    }
+
+    /// The public base URL, once the port is known (`--listen` may ask for port 0).
+    pub fn public_url(&self, port: u16) -> String {
+        if let Some(u) = self.public_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            return u.trim().trim_end_matches('/').to_string();
+        }
+        let host = if self.tls {
+            self.tls_names()
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| "localhost".into())
+        } else {
+            match self.listen.rsplit_once(':') {
+                Some((h, _)) if h == "0.0.0.0" || h == "[::]" || h.is_empty() => {
+                    crate::tls::default_names()
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| "localhost".into())
+                }
+                Some((h, _)) => h.to_string(),
+                None => "localhost".into(),
+            }
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{host}:{port}")
+    }
+
+    /// Names no host may be certified for: the server's own.
+    pub fn server_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tls_names()
+            .into_iter()
+            .chain(crate::tls::default_names())
+            .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     pub fn database_url(&self) -> String {

@@ -16,7 +16,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Config;
 use crate::db::group_commit::GroupWriter;
 use crate::error::AppError;
-use crate::services::{setup, Ctx};
+use crate::services::{setup, Ctx, Site};
 
 pub const SESSION_COOKIE: &str = "hostca_session";
 
@@ -44,6 +44,13 @@ impl Application {
                 config.data_dir.join(setup::INITIAL_PASSWORD_FILE).display()
             );
         }
+        check_plain_http(config)?;
+        let listener = TcpListener::bind(&config.listen)
+            .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .port();
         let ctx = Ctx {
             pool: prepared.pool.clone(),
             token_key: prepared.token_key,
@@ -52,6 +59,10 @@ impl Application {
             writer: Arc::new(GroupWriter::start(prepared.pool.clone())),
             tls: config.tls,
             audit_verified: Default::default(),
+            site: Arc::new(Site {
+                public_url: config.public_url(port),
+                server_names: config.server_names(),
+            }),
         };
         if let Ok(mut conn) = crate::db::get(&ctx.pool) {
             if let Err(e) = crate::services::audit::apply_retention(&mut conn) {
@@ -59,21 +70,10 @@ impl Application {
             }
         }
         spawn_hourly_crl(&ctx);
-        check_plain_http(config)?;
-        let listener = TcpListener::bind(&config.listen)
-            .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| AppError::Internal(e.to_string()))?
-            .port();
         let key = Key::from(&prepared.session_key);
         let secure = config.tls;
         let server_cert = if config.tls {
-            let names = if config.tls_names.is_empty() {
-                crate::tls::default_names()
-            } else {
-                config.tls_names.clone()
-            };
+            let names = config.tls_names();
             Some(Arc::new(crate::tls::ServerCert::new(&ctx.pki.ca, names)?))
         } else {
             None
@@ -158,6 +158,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
     let tls = ctx.tls;
     let writer = Arc::downgrade(&ctx.writer);
     let audit_verified = ctx.audit_verified.clone();
+    let site = ctx.site.clone();
     std::thread::spawn(move || {
         let mut last = Instant::now();
         let mut checked = Instant::now();
@@ -178,6 +179,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                         writer,
                         tls,
                         audit_verified: audit_verified.clone(),
+                        site: site.clone(),
                     };
                     if let Err(e) = crate::services::pki::refresh_crl_if_stale(&ctx) {
                         log::warn!("checking for a newer CRL failed: {e}");
@@ -194,6 +196,7 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                 writer,
                 tls,
                 audit_verified: audit_verified.clone(),
+                site: site.clone(),
             };
             crate::services::maintenance::hourly(&ctx);
         }

@@ -135,6 +135,10 @@ struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address anyway.
     #[arg(long)]
     insecure_http: bool,
+    /// The base URL hosts reach this server at, written into certificates (CRL distribution
+    /// point, CA issuers). Default: from --listen, or https://<first --tls-name>:<port>.
+    #[arg(long, env = "HOSTCA_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -308,6 +312,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     config.tls = args.tls;
     config.tls_names = args.tls_names;
     config.insecure_http = args.insecure_http;
+    config.public_url = args.public_url;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

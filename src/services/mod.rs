@@ -36,6 +36,19 @@ pub struct Ctx {
     pub tls: bool,
     /// How far this process has verified the audit chain (see `audit_log::chain`).
     pub audit_verified: std::sync::Arc<std::sync::Mutex<Option<audit::Verified>>>,
+    /// Where this server is reached, and the names that are its own.
+    pub site: std::sync::Arc<Site>,
+}
+
+/// How the outside world reaches this server.
+#[derive(Clone, Debug, Default)]
+pub struct Site {
+    /// The public base URL (`--public-url`, default from `--listen`/`--tls-name`), without a
+    /// trailing slash: certificates point at `{public_url}/crl` and `{public_url}/ca.pem`.
+    pub public_url: String,
+    /// The server's own names (every `--tls-name`, the machine's host name, `localhost`):
+    /// reserved, never certified for a host.
+    pub server_names: Vec<String>,
 }
 
 /// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.
