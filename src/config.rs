@@ -26,6 +26,9 @@ pub struct Config {
     /// The base URL hosts reach this server at (CRL distribution point, CA issuers); default
     /// from `listen` and the TLS names.
     pub public_url: Option<String>,
+    /// The append-only audit sink: a file, `-` for standard output; `None` is
+    /// `<data-dir>/audit.log`.
+    pub audit_log: Option<String>,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             insecure_http: false,
             ca_name: None,
             public_url: None,
+            audit_log: None,
         }
     }
 

@@ -131,3 +131,54 @@ impl TokenKey {
         hex::encode(mac.finalize().into_bytes())
     }
 }
+
+pub const AUDIT_KEY_FILE: &str = "audit.key";
+
+/// The key of the audit chain's HMAC. It lives only in the data directory (and in
+/// backups): someone who can write the database but not read this file cannot forge an
+/// event that verifies.
+#[derive(Clone)]
+pub struct AuditKey {
+    mac: Hmac<Sha256>,
+    id: String,
+}
+
+impl AuditKey {
+    pub fn from_bytes(bytes: &[u8]) -> AuditKey {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC accepts any key length");
+        let mut m = mac.clone();
+        m.update(b"hostca audit key id");
+        let id = hex::encode(&m.finalize().into_bytes()[..16]);
+        AuditKey { mac, id }
+    }
+
+    /// Reads `<data_dir>/audit.key`, creating it (32 random bytes, mode 0600) on first start.
+    pub fn load_or_create(data_dir: &Path) -> Result<AuditKey, AppError> {
+        Ok(AuditKey::from_bytes(&load_or_create_key(
+            &data_dir.join(AUDIT_KEY_FILE),
+            32,
+        )?))
+    }
+
+    /// Reads an existing key (for `hostca audit verify`, which must not create one).
+    pub fn load(data_dir: &Path) -> Result<AuditKey, AppError> {
+        let path = data_dir.join(AUDIT_KEY_FILE);
+        if !path.exists() {
+            return Err(AppError::BadRequest(format!(
+                "no audit key at {}: pass the server's --data-dir",
+                path.display()
+            )));
+        }
+        AuditKey::load_or_create(data_dir)
+    }
+
+    /// A public identifier of the key: an HMAC of a constant, so it reveals nothing of it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A fresh HMAC state keyed with this key (cloned: the key schedule is done once).
+    pub fn mac(&self) -> Hmac<Sha256> {
+        self.mac.clone()
+    }
+}

@@ -35,6 +35,7 @@ impl Application {
             config.admin_password.as_deref(),
             config.ca_name.as_deref(),
             config.pool_size,
+            &crate::services::audit::SinkTarget::from_flag(&config.data_dir, config.audit_log.as_deref()),
         )?;
         if let Some(password) = &prepared.generated_admin_password {
             // Printed once, on purpose not through the logger: log files outlive terminals.
@@ -70,6 +71,7 @@ impl Application {
             }
         }
         spawn_hourly_crl(&ctx);
+        spawn_refusal_flusher(&ctx);
         let key = Key::from(&prepared.session_key);
         let secure = config.tls;
         let server_cert = if config.tls {
@@ -144,7 +146,11 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        // Refusals of the minute still open are counted in memory: write them now.
+        let ctx = self.ctx.clone();
+        let _ = web::block(move || crate::services::audit::flush_refusals(&ctx)).await;
+        result
     }
 }
 
@@ -248,6 +254,39 @@ fn spawn_tls_renewal(
         };
         if let Err(e) = cert.renew_if_due(&pki.ca) {
             log::error!("TLS certificate renewal failed: {e}");
+        }
+    });
+}
+
+/// Writes the aggregated refusals of each minute once it is over. The thread ends with
+/// the application.
+fn spawn_refusal_flusher(ctx: &Ctx) {
+    let weak = Arc::downgrade(&ctx.writer);
+    let (pool, token_key, data_dir, pki) = (
+        ctx.pool.clone(),
+        ctx.token_key.clone(),
+        ctx.data_dir.clone(),
+        Arc::downgrade(&ctx.pki),
+    );
+    let (tls, audit_verified, site) = (ctx.tls, ctx.audit_verified.clone(), ctx.site.clone());
+    std::thread::spawn(move || loop {
+        let wait = crate::services::audit::seconds_left_in_minute().clamp(1, 5);
+        std::thread::sleep(Duration::from_secs(wait));
+        let (Some(writer), Some(pki)) = (weak.upgrade(), pki.upgrade()) else {
+            return;
+        };
+        let ctx = Ctx {
+            pool: pool.clone(),
+            token_key: token_key.clone(),
+            data_dir: data_dir.clone(),
+            pki,
+            writer,
+            tls,
+            audit_verified: audit_verified.clone(),
+            site: site.clone(),
+        };
+        if let Err(e) = crate::services::audit::flush_closed_refusals(&ctx) {
+            log::warn!("writing the aggregated refusals failed: {e}");
         }
     });
 }

@@ -62,7 +62,7 @@ async fn a_restored_server_keeps_its_ca_hosts_tokens_and_audit_chain() {
     );
     assert!(ok, "{msg}");
     let file = std::fs::read(&out).unwrap();
-    assert!(file.starts_with(b"HOSTCA-BACKUP-1"));
+    assert!(file.starts_with(b"HOSTCA-BACKUP-2"));
     assert!(
         !String::from_utf8_lossy(&file).contains("BEGIN PRIVATE KEY"),
         "the backup is encrypted"

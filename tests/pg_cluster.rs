@@ -129,6 +129,8 @@ async fn two_servers_share_users_sessions_and_tokens() {
     );
     let pool = hostca::db::connect(&db.url, 2).unwrap();
     let mut conn = hostca::db::get(&pool).unwrap();
+    // The chain is keyed with the servers' audit.key.
+    hostca::services::audit::use_key_of(&data).unwrap();
     assert!(
         matches!(
             hostca::services::audit::verify_chain(&mut conn).unwrap(),

@@ -14,13 +14,19 @@ fn write(app: &TestApp, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// One description per refusal (refusals are aggregated per source and minute: written
+/// now, and counted by their occurrences).
 fn cert_failures(app: &TestApp) -> Vec<String> {
-    audit_events::table
+    hostca::services::audit::flush_refusals(&app.ctx).unwrap();
+    let rows: Vec<(String, i64)> = audit_events::table
         .filter(audit_events::category.eq("CERT"))
         .filter(audit_events::outcome.eq("failure"))
-        .select(audit_events::description)
+        .select((audit_events::description, audit_events::occurrences))
         .load(&mut *app.conn())
-        .unwrap()
+        .unwrap();
+    rows.into_iter()
+        .flat_map(|(d, n)| std::iter::repeat_n(d, n as usize))
+        .collect()
 }
 
 async fn token(app: &TestApp, name: &str, uses: &str) -> String {

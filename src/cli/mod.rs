@@ -139,6 +139,10 @@ struct ServeArgs {
     /// point, CA issuers). Default: from --listen, or https://<first --tls-name>:<port>.
     #[arg(long, env = "HOSTCA_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Append every committed audit event, as a JSON line with its chain hash, to FILE
+    /// (`-`: standard output, for a SIEM). Default: <data-dir>/audit.log.
+    #[arg(long, env = "HOSTCA_AUDIT_LOG", value_name = "FILE")]
+    audit_log: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +183,10 @@ struct StoreArgs {
     data_dir: PathBuf,
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// The append-only audit log: `hostca audit verify` compares it with the database;
+    /// other commands append their events to it. Default: <data-dir>/audit.log.
+    #[arg(long, env = "HOSTCA_AUDIT_LOG", value_name = "FILE")]
+    audit_log: Option<String>,
 }
 
 /// An admin API command with the server and key it talks to.
@@ -313,6 +321,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     config.tls_names = args.tls_names;
     config.insecure_http = args.insecure_http;
     config.public_url = args.public_url;
+    config.audit_log = args.audit_log;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;
@@ -325,7 +334,16 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     })
 }
 
+/// The database, with the data directory's audit key and sink open, for commands that
+/// write to it.
 fn open_store(args: &StoreArgs) -> CliResult<crate::db::Pool> {
+    let pool = connect_store(args)?;
+    let sink = crate::services::audit::SinkTarget::from_flag(&args.data_dir, args.audit_log.as_deref());
+    crate::services::audit::open(&pool, &args.data_dir, &sink).map_err(|e| e.to_string())?;
+    Ok(pool)
+}
+
+fn connect_store(args: &StoreArgs) -> CliResult<crate::db::Pool> {
     let mut config = Config::new(args.data_dir.clone());
     config.database_url = args.database_url.clone();
     let url = config.database_url();
@@ -339,28 +357,82 @@ fn open_store(args: &StoreArgs) -> CliResult<crate::db::Pool> {
     crate::db::connect(&url, 2).map_err(|e| e.to_string())
 }
 
+/// Verifies the keyed chain and compares the database with the audit log. Exit 0: all
+/// is well; 1: something was changed or removed (the ids are listed); 2: it could not be
+/// checked.
 fn audit_verify(args: StoreArgs) -> i32 {
-    let result = open_store(&args).and_then(|pool| {
-        crate::db::get(&pool)
-            .and_then(|mut c| crate::services::audit::verify_chain(&mut c))
-            .map_err(|e| e.to_string())
+    use crate::services::audit::{verify_report, SinkTarget};
+    let sink = match SinkTarget::from_flag(&args.data_dir, args.audit_log.as_deref()) {
+        SinkTarget::File(p) => p,
+        SinkTarget::Stdout => {
+            eprintln!("hostca: --audit-log - is for the server; give the file your log collector wrote");
+            return 2;
+        }
+    };
+    let explicit = args.audit_log.is_some();
+    let result = connect_store(&args).and_then(|pool| {
+        let key = crate::secrets::AuditKey::load(&args.data_dir).map_err(|e| e.to_string())?;
+        let mut conn = crate::db::get(&pool).map_err(|e| e.to_string())?;
+        let sink = if sink.exists() || explicit {
+            Some(sink.as_path())
+        } else {
+            println!(
+                "no audit log at {}: checking the chain only (removed last events cannot be seen without it)",
+                sink.display()
+            );
+            None
+        };
+        verify_report(&mut conn, &key, sink).map_err(|e| e.to_string())
     });
-    match result {
-        Ok(crate::services::audit::ChainStatus::Intact { events }) => {
-            println!("audit chain OK: {events} events verified, none changed or removed");
-            0
-        }
-        Ok(crate::services::audit::ChainStatus::Broken {
-            at_id,
-            events_checked,
-        }) => {
-            println!("audit chain BROKEN at event {at_id}: it or the event before it was changed or removed ({events_checked} events verified before it)");
-            1
-        }
+    let report = match result {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("hostca: {e}");
-            2
+            return 2;
         }
+    };
+    let ids = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    if report.seal_broken {
+        println!("SETTINGS CHANGED: the audit anchor or the end of the old chain was moved outside hostca");
+    }
+    if !report.edited.is_empty() {
+        println!("EDITED: events {} no longer match their hash or the audit log", ids(&report.edited));
+    }
+    if !report.breaks.is_empty() {
+        println!(
+            "BROKEN CHAIN before events {}: the event before each was removed or changed",
+            ids(&report.breaks)
+        );
+    }
+    if !report.deleted.is_empty() {
+        println!("DELETED: events {} are in the audit log but not in the database", ids(&report.deleted));
+    }
+    if !report.missing_from_sink.is_empty() {
+        println!(
+            "MISSING FROM THE AUDIT LOG: events {} are in the database but were never logged",
+            ids(&report.missing_from_sink)
+        );
+    }
+    if !report.unreadable_lines.is_empty() {
+        println!(
+            "UNREADABLE audit log lines: {}",
+            report.unreadable_lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        );
+    }
+    if report.ok() {
+        match report.sink_events {
+            Some(n) => println!(
+                "audit chain OK: {} events verified with the audit key, and {n} match the audit log; none changed or removed",
+                report.events
+            ),
+            None => println!(
+                "audit chain OK: {} events verified with the audit key, none changed or removed",
+                report.events
+            ),
+        }
+        0
+    } else {
+        1
     }
 }
 

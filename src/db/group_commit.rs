@@ -55,9 +55,11 @@ impl GroupWriter {
     {
         let (tx, rx) = mpsc::sync_channel::<Result<T, AppError>>(1);
         let job: Job = Box::new(move |conn: &mut DbConn| {
+            let mark = crate::services::audit::pending_mark();
             let result = conn.transaction(f);
             if result.is_err() {
                 set_memo(Some(Memo::default()));
+                crate::services::audit::pending_done(mark, false);
             }
             Box::new(move |committed: Result<(), AppError>| {
                 let _ = tx.send(committed.and(result));
@@ -173,6 +175,7 @@ fn run(pool: Pool, receiver: Receiver<Job>, wal_grew: SyncSender<()>) {
             Ok(())
         });
         set_memo(None);
+        crate::services::audit::pending_done(0, committed.is_ok());
         if committed.is_ok() && matches!(*conn, DbConn::Sqlite(_)) {
             let _ = wal_grew.try_send(());
         }

@@ -173,10 +173,14 @@ where
     F: FnOnce(&mut DbConn) -> Result<T, AppError>,
 {
     let _writer = sqlite_writer_lock(conn);
-    conn.transaction(|c| {
+    let mark = crate::services::audit::pending_mark();
+    let result = conn.transaction(|c| {
         c.batch_execute(LOCK_STATEMENT)?;
         f(c)
-    })
+    });
+    // Audit events reach the append-only sink only once they are committed.
+    crate::services::audit::pending_done(mark, result.is_ok());
+    result
 }
 
 /// Takes a pooled connection; an exhausted or unreachable database is a 503.

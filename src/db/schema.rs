@@ -88,6 +88,10 @@ diesel::table! {
         outcome -> Text,
         prev_hash -> Text,
         hash -> Text,
+        chain -> Integer,
+        occurrences -> BigInt,
+        first_at -> Nullable<Timestamp>,
+        last_at -> Nullable<Timestamp>,
     }
 }
 
@@ -104,6 +108,9 @@ diesel::table! {
         audit_anchor_id -> BigInt,
         audit_anchor_hash -> Text,
         updated_at -> Nullable<Timestamp>,
+        audit_key_id -> Text,
+        audit_legacy_through -> BigInt,
+        audit_seal -> Text,
     }
 }
 

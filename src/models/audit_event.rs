@@ -18,6 +18,24 @@ pub struct AuditEvent {
     pub outcome: String,
     pub prev_hash: String,
     pub hash: String,
+    /// 1: the old SHA-256 chain (before the key); 2: HMAC-SHA256 with audit.key.
+    #[serde(default = "one_i32")]
+    pub chain: i32,
+    /// How many refusals this event stands for (aggregated per source, action and minute).
+    #[serde(default = "one_i64")]
+    pub occurrences: i64,
+    #[serde(default)]
+    pub first_at: Option<NaiveDateTime>,
+    #[serde(default)]
+    pub last_at: Option<NaiveDateTime>,
+}
+
+fn one_i32() -> i32 {
+    1
+}
+
+fn one_i64() -> i64 {
+    1
 }
 
 #[derive(Insertable)]
@@ -33,6 +51,10 @@ pub struct NewAuditEvent<'a> {
     pub outcome: &'a str,
     pub prev_hash: &'a str,
     pub hash: &'a str,
+    pub chain: i32,
+    pub occurrences: i64,
+    pub first_at: Option<NaiveDateTime>,
+    pub last_at: Option<NaiveDateTime>,
 }
 
 impl AuditEvent {
@@ -52,10 +74,38 @@ impl AuditEvent {
             .optional()
     }
 
-    pub fn insert(conn: &mut DbConn, new: &NewAuditEvent) -> QueryResult<usize> {
+    /// Inserts an event; returns its id.
+    pub fn insert(conn: &mut DbConn, new: &NewAuditEvent) -> QueryResult<i64> {
         diesel::insert_into(audit_events::table)
             .values(new)
-            .execute(conn)
+            .returning(audit_events::id)
+            .get_result(conn)
+    }
+
+    /// The id and chain version of the newest event.
+    pub fn latest_chain(conn: &mut DbConn) -> QueryResult<Option<(i64, i32)>> {
+        audit_events::table
+            .order(audit_events::id.desc())
+            .select((audit_events::id, audit_events::chain))
+            .first(conn)
+            .optional()
+    }
+
+    /// Whether any event is on the keyed chain.
+    pub fn any_keyed(conn: &mut DbConn) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            audit_events::table.filter(audit_events::chain.ge(2)),
+        ))
+        .get_result(conn)
+    }
+
+    /// Every event id after `after_id` (for comparing with the audit sink).
+    pub fn ids_after(conn: &mut DbConn, after_id: i64) -> QueryResult<Vec<i64>> {
+        audit_events::table
+            .filter(audit_events::id.gt(after_id))
+            .order(audit_events::id.asc())
+            .select(audit_events::id)
+            .load(conn)
     }
 
     /// Events in chain order, a page at a time (for verification and export).

@@ -20,6 +20,17 @@ pub struct Settings {
     pub audit_anchor_id: i64,
     pub audit_anchor_hash: String,
     pub updated_at: Option<chrono::NaiveDateTime>,
+    /// Identifies the audit.key that keys this database's chain (derived from it; not
+    /// secret). Empty until the first start that keys the chain.
+    #[serde(default)]
+    pub audit_key_id: String,
+    /// The last event of the old, unkeyed chain (0: none).
+    #[serde(default)]
+    pub audit_legacy_through: i64,
+    /// HMAC of the anchor and `audit_legacy_through` with the audit key, so that moving
+    /// them by hand shows.
+    #[serde(default)]
+    pub audit_seal: String,
 }
 
 impl Settings {
@@ -82,6 +93,32 @@ impl Settings {
                 settings::audit_anchor_id.eq(id),
                 settings::audit_anchor_hash.eq(hash),
             ))
+            .execute(conn)
+    }
+}
+
+impl Settings {
+    /// Records which key keys the audit chain, where the unkeyed chain ends, and the seal.
+    pub fn set_audit_keying(
+        conn: &mut DbConn,
+        key_id: &str,
+        legacy_through: i64,
+        seal: &str,
+    ) -> QueryResult<usize> {
+        group_commit::forget_settings();
+        diesel::update(settings::table.find(1i64))
+            .set((
+                settings::audit_key_id.eq(key_id),
+                settings::audit_legacy_through.eq(legacy_through),
+                settings::audit_seal.eq(seal),
+            ))
+            .execute(conn)
+    }
+
+    pub fn set_audit_seal(conn: &mut DbConn, seal: &str) -> QueryResult<usize> {
+        group_commit::forget_settings();
+        diesel::update(settings::table.find(1i64))
+            .set(settings::audit_seal.eq(seal))
             .execute(conn)
     }
 }

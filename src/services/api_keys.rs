@@ -109,12 +109,8 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     let mut conn = db::get(&ctx.pool)?;
     let now = db::now();
     let refuse = |conn: &mut DbConn, why: &str| -> AppError {
-        let _ = audit::record_alone(
-            conn,
-            &Event::new(audit::LOGIN, "api_key", "unknown", "api")
-                .describe(format!("API call from {from} refused: {why}"))
-                .failed(),
-        );
+        let _ = conn;
+        audit::refused(ctx, from, audit::LOGIN, "api_key", "api", format!("API call refused: the key is {why}"));
         AppError::Unauthorized(format!(
             "the API key is {why}: create one at /account/api-keys"
         ))

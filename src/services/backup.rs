@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use argon2::Argon2;
-use chacha20poly1305::aead::{Aead, KeyInit};
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -24,9 +24,49 @@ use crate::models::settings::Settings;
 use crate::models::token::Token;
 use crate::models::user::User;
 
-const MAGIC: &[u8] = b"HOSTCA-BACKUP-1\n";
-/// The data directory's files a restored server needs.
-pub const FILES: [&str; 4] = ["session.key", "token.key", "ca.pem", "ca.key"];
+/// The first format: argon2id with the crate's default parameters (m=19456 KiB, t=2,
+/// p=1), then a 16-byte salt and a 12-byte nonce. Still restored.
+const MAGIC_V1: &[u8] = b"HOSTCA-BACKUP-1\n";
+/// The current format: a JSON header line with the KDF's parameters, salt and nonce
+/// (authenticated as associated data), then the sealed contents.
+const MAGIC: &[u8] = b"HOSTCA-BACKUP-2\n";
+/// The data directory's files a restored server needs (audit.key keeps the restored
+/// audit chain verifiable and continuable).
+pub const FILES: [&str; 5] = ["session.key", "token.key", "ca.pem", "ca.key", "audit.key"];
+/// Files older backups lack: restored when present.
+const OPTIONAL_FILES: [&str; 1] = ["audit.key"];
+
+/// The passphrase's key derivation, as written in the backup's header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfHeader {
+    pub kdf: String,
+    /// Memory in KiB.
+    pub m: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+    pub salt: String,
+    pub nonce: String,
+}
+
+/// Parameters for new backups: a backup is written rarely and guards every key, so it can
+/// afford more than the password hashes (64 MiB, 3 passes; about 0.2 s here).
+const KDF_M: u32 = 65_536;
+const KDF_T: u32 = 3;
+const KDF_P: u32 = 1;
+/// Bounds on what a header may ask for, so that a crafted file cannot make restore
+/// allocate without limit.
+const KDF_MAX_M: u32 = 4 * 1024 * 1024;
+const KDF_MAX_T: u32 = 64;
+const KDF_MAX_P: u32 = 16;
+
+/// Reads the KDF header of a backup file (None for the first format, which has none).
+pub fn kdf_header(file: &[u8]) -> Option<KdfHeader> {
+    let rest = file.strip_prefix(MAGIC)?;
+    let end = rest.iter().position(|b| *b == b'\n')?;
+    serde_json::from_slice(&rest[..end]).ok()
+}
 pub const MIN_PASSPHRASE: usize = 12;
 
 #[derive(Serialize, Deserialize)]
@@ -45,10 +85,27 @@ struct Contents {
 }
 
 fn cipher(passphrase: &str, salt: &[u8]) -> Result<ChaCha20Poly1305, AppError> {
+    cipher_with(passphrase, salt, Params::DEFAULT_M_COST, Params::DEFAULT_T_COST, Params::DEFAULT_P_COST)
+}
+
+fn cipher_with(
+    passphrase: &str,
+    salt: &[u8],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<ChaCha20Poly1305, AppError> {
+    if m > KDF_MAX_M || t > KDF_MAX_T || p > KDF_MAX_P {
+        return Err(AppError::BadRequest(format!(
+            "the backup asks for argon2 parameters beyond what hostca accepts (m={m} KiB, t={t}, p={p}; at most m={KDF_MAX_M}, t={KDF_MAX_T}, p={KDF_MAX_P})"
+        )));
+    }
+    let params = Params::new(m, t, p, Some(32))
+        .map_err(|e| AppError::BadRequest(format!("the backup's argon2 parameters are invalid: {e}")))?;
     let mut key = [0u8; 32];
-    Argon2::default()
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase.as_bytes(), salt, &mut key)
-        .map_err(|e| AppError::Internal(format!("key derivation: {e}")))?;
+        .map_err(|e| AppError::BadRequest(format!("key derivation: {e}")))?;
     Ok(ChaCha20Poly1305::new(Key::from_slice(&key)))
 }
 
@@ -89,6 +146,9 @@ pub fn backup(
     let mut contents = read_all(&mut conn)?;
     for name in FILES {
         let path = data_dir.join(name);
+        if OPTIONAL_FILES.contains(&name) && !path.exists() {
+            continue;
+        }
         let bytes = std::fs::read(&path)
             .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
         contents.files.push((name.to_string(), hex::encode(bytes)));
@@ -99,12 +159,28 @@ pub fn backup(
     let mut nonce = [0u8; 12];
     rand::fill(&mut salt[..]);
     rand::fill(&mut nonce[..]);
-    let sealed = cipher(passphrase, &salt)?
-        .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
+    let header = KdfHeader {
+        kdf: "argon2id".into(),
+        m: KDF_M,
+        t: KDF_T,
+        p: KDF_P,
+        salt: hex::encode(salt),
+        nonce: hex::encode(nonce),
+    };
+    let header =
+        serde_json::to_vec(&header).map_err(|e| AppError::Internal(format!("backup: {e}")))?;
+    let sealed = cipher_with(passphrase, &salt, KDF_M, KDF_T, KDF_P)?
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain.as_slice(),
+                aad: &header,
+            },
+        )
         .map_err(|_| AppError::Internal("backup encryption failed".into()))?;
     let mut file = MAGIC.to_vec();
-    file.extend_from_slice(&salt);
-    file.extend_from_slice(&nonce);
+    file.extend_from_slice(&header);
+    file.push(b'\n');
     file.extend_from_slice(&sealed);
     let _ = std::fs::remove_file(out);
     crate::secrets::write_private_file(out, &file)
@@ -139,20 +215,41 @@ pub fn restore(
 ) -> Result<String, AppError> {
     let file = std::fs::read(input)
         .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", input.display())))?;
-    if !file.starts_with(MAGIC) || file.len() < MAGIC.len() + 28 {
-        return Err(AppError::BadRequest(format!(
-            "{} is not a hostca backup",
-            input.display()
-        )));
-    }
-    let rest = &file[MAGIC.len()..];
-    let (salt, rest) = rest.split_at(16);
-    let (nonce, sealed) = rest.split_at(12);
-    let plain = cipher(passphrase, salt)?
-        .decrypt(Nonce::from_slice(nonce), sealed)
-        .map_err(|_| {
-            AppError::BadRequest("the passphrase is wrong, or the backup is damaged".into())
-        })?;
+    let wrong = || AppError::BadRequest("the passphrase is wrong, or the backup is damaged".into());
+    let not_a_backup = || AppError::BadRequest(format!("{} is not a hostca backup", input.display()));
+    let plain = if let Some(rest) = file.strip_prefix(MAGIC) {
+        let end = rest.iter().position(|b| *b == b'\n').ok_or_else(not_a_backup)?;
+        let (header_bytes, sealed) = (&rest[..end], &rest[end + 1..]);
+        let header: KdfHeader = serde_json::from_slice(header_bytes).map_err(|_| not_a_backup())?;
+        if header.kdf != "argon2id" {
+            return Err(AppError::BadRequest(format!(
+                "the backup's key derivation '{}' is unknown to this hostca",
+                header.kdf
+            )));
+        }
+        let salt = hex::decode(&header.salt).map_err(|_| not_a_backup())?;
+        let nonce = hex::decode(&header.nonce).map_err(|_| not_a_backup())?;
+        if nonce.len() != 12 || salt.len() < 8 {
+            return Err(not_a_backup());
+        }
+        cipher_with(passphrase, &salt, header.m, header.t, header.p)?
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: sealed,
+                    aad: header_bytes,
+                },
+            )
+            .map_err(|_| wrong())?
+    } else if let Some(rest) = file.strip_prefix(MAGIC_V1).filter(|r| r.len() >= 28) {
+        let (salt, rest) = rest.split_at(16);
+        let (nonce, sealed) = rest.split_at(12);
+        cipher(passphrase, salt)?
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| wrong())?
+    } else {
+        return Err(not_a_backup());
+    };
     let contents: Contents = serde_json::from_slice(&plain)
         .map_err(|e| AppError::BadRequest(format!("the backup cannot be read: {e}")))?;
     for name in FILES.iter().copied().chain(["hostca.sqlite3"]) {
@@ -181,6 +278,9 @@ pub fn restore(
         crate::secrets::write_private_file(&data_dir.join(name), &bytes)
             .map_err(|e| AppError::BadRequest(format!("cannot write {name}: {e}")))?;
     }
+    // The restored server's audit log starts with the restored events, so that
+    // `hostca audit verify` compares what came back with what the backup held.
+    audit::write_restored_sink(data_dir, &contents.audit_events, &contents.settings)?;
     let mut inserted = 0usize;
     let conn: &mut DbConn = &mut conn;
     conn.transaction::<_, AppError, _>(|c| {

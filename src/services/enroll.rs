@@ -49,17 +49,9 @@ enum Step {
     Refused(AppError),
 }
 
-/// Records a refusal inside the request's own transaction.
-fn refusal(c: &mut DbConn, target: &str, e: AppError) -> Result<AppError, AppError> {
-    audit::record(
-        c,
-        &Event::new(audit::CERT, "request", target, target)
-            .describe(format!(
-                "certificate request refused ({}): {e}",
-                e.status().as_u16()
-            ))
-            .failed(),
-    )?;
+/// Counts a refusal (aggregated per source and minute, see `audit::refused`).
+fn refusal(ctx: &Ctx, peer: Option<IpAddr>, target: &str, e: AppError) -> Result<AppError, AppError> {
+    audit::refused(ctx, peer, audit::CERT, "request", target, format!("certificate request refused ({}): {e}", e.status().as_u16()));
     Ok(e)
 }
 
@@ -125,26 +117,13 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
             )
         })
     })();
-    finish(ctx, result, "request", &shown)
+    finish(ctx, result, "request", &shown, req.peer)
 }
 
 /// Records a request that was refused before it could be read (a malformed body).
-pub fn refuse(ctx: &Ctx, action: &'static str, error: AppError) -> AppError {
-    let audited = db::get(&ctx.pool).and_then(|mut conn| {
-        audit::record_alone(
-            &mut conn,
-            &Event::new(audit::CERT, action, "unknown", "unknown")
-                .describe(format!(
-                    "certificate request refused ({}): {error}",
-                    error.status().as_u16()
-                ))
-                .failed(),
-        )
-    });
-    match audited {
-        Ok(()) => error,
-        Err(e) => e,
-    }
+pub fn refuse(ctx: &Ctx, peer: Option<IpAddr>, action: &'static str, error: AppError) -> AppError {
+    audit::refused(ctx, peer, audit::CERT, action, "unknown", format!("certificate request refused ({}): {error}", error.status().as_u16()));
+    error
 }
 
 /// Audits a refusal in its own transaction, or rebuilds the CRL after a supersession.
@@ -153,6 +132,7 @@ fn finish(
     result: Result<Step, AppError>,
     action: &'static str,
     target: &str,
+    peer: Option<IpAddr>,
 ) -> Result<Enrolled, AppError> {
     match result {
         Ok(Step::Issued(issued)) => {
@@ -164,15 +144,7 @@ fn finish(
         Ok(Step::Refused(e)) => Err(e),
         Err(e) => {
             if e.status().is_client_error() {
-                audit::record_alone(
-                    &mut *db::get(&ctx.pool)?,
-                    &Event::new(audit::CERT, action, target, target)
-                        .describe(format!(
-                            "certificate request refused ({}): {e}",
-                            e.status().as_u16()
-                        ))
-                        .failed(),
-                )?;
+                audit::refused(ctx, peer, audit::CERT, action, target, format!("certificate request refused ({}): {e}", e.status().as_u16()));
             }
             Err(e)
         }
@@ -233,7 +205,8 @@ fn enroll_in(
                             let state = mappings::discover(c, &owner, hostname, &settings, hostname, now)?;
                             if state != APPROVED {
                                 return Ok(Step::Refused(refusal(
-                                    c,
+                                    ctx,
+                                    peer,
                                     hostname,
                                     AppError::Conflict(format!(
                                         "{hostname} is now a mapping of host {} ({}) waiting for approval ({state}); once an administrator approves it, use the reissue token again",
@@ -503,7 +476,7 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
             }))
         })
     })();
-    finish(ctx, result, "renew", &shown)
+    finish(ctx, result, "renew", &shown, None)
 }
 
 fn same_key(cert_pem: &str, spki_der: &[u8]) -> bool {

@@ -15,7 +15,9 @@ pub const LEVELS: [(&str, &str, &str); 3] = [
 
 pub const VALIDITY_DAYS: (i32, i32) = (1, 825);
 pub const AUTO_REISSUE_MINUTES: (i32, i32) = (0, 43_200);
-pub const RETENTION_DAYS: (i32, i32) = (1, 3650);
+/// Audit events are kept at least 30 days: a shorter retention would let an intruder's
+/// traces age out before anyone looks.
+pub const RETENTION_DAYS: (i32, i32) = (30, 3650);
 
 /// The settings form as typed.
 #[derive(Clone, Debug, Default)]
@@ -125,6 +127,19 @@ pub fn update(
         "settings",
     )?;
     let (change, reason) = validate(input).map_err(FormError::Invalid)?;
+    let current = Settings::load(&mut conn)?.audit_retention_days;
+    if change.audit_retention_days < current {
+        // Shortening what the audit trail keeps erases evidence sooner: only an
+        // administrator may, and the refusal is itself an event.
+        require(
+            &mut conn,
+            actor,
+            Role::Administrator,
+            audit::SEC_CONFIG,
+            "change_setting",
+            "audit_retention_days",
+        )?;
+    }
     Ok(db::write_tx(&mut conn, |c| {
         let old = Settings::load(c)?;
         let pairs: [(&'static str, String, String); 5] = [

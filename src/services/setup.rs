@@ -25,11 +25,13 @@ pub fn prepare(
     admin_password: Option<&str>,
     ca_name: Option<&str>,
     pool_size: u32,
+    audit_log: &super::audit::SinkTarget,
 ) -> Result<Prepared, AppError> {
     create_private_dir(data_dir)?;
     let session_key = secrets::load_or_create_key(&data_dir.join(secrets::SESSION_KEY_FILE), 64)?;
     let token_key = TokenKey::load_or_create(data_dir)?;
     let pool = db::connect(database_url, pool_size)?;
+    super::audit::open(&pool, data_dir, audit_log)?;
     let mut conn = db::get(&pool)?;
     let generated = users::ensure_initial_admin(&mut conn, admin_password)?;
     if let Some(p) = &generated {

@@ -75,12 +75,8 @@ pub fn login(ctx: &Ctx, username: &str, password: &str, from: &str) -> Result<Us
                     success: false,
                 },
             )?;
-            audit::record(
-                c,
-                &Event::new(audit::LOGIN, "login", &shown, &shown)
-                    .describe(format!("failed login from {from}: {why}"))
-                    .failed(),
-            )
+            audit::refused(ctx, from, audit::LOGIN, "login", &shown, format!("failed login as {shown}: {why}"));
+            Ok(())
         })
     };
     if let Some(until) = throttled_until(&mut conn, &shown, from, now)? {

@@ -68,8 +68,9 @@ async fn json_body<T: serde::de::DeserializeOwned>(
         Ok(v) => Ok(v),
         Err(e) => {
             let ctx = ctx.clone();
+            let peer = req.peer_addr().map(|a| a.ip());
             Err(ApiError(
-                web::block(move || enroll::refuse(&ctx, action, e)).await?,
+                web::block(move || enroll::refuse(&ctx, peer, action, e)).await?,
             ))
         }
     }
