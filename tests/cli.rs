@@ -757,6 +757,7 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
         .chain([
             ("post".into(), "/api/v1/certificates".into()),
             ("post".into(), "/api/v1/certificates/renew".into()),
+            ("post".into(), "/api/v1/certificates/renew/nonce".into()),
         ])
         .collect();
     documented.sort();

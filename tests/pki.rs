@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{element_text, openssl, openssl_csr, openssl_csr_for_key, spawn_app, TestApp};
+use common::{element_text, openssl, openssl_csr, renew_csr, spawn_app, TestApp};
 use diesel::prelude::*;
 use hostca::db::schema::{audit_events, certificates, host_mappings, tokens};
 use serde_json::Value;
@@ -620,37 +620,20 @@ async fn renewal_needs_the_same_key() {
     assert_eq!(s, 201);
     let host_id = first["host_id"].as_str().unwrap().to_string();
 
-    let (_other_key, other) = openssl_csr(&dir, "other", "app.example.com", &[]);
-    let (s, b) = app
-        .post_json(
-            "/api/v1/certificates/renew",
-            &serde_json::json!({"host_id": host_id, "csr": other}),
-        )
-        .await;
+    // Renewal CSRs carry a fresh nonce (see tests/renewal.rs for the nonce's own rules).
+    let (other_key, _) = openssl_csr(&dir, "other", "app.example.com", &[]);
+    let nonce = app.renewal_nonce(&host_id).await;
+    let other = renew_csr(&dir, &other_key, "app.example.com", Some(&nonce), &[]);
+    let (s, b) = app.renew(&host_id, &other).await;
     assert_eq!(s, 403, "{b}");
     assert!(b["message"].as_str().unwrap().contains("same key"));
-    let (s, _) = app
-        .post_json(
-            "/api/v1/certificates/renew",
-            &serde_json::json!({"host_id": "nope", "csr": csr}),
-        )
-        .await;
+    let csr = renew_csr(&dir, &key, "app.example.com", Some(&nonce), &[]);
+    let (s, _) = app.renew("nope", &csr).await;
     assert_eq!(s, 400);
-    let (s, _) = app
-        .post_json(
-            "/api/v1/certificates/renew",
-            &serde_json::json!({"host_id": uuid::Uuid::new_v4().to_string(), "csr": csr}),
-        )
-        .await;
+    let (s, _) = app.renew(&uuid::Uuid::new_v4().to_string(), &csr).await;
     assert_eq!(s, 404);
 
-    let same = openssl_csr_for_key(&dir, &key, "app.example.com");
-    let (s, renewed) = app
-        .post_json(
-            "/api/v1/certificates/renew",
-            &serde_json::json!({"host_id": host_id, "csr": same}),
-        )
-        .await;
+    let (s, renewed) = app.renew(&host_id, &csr).await;
     assert_eq!(s, 201, "{renewed}");
     assert_eq!(renewed["host_id"], Value::String(host_id.clone()));
     assert_ne!(renewed["serial"], first["serial"]);
@@ -675,13 +658,9 @@ async fn renewal_needs_the_same_key() {
         &[("reason", "unspecified")],
     )
     .await;
-    let again = openssl_csr_for_key(&dir, &key, "app.example.com");
-    let (s, b) = app
-        .post_json(
-            "/api/v1/certificates/renew",
-            &serde_json::json!({"host_id": host_id, "csr": again}),
-        )
-        .await;
+    let nonce = app.renewal_nonce(&host_id).await;
+    let again = renew_csr(&dir, &key, "app.example.com", Some(&nonce), &[]);
+    let (s, b) = app.renew(&host_id, &again).await;
     assert_eq!(s, 409);
     assert!(b["message"].as_str().unwrap().contains("reissue token"));
 }

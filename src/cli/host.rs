@@ -96,6 +96,17 @@ fn ca(dir: &Path) -> CliResult<Vec<u8>> {
     read(&dir.join("ca.pem"), "run 'hostca get-ca-certificate' first")
 }
 
+/// The CA pinned by `get-ca-certificate`. A CA is never taken from an enrollment answer:
+/// whoever answered could have signed a certificate with a CA of their own.
+fn pinned_ca(dir: &Path) -> CliResult<Vec<u8>> {
+    std::fs::read(dir.join("ca.pem")).map_err(|_| {
+        format!(
+            "no CA is pinned in {}: first run 'hostca get-ca-certificate --fingerprint SHA256' with the fingerprint shown on the server's Certificate authority page",
+            dir.join("ca.pem").display()
+        )
+    })
+}
+
 fn client(server: &str, dir: &Path) -> CliResult<Client> {
     let ca = if server.starts_with("https://") {
         Some(ca(dir)?)
@@ -105,34 +116,99 @@ fn client(server: &str, dir: &Path) -> CliResult<Client> {
     Client::new(server, None, ca.as_deref())
 }
 
-fn csr_for(key: &rcgen::KeyPair, hostname: &str) -> CliResult<String> {
+/// The PKCS#9 challengePassword attribute (1.2.840.113549.1.9.7).
+const CHALLENGE_PASSWORD: &[u64] = &[1, 2, 840, 113549, 1, 9, 7];
+
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// A CSR for `hostname`; on renewal it carries the server's nonce as its challengePassword,
+/// which the CSR's signature covers: the request cannot be replayed later.
+fn csr_for(key: &rcgen::KeyPair, hostname: &str, nonce: Option<&str>) -> CliResult<String> {
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()])
         .map_err(|e| format!("'{hostname}': {e}"))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, hostname);
+    let attributes = nonce
+        .map(|n| {
+            vec![rcgen::Attribute {
+                oid: CHALLENGE_PASSWORD,
+                // SET OF { UTF8String }
+                values: der_tlv(0x31, &der_tlv(0x0c, n.as_bytes())),
+            }]
+        })
+        .unwrap_or_default();
     params
-        .serialize_request(key)
+        .serialize_request_with_attributes(key, attributes)
         .and_then(|c| c.pem())
         .map_err(|e| format!("making the CSR: {e}"))
 }
 
-/// Stores what the server issued, after checking it chains to the pinned CA.
-fn store(dir: &Path, answer: &serde_json::Value) -> CliResult<String> {
+/// Checks what the server issued before anything is written: signed by the pinned CA,
+/// for this host's own key, valid now, and (on renewal) for the same host ID.
+fn check_issued(
+    dir: &Path,
+    answer: &serde_json::Value,
+    key: &rcgen::KeyPair,
+    host_id: Option<&str>,
+) -> CliResult<String> {
     let cert = answer["certificate"]
         .as_str()
         .ok_or("the server's answer has no certificate")?;
-    let issued_ca = answer["ca_certificate"].as_str().unwrap_or_default();
-    if let Ok(pinned) = std::fs::read(dir.join("ca.pem")) {
-        if pem_der(&pinned, "ca.pem")? != pem_der(issued_ca.as_bytes(), "the issuing CA")? {
-            return Err("the certificate was issued by a CA other than the one stored in ca.pem: not storing it".into());
-        }
-    } else {
-        write_file(&dir.join("ca.pem"), issued_ca.as_bytes(), false)?;
+    let ca_der = pem_der(&pinned_ca(dir)?, "ca.pem")?;
+    let (_, ca_x) = x509_parser::certificate::X509Certificate::from_der(&ca_der)
+        .map_err(|e| format!("ca.pem: {e}"))?;
+    let der = pem_der(cert.as_bytes(), "the issued certificate")?;
+    let (_, x) = x509_parser::certificate::X509Certificate::from_der(&der)
+        .map_err(|e| format!("the issued certificate cannot be read: {e}"))?;
+    if x.issuer().as_raw() != ca_x.subject().as_raw()
+        || x.verify_signature(Some(ca_x.public_key())).is_err()
+    {
+        return Err(
+            "the issued certificate is not signed by the CA pinned in ca.pem: not storing it"
+                .into(),
+        );
     }
-    write_file(&dir.join("host.pem"), cert.as_bytes(), false)?;
-    Ok(answer["serial"].as_str().unwrap_or_default().to_string())
+    if x.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(key).as_slice() {
+        return Err(
+            "the issued certificate is not for this host's key (host.key): not storing it".into(),
+        );
+    }
+    let now = chrono::Utc::now().naive_utc();
+    let (from, until) = (
+        crate::pki::from_asn1(x.validity().not_before),
+        crate::pki::from_asn1(x.validity().not_after),
+    );
+    if until <= now || from > now + chrono::Duration::minutes(10) {
+        return Err(format!(
+            "the issued certificate is not valid now (valid from {from} to {until} UTC): not storing it"
+        ));
+    }
+    if let Some(expected) = host_id {
+        if host_id_of(&x).as_deref() != Some(expected) {
+            return Err(format!(
+                "the issued certificate is not for host ID {expected}: not storing it"
+            ));
+        }
+    }
+    Ok(cert.to_string())
 }
 
 pub struct TokenSource {
@@ -165,19 +241,22 @@ pub fn get_certificate(
     token: &TokenSource,
 ) -> CliResult<()> {
     let token = token.value()?;
+    pinned_ca(dir)?;
     let c = client(server, dir)?;
     let key =
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
-    let csr = csr_for(&key, hostname)?;
+    let csr = csr_for(&key, hostname, None)?;
     let mut body = json!({"hostname": hostname, "csr": csr});
     if let Some(t) = token {
         body["token"] = json!(t);
     }
     let answer = c.json("POST", "/api/v1/certificates", Some(&body))?;
+    let cert = check_issued(dir, &answer, &key, None)?;
     write_file(&dir.join("host.key"), key.serialize_pem().as_bytes(), true)?;
-    let serial = store(dir, &answer)?;
+    write_file(&dir.join("host.pem"), cert.as_bytes(), false)?;
     println!(
-        "Certificate {serial} stored in {} (host ID {})",
+        "Certificate {} stored in {} (host ID {})",
+        answer["serial"].as_str().unwrap_or_default(),
         dir.join("host.pem").display(),
         answer["host_id"].as_str().unwrap_or("?")
     );
@@ -246,15 +325,27 @@ pub fn renew_certificate(server: &str, dir: &Path) -> CliResult<()> {
     .map_err(|_| "host.key is not PEM")?;
     let key =
         rcgen::KeyPair::from_pem(&key_pem).map_err(|e| format!("host.key cannot be read: {e}"))?;
-    let csr = csr_for(&key, &name)?;
-    let answer = client(server, dir)?.json(
+    pinned_ca(dir)?;
+    let c = client(server, dir)?;
+    let nonce = c.json(
+        "POST",
+        "/api/v1/certificates/renew/nonce",
+        Some(&json!({ "host_id": host_id })),
+    )?;
+    let nonce = nonce["nonce"]
+        .as_str()
+        .ok_or("the server's answer has no nonce")?;
+    let csr = csr_for(&key, &name, Some(nonce))?;
+    let answer = c.json(
         "POST",
         "/api/v1/certificates/renew",
         Some(&json!({"host_id": host_id, "csr": csr})),
     )?;
-    let serial = store(dir, &answer)?;
+    let cert = check_issued(dir, &answer, &key, Some(&host_id))?;
+    write_file(&dir.join("host.pem"), cert.as_bytes(), false)?;
     println!(
-        "Renewed: certificate {serial} stored in {}",
+        "Renewed: certificate {} stored in {}",
+        answer["serial"].as_str().unwrap_or_default(),
         dir.join("host.pem").display()
     );
     Ok(())
@@ -271,16 +362,46 @@ pub fn get_crl(server: &str, dir: &Path) -> CliResult<()> {
         .map_err(|e| format!("the CRL cannot be read: {e}"))?;
     crl.verify_signature(ca_x.public_key())
         .map_err(|_| "the CRL is not signed by the CA in ca.pem: not storing it")?;
+    if crl.issuer().as_raw() != ca_x.subject().as_raw() {
+        return Err("the CRL is not issued by the CA in ca.pem: not storing it".into());
+    }
+    // A CRL that is out of date, or older than the one already stored, is what someone
+    // replaying an old answer would send: the host keeps what it has.
+    let now = chrono::Utc::now().naive_utc();
+    match crl.next_update() {
+        Some(next) if crate::pki::from_asn1(next) > now => {}
+        Some(next) => return Err(format!(
+            "the CRL's next update ({} UTC) has passed: it is out of date, keeping the stored CRL",
+            crate::pki::from_asn1(next)
+        )),
+        None => return Err("the CRL has no next update: keeping the stored CRL".into()),
+    }
+    let number = crl
+        .crl_number()
+        .cloned()
+        .ok_or("the CRL has no CRL number: keeping the stored CRL")?;
+    if let Some(stored) = stored_crl_number(dir) {
+        if number < stored {
+            return Err(format!(
+                "the CRL's number {number} is lower than that of the stored CRL ({stored}): an older CRL, keeping the stored one"
+            ));
+        }
+    }
     write_file(&dir.join("crl.pem"), &pem, false)?;
     println!(
-        "CRL number {} with {} revoked certificate(s) stored in {}",
-        crl.crl_number()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "?".into()),
+        "CRL number {number} with {} revoked certificate(s) stored in {}",
         crl.iter_revoked_certificates().count(),
         dir.join("crl.pem").display()
     );
     Ok(())
+}
+
+/// The number of the CRL stored earlier, if there is a readable one.
+fn stored_crl_number(dir: &Path) -> Option<x509_parser::num_bigint::BigUint> {
+    let pem = std::fs::read(dir.join("crl.pem")).ok()?;
+    let der = pem_der(&pem, "crl.pem").ok()?;
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).ok()?;
+    crl.crl_number().cloned()
 }
 
 /// Prints the local certificate and whether the stored CRL revokes it.

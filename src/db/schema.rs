@@ -23,6 +23,7 @@ diesel::table! {
         created_at -> Timestamp,
         created_by -> Text,
         auto_reissue_until -> Nullable<Timestamp>,
+        renewal_allowed_until -> Nullable<Timestamp>,
     }
 }
 
@@ -108,6 +109,7 @@ diesel::table! {
         audit_anchor_id -> BigInt,
         audit_anchor_hash -> Text,
         updated_at -> Nullable<Timestamp>,
+        renewal_interval_minutes -> Integer,
         audit_key_id -> Text,
         audit_legacy_through -> BigInt,
         audit_seal -> Text,
@@ -138,6 +140,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    nonces (digest) {
+        digest -> Text,
+        purpose -> Text,
+        host_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     login_attempts,
@@ -148,4 +160,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     certificates,
     audit_events,
     settings,
+    nonces,
 );

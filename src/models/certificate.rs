@@ -298,3 +298,17 @@ impl Certificate {
             .optional()
     }
 }
+
+/// Who revokes a certificate that a renewal superseded.
+pub const REVOKED_BY_RENEWAL: &str = "renewal";
+
+impl Certificate {
+    /// When the host last renewed: the latest supersession by a renewal.
+    pub fn last_renewal(conn: &mut DbConn, host_id: &str) -> QueryResult<Option<NaiveDateTime>> {
+        certificates::table
+            .filter(certificates::host_id.eq(host_id))
+            .filter(certificates::revoked_by.eq(REVOKED_BY_RENEWAL))
+            .select(diesel::dsl::max(certificates::revoked_at))
+            .first(conn)
+    }
+}

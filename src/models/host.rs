@@ -13,6 +13,8 @@ pub struct Host {
     pub created_at: NaiveDateTime,
     pub created_by: String,
     pub auto_reissue_until: Option<NaiveDateTime>,
+    /// An administrator let this host renew before the renewal interval is over, once.
+    pub renewal_allowed_until: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -98,6 +100,18 @@ impl Host {
     ) -> QueryResult<usize> {
         diesel::update(hosts::table.filter(hosts::host_id.eq(host_id)))
             .set(hosts::auto_reissue_until.eq(until))
+            .execute(conn)
+    }
+}
+
+impl Host {
+    pub fn set_renewal_allowed(
+        conn: &mut DbConn,
+        host_id: &str,
+        until: Option<NaiveDateTime>,
+    ) -> QueryResult<usize> {
+        diesel::update(hosts::table.filter(hosts::host_id.eq(host_id)))
+            .set(hosts::renewal_allowed_until.eq(until))
             .execute(conn)
     }
 }

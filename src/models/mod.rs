@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod host;
 pub mod host_mapping;
 pub mod login_attempt;
+pub mod nonce;
 pub mod settings;
 pub mod token;
 pub mod user;

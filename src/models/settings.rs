@@ -20,6 +20,9 @@ pub struct Settings {
     pub audit_anchor_id: i64,
     pub audit_anchor_hash: String,
     pub updated_at: Option<chrono::NaiveDateTime>,
+    /// At most one renewal per host in this many minutes (0: no limit).
+    #[serde(default = "default_renewal_interval")]
+    pub renewal_interval_minutes: i32,
     /// Identifies the audit.key that keys this database's chain (derived from it; not
     /// secret). Empty until the first start that keys the chain.
     #[serde(default)]
@@ -31,6 +34,11 @@ pub struct Settings {
     /// them by hand shows.
     #[serde(default)]
     pub audit_seal: String,
+}
+
+/// What a backup made before the setting existed restores to (the column's default).
+fn default_renewal_interval() -> i32 {
+    60
 }
 
 impl Settings {
@@ -76,6 +84,8 @@ pub struct SettingsChange {
     pub auto_reissue_minutes: i32,
     pub audit_retention_days: i32,
     pub updated_at: Option<chrono::NaiveDateTime>,
+    /// `None` leaves the value as it is (a form or script that does not send it).
+    pub renewal_interval_minutes: Option<i32>,
 }
 
 impl Settings {

@@ -60,7 +60,7 @@ fn refusal(ctx: &Ctx, peer: Option<IpAddr>, target: &str, e: AppError) -> Result
 /// certificate carries only the requested name. The writer uses it only if its own
 /// decision comes out exactly so (the same host ID, names and validity); otherwise it
 /// signs again inside the transaction and this one is dropped, never stored or sent.
-struct Presigned {
+pub(super) struct Presigned {
     host_id: String,
     names: Vec<String>,
     validity_days: i64,
@@ -364,7 +364,7 @@ fn certificate_names(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn issue_and_store(
+pub(super) fn issue_and_store(
     ctx: &Ctx,
     c: &mut DbConn,
     host: &Host,
@@ -425,67 +425,4 @@ fn resolves_to(hostname: &str, peer: Option<IpAddr>) -> bool {
         Ok(addrs) => addrs.into_iter().any(|a| a.ip() == peer),
         Err(_) => false,
     }
-}
-
-/// Renewal: the host proves it holds the key of its active certificate by sending a CSR
-/// for that same key. The new certificate supersedes the old one.
-pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppError> {
-    let shown: String = host_id.trim().chars().take(80).collect();
-    let result = (|| {
-        let host_id = host_id.trim().to_ascii_lowercase();
-        if !hosts::is_host_id(&host_id) {
-            return Err(AppError::BadRequest(format!(
-                "'{shown}' is not a host ID (a UUID)"
-            )));
-        }
-        let csr = csr::verify_pem(csr_pem)?;
-        let ctx2 = ctx.clone();
-        ctx.writer.write(move |c| {
-            let ctx = &ctx2;
-            let now = db::now();
-            let host = Host::find_by_host_id(c, &host_id)?.ok_or_else(|| {
-                AppError::NotFound(format!("there is no host with host ID {host_id}"))
-            })?;
-            let active = Certificate::active_for_host(c, &host_id, now)?.ok_or_else(|| {
-                AppError::Conflict(format!(
-                    "{} has no active certificate to renew (it was revoked or has expired): ask an administrator for a reissue token",
-                    host.primary_name
-                ))
-            })?;
-            if !same_key(&active.pem, &csr.spki_der) {
-                return Err(AppError::Forbidden(
-                    "the CSR is not for the key of the host's active certificate: renewal needs the same key".into(),
-                ));
-            }
-            let settings = Settings::load(c)?;
-            Certificate::revoke(c, &active.serial, Reason::Superseded.key(), "renewal", now)?;
-            let names = certificate_names(c, &host, active.primary_name(), &csr, &settings, now)?;
-            let enrolled = issue_and_store(ctx, c, &host, &names, &csr, None, &settings, now, None)?;
-            audit::record(
-                c,
-                &Event::new(audit::CERT, "renew", &host.primary_name, &enrolled.serial).describe(
-                    format!(
-                        "certificate {} renewed as {} for {} (host ID {})",
-                        active.serial, enrolled.serial, host.primary_name, host.host_id
-                    ),
-                ),
-            )?;
-            Ok(Step::Issued(Issued {
-                enrolled,
-                revoked_any: true,
-            }))
-        })
-    })();
-    finish(ctx, result, "renew", &shown, None)
-}
-
-fn same_key(cert_pem: &str, spki_der: &[u8]) -> bool {
-    use x509_parser::prelude::FromDer;
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
-        return false;
-    };
-    let Ok((_, x509)) = x509_parser::certificate::X509Certificate::from_der(&pem.contents) else {
-        return false;
-    };
-    x509.public_key().raw == spki_der
 }

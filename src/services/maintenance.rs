@@ -20,6 +20,9 @@ pub fn hourly(ctx: &Ctx) {
             if let Err(e) = LoginAttempt::prune(&mut conn, cutoff) {
                 log::error!("pruning login attempts failed: {e}");
             }
+            if let Err(e) = super::renewal::sweep_nonces(ctx) {
+                log::error!("removing expired nonces failed: {e}");
+            }
         }
         Err(e) => log::error!("maintenance cannot reach the database: {e}"),
     }

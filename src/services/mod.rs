@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod maintenance;
 pub mod mappings;
 pub mod pki;
+pub mod renewal;
 pub mod settings;
 pub mod setup;
 pub mod tokens;

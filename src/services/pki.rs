@@ -2,7 +2,7 @@
 //! rebuilt after each revocation and hourly, served from memory.
 
 use std::path::Path;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::Ctx;
@@ -21,6 +21,10 @@ pub struct PkiState {
     /// The certificate validity (days) last read from the settings: what a certificate
     /// signed before its request reaches the writer assumes (see `enroll::presign`).
     pub validity_days: AtomicI64,
+    /// A renewal superseded a certificate that the served CRL does not list yet.
+    crl_dirty: AtomicBool,
+    /// A coalescing thread is running (see `rebuild_crl_soon`).
+    crl_worker: AtomicBool,
 }
 
 impl PkiState {
@@ -126,6 +130,8 @@ pub fn start(conn: &mut DbConn, ca: Ca) -> Result<PkiState, AppError> {
         crl: RwLock::new(Arc::new(crl)),
         rebuilding: Mutex::new(()),
         validity_days: AtomicI64::new(validity_days(validity)),
+        crl_dirty: AtomicBool::new(false),
+        crl_worker: AtomicBool::new(false),
     })
 }
 
@@ -163,5 +169,54 @@ pub fn refresh_crl_if_stale(ctx: &Ctx) -> Result<bool, AppError> {
 pub fn rebuild_crl_after_revocation(ctx: &Ctx) {
     if let Err(e) = rebuild_crl(ctx) {
         log::error!("the CRL could not be rebuilt after a revocation: {e}");
+    }
+}
+
+/// How long renewals gather before the CRL is re-signed once for all of them.
+pub const CRL_COALESCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// After a renewal superseded a certificate: the CRL is re-signed within about
+/// `CRL_COALESCE`, once for every renewal of a burst, instead of once per renewal (each
+/// re-signing takes a CRL number and, with many revoked certificates, tens of
+/// milliseconds). A superseded certificate is not a compromised one, so a CRL that lags
+/// by two seconds costs nothing; revocations by an administrator still rebuild at once.
+pub fn rebuild_crl_soon(ctx: &Ctx) {
+    ctx.pki.crl_dirty.store(true, Ordering::SeqCst);
+    if ctx
+        .pki
+        .crl_worker
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return;
+    }
+    let worker = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("hostca-crl".into())
+        .spawn(move || loop {
+            let ctx = &worker;
+            std::thread::sleep(CRL_COALESCE);
+            if ctx.pki.crl_dirty.swap(false, Ordering::SeqCst) {
+                rebuild_crl_after_revocation(ctx);
+                continue;
+            }
+            ctx.pki.crl_worker.store(false, Ordering::SeqCst);
+            // A renewal that marked the CRL dirty between the swap and the store saw a
+            // worker still running: take the work back unless another thread already did.
+            if !ctx.pki.crl_dirty.load(Ordering::SeqCst)
+                || ctx
+                    .pki
+                    .crl_worker
+                    .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                return;
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the CRL thread ({e}): rebuilding the CRL now");
+        ctx.pki.crl_dirty.store(false, Ordering::SeqCst);
+        ctx.pki.crl_worker.store(false, Ordering::SeqCst);
+        rebuild_crl_after_revocation(ctx);
     }
 }

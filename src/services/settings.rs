@@ -28,6 +28,8 @@ pub struct SettingsInput {
     pub auto_reissue_minutes: String,
     pub audit_retention_days: String,
     pub reason: String,
+    /// `None`: not sent (an older form or script); the value stays as it is.
+    pub renewal_interval_minutes: Option<String>,
 }
 
 impl SettingsInput {
@@ -39,6 +41,7 @@ impl SettingsInput {
             auto_reissue_minutes: s.auto_reissue_minutes.to_string(),
             audit_retention_days: s.audit_retention_days.to_string(),
             reason: String::new(),
+            renewal_interval_minutes: Some(s.renewal_interval_minutes.to_string()),
         }
     }
 }
@@ -93,6 +96,15 @@ fn validate(input: &SettingsInput) -> Result<(SettingsChange, String), FieldErro
             "days",
         ),
         updated_at: Some(db::now()),
+        renewal_interval_minutes: input.renewal_interval_minutes.as_deref().map(|t| {
+            number(
+                &mut errors,
+                "renewal_interval_minutes",
+                t,
+                super::renewal::INTERVAL_MINUTES,
+                "minutes",
+            )
+        }),
     };
     let reason = input.reason.trim().to_string();
     if reason.is_empty() {
@@ -142,7 +154,7 @@ pub fn update(
     }
     Ok(db::write_tx(&mut conn, |c| {
         let old = Settings::load(c)?;
-        let pairs: [(&'static str, String, String); 5] = [
+        let pairs: [(&'static str, String, String); 6] = [
             (
                 "security_level",
                 old.security_level.clone(),
@@ -167,6 +179,14 @@ pub fn update(
                 "audit_retention_days",
                 old.audit_retention_days.to_string(),
                 change.audit_retention_days.to_string(),
+            ),
+            (
+                "renewal_interval_minutes",
+                old.renewal_interval_minutes.to_string(),
+                change
+                    .renewal_interval_minutes
+                    .unwrap_or(old.renewal_interval_minutes)
+                    .to_string(),
             ),
         ];
         let changed: Vec<_> = pairs.iter().filter(|(_, a, b)| a != b).collect();

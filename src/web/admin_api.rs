@@ -543,6 +543,7 @@ fn settings_json(s: &crate::models::settings::Settings) -> Value {
         "certificate_validity_days": s.certificate_validity_days,
         "auto_reissue_minutes": s.auto_reissue_minutes,
         "audit_retention_days": s.audit_retention_days,
+        "renewal_interval_minutes": s.renewal_interval_minutes,
     })
 }
 
@@ -568,6 +569,7 @@ async fn put_settings(
         "auto_reissue_minutes",
         "audit_retention_days",
         "reason",
+        "renewal_interval_minutes",
     ];
     if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError(AppError::BadRequest(format!(
@@ -600,6 +602,9 @@ async fn put_settings(
         }
         if let Some(v) = obj.get("audit_retention_days") {
             input.audit_retention_days = text(v);
+        }
+        if let Some(v) = obj.get("renewal_interval_minutes") {
+            input.renewal_interval_minutes = Some(text(v));
         }
         input.reason = match obj.get("reason") {
             None => String::new(),

@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, AppError};
 use crate::services::enroll::{self, EnrollRequest, Enrolled};
-use crate::services::Ctx;
+use crate::services::{renewal, Ctx};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .route("/certificates", web::post().to(request_certificate))
             .route("/certificates/renew", web::post().to(renew_certificate))
+            .route("/certificates/renew/nonce", web::post().to(renewal_nonce))
             .route("/openapi.json", web::get().to(super::openapi::document))
             .configure(super::admin_api::routes)
             .default_service(web::to(unknown)),
@@ -30,6 +31,17 @@ struct CertificateBody {
 struct RenewBody {
     host_id: String,
     csr: String,
+}
+
+#[derive(Deserialize)]
+struct NonceBody {
+    host_id: String,
+}
+
+#[derive(Serialize)]
+pub struct NonceResponse {
+    pub nonce: String,
+    pub expires_at: String,
 }
 
 #[derive(Serialize)]
@@ -110,8 +122,21 @@ async fn renew_certificate(
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
     let body: RenewBody = json_body(&req, &ctx, body, "renew").await?;
-    let enrolled = web::block(move || enroll::renew(&ctx, &body.host_id, &body.csr)).await??;
+    let enrolled = web::block(move || renewal::renew(&ctx, &body.host_id, &body.csr)).await??;
     Ok(created(enrolled))
+}
+
+async fn renewal_nonce(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let body: NonceBody = json_body(&req, &ctx, body, "renew_nonce").await?;
+    let nonce = web::block(move || renewal::new_nonce(&ctx, &body.host_id)).await??;
+    Ok(HttpResponse::Created().json(NonceResponse {
+        nonce: nonce.value,
+        expires_at: nonce.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    }))
 }
 
 async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {

@@ -26,6 +26,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(auto_reissue),
         )
         .route(
+            "/security/hosts/{host_id}/allow-renewal",
+            web::post().to(allow_renewal),
+        )
+        .route(
             "/security/hosts/{host_id}/mappings",
             web::post().to(add_mapping),
         )
@@ -175,6 +179,7 @@ struct DetailsPage {
     certs: Vec<CertView>,
     active: usize,
     auto_reissue_until: Option<When>,
+    renewal_allowed_until: Option<When>,
     reasons: Vec<(&'static str, &'static str)>,
     input: ReissueInput,
     errors: FieldErrors,
@@ -210,6 +215,7 @@ async fn host_page(
             .map(|m| MappingRow::of(m, now))
             .collect(),
         auto_reissue_until: When::maybe(d.host.auto_reissue_until.filter(|u| *u > now), now),
+        renewal_allowed_until: When::maybe(d.host.renewal_allowed_until.filter(|u| *u > now), now),
         created: When::of(d.host.created_at, now),
         created_by: d.host.created_by,
         host_id: d.host.host_id,
@@ -314,6 +320,28 @@ async fn auto_reissue(
         None => "Auto reissue disallowed.".to_string(),
     };
     view::flash(&auth.session, "success", message);
+    Ok(view::redirect(&format!("/security/hosts/{host_id}")))
+}
+
+async fn allow_renewal(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    host_id: web::Path<String>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    let host_id = host_id.into_inner();
+    let (actor, id) = (auth.actor(), host_id.clone());
+    let until =
+        web::block(move || crate::services::renewal::allow_early_renewal(&ctx, &actor, &id))
+            .await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!(
+            "Early renewal allowed until {} UTC: the host's next renewal is not held back by the renewal interval.",
+            until.format("%Y-%m-%d %H:%M")
+        ),
+    );
     Ok(view::redirect(&format!("/security/hosts/{host_id}")))
 }
 

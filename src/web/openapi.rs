@@ -16,7 +16,8 @@ type Op = (
 
 const OPS: &[Op] = &[
     ("post", "/api/v1/certificates", "hosts", "Request a certificate with a CSR (and a token, unless the security level lets the host in)", Some("CertificateRequest"), 201),
-    ("post", "/api/v1/certificates/renew", "hosts", "Renew with a CSR for the key of the active certificate", Some("RenewRequest"), 201),
+    ("post", "/api/v1/certificates/renew", "hosts", "Renew with a CSR for the key of the active certificate, carrying a fresh nonce in its challengePassword attribute", Some("RenewRequest"), 201),
+    ("post", "/api/v1/certificates/renew/nonce", "hosts", "A single-use nonce (5 minutes) for the host's next renewal", Some("NonceRequest"), 201),
     ("get", "/api/v1/tokens", "tokens", "List tokens (q, state, sort, dir, page)", None, 200),
     ("post", "/api/v1/tokens", "tokens", "Create an authorization token", Some("NewToken"), 201),
     ("post", "/api/v1/tokens/reissue", "tokens", "Create a reissue token for a host (by primary name or host ID)", Some("NewReissueToken"), 201),
@@ -52,7 +53,9 @@ fn schemas() -> Value {
     json!({
         "Error": s(json!({"error": text, "message": text}), &["error", "message"]),
         "CertificateRequest": s(json!({"hostname": text, "csr": {"type": "string", "description": "PEM CSR"}, "token": text}), &["hostname", "csr"]),
-        "RenewRequest": s(json!({"host_id": {"type": "string", "format": "uuid"}, "csr": text}), &["host_id", "csr"]),
+        "RenewRequest": s(json!({"host_id": {"type": "string", "format": "uuid"}, "csr": {"type": "string", "description": "PEM CSR for the key of the active certificate, signed by it, with a nonce from /api/v1/certificates/renew/nonce in the PKCS#9 challengePassword attribute (1.2.840.113549.1.9.7)"}}), &["host_id", "csr"]),
+        "NonceRequest": s(json!({"host_id": {"type": "string", "format": "uuid"}}), &["host_id"]),
+        "Nonce": s(json!({"nonce": {"type": "string", "description": "128 random bits, base64url; single use, bound to the host"}, "expires_at": {"type": "string", "format": "date-time"}}), &["nonce", "expires_at"]),
         "Certificate": s(json!({"host_id": text, "serial": text, "certificate": text, "ca_certificate": text, "not_after": {"type": "string", "format": "date-time"}}), &["host_id", "serial", "certificate", "ca_certificate", "not_after"]),
         "NewToken": s(json!({"name": text, "max_uses": {"type": "integer", "minimum": 1, "maximum": 99999}, "valid_for": {"type": "string", "example": "2d6h30m"}, "reason": text}), &["name"]),
         "NewReissueToken": s(json!({"host": text, "host_id": text, "name": text, "valid_for": text, "valid_until": text, "reason": text}), &[]),
@@ -65,6 +68,7 @@ fn schemas() -> Value {
             "certificate_validity_days": {"type": "integer", "minimum": 1, "maximum": 825},
             "auto_reissue_minutes": {"type": "integer", "minimum": 0, "maximum": 43200},
             "audit_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+            "renewal_interval_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
             "reason": text
         }), &["reason"]),
     })
@@ -83,7 +87,11 @@ pub fn build() -> Value {
             "summary": summary,
             "operationId": format!("{method}{}", path.replace(['/', '{', '}', '.', '-'], "_")),
             "responses": {
-                status.to_string(): {"description": "Success", "content": {"application/json": {"schema": if *tag == "hosts" { json!({"$ref": "#/components/schemas/Certificate"}) } else { json!({"type": "object"}) }}}},
+                status.to_string(): {"description": "Success", "content": {"application/json": {"schema": match (*tag, *request) {
+                    (_, Some("NonceRequest")) => json!({"$ref": "#/components/schemas/Nonce"}),
+                    ("hosts", _) => json!({"$ref": "#/components/schemas/Certificate"}),
+                    _ => json!({"type": "object"}),
+                }}}},
                 "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             }
         });

@@ -72,6 +72,7 @@ async fn save(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespons
         auto_reissue_minutes: form.text("auto_reissue_minutes"),
         audit_retention_days: form.text("audit_retention_days"),
         reason: form.text("reason"),
+        renewal_interval_minutes: form.get("renewal_interval_minutes").map(str::to_string),
     };
     let actor = auth.actor();
     let (c, i) = (ctx.clone(), input.clone());

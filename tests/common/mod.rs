@@ -494,3 +494,66 @@ pub async fn admin_client(base: &str) -> (reqwest::Client, String) {
         .unwrap();
     (c, csrf_in(&html).unwrap())
 }
+
+/// A CSR made by openssl for an existing key (renewal), carrying `nonce` in its PKCS#9
+/// challengePassword attribute and the SANs given (`DNS:name`, `IP:address`), if any.
+pub fn renew_csr(
+    dir: &std::path::Path,
+    key: &std::path::Path,
+    cn: &str,
+    nonce: Option<&str>,
+    sans: &[&str],
+) -> String {
+    let label = uuid::Uuid::new_v4().simple().to_string();
+    let (config, csr) = (
+        dir.join(format!("renew-{label}.cnf")),
+        dir.join(format!("renew-{label}.csr")),
+    );
+    let mut text = format!(
+        "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nCN = {cn}\n[attrs]\n"
+    );
+    if let Some(n) = nonce {
+        text.push_str(&format!("challengePassword = {n}\n"));
+    }
+    std::fs::write(&config, text).unwrap();
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["req", "-new", "-key"])
+        .arg(key)
+        .arg("-config")
+        .arg(&config)
+        .arg("-out")
+        .arg(&csr);
+    if !sans.is_empty() {
+        cmd.args(["-addext", &format!("subjectAltName={}", sans.join(","))]);
+    }
+    let out = cmd.output().expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(csr).unwrap()
+}
+
+impl TestApp {
+    /// POST /api/v1/certificates/renew/nonce: a fresh nonce for the host's next renewal.
+    pub async fn renewal_nonce(&self, host_id: &str) -> String {
+        let (s, b) = self
+            .post_json(
+                "/api/v1/certificates/renew/nonce",
+                &serde_json::json!({ "host_id": host_id }),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["nonce"].as_str().unwrap().to_string()
+    }
+
+    /// POST /api/v1/certificates/renew; returns (status, JSON body).
+    pub async fn renew(&self, host_id: &str, csr: &str) -> (u16, serde_json::Value) {
+        self.post_json(
+            "/api/v1/certificates/renew",
+            &serde_json::json!({"host_id": host_id, "csr": csr}),
+        )
+        .await
+    }
+}
