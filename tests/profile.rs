@@ -43,6 +43,21 @@ fn csr(dir: &Path, label: &str, kind: &str, cn: &str, sign: &[&str]) -> (PathBuf
             k,
         ]),
         "Ed25519" | "Ed448" => run(&["genpkey", "-algorithm", kind, "-out", k]),
+        "DSA" => {
+            let params = dir.join(format!("{label}.params"));
+            let params = params.to_str().unwrap();
+            run(&[
+                "genpkey",
+                "-genparam",
+                "-algorithm",
+                "DSA",
+                "-pkeyopt",
+                "dsa_paramgen_bits:2048",
+                "-out",
+                params,
+            ]);
+            run(&["genpkey", "-paramfile", params, "-out", k]);
+        }
         "RSA-PSS" => run(&[
             "genpkey",
             "-algorithm",
@@ -320,6 +335,7 @@ async fn every_refused_key_type_gets_a_400_that_names_it() {
     let dir = app.scratch();
     let (_, p521) = csr(&dir, "p521", "P-521", "x", &["-sha512"]);
     let (_, ed448) = csr(&dir, "ed448", "Ed448", "x", &[]);
+    let (_, dsa) = csr(&dir, "dsa", "DSA", "x", &["-sha256"]);
     let (_, rsa1024) = csr(&dir, "rsa1024", "RSA-1024", "x", &["-sha256"]);
     let (rsa_key, sha1) = csr(&dir, "sha1", "RSA-2048", "x", &["-sha1"]);
     let (_, pss_only) = csr(&dir, "pssonly", "RSA-PSS", "x", &["-sha256"]);
@@ -333,6 +349,7 @@ async fn every_refused_key_type_gets_a_400_that_names_it() {
     let mut cases: Vec<(&str, String, &[&str])> = vec![
         ("P-521", p521, &["ECDSA P-521"]),
         ("Ed448", ed448, &["Ed448"]),
+        ("DSA", dsa, &["DSA"]),
         ("RSA-1024", rsa1024, &["RSA-1024", "at least 2048 bits"]),
         ("SHA-1", sha1, &["RSA-2048", "SHA-1"]),
         ("PSS over SHA-1", pss_sha1, &["RSA-PSS", "SHA-1"]),
