@@ -731,6 +731,19 @@ async fn the_server_tls_certificate_is_recorded_shown_revocable_and_audited() {
         .unwrap();
     assert_eq!(revoke_audited, 1);
 
+    // Nobody gets a certificate as the server: its host name is no host name, and its
+    // renewal needs the TLS key, which never leaves the server's memory.
+    let (_, c) = csr(&app.scratch(), "imposter", "P-256", "x", &[]);
+    let (status, body) = app.enroll("(hostca server)", &c, None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/certificates/renew",
+            &serde_json::json!({"host_id": SERVER_HOST_ID, "csr": c}),
+        )
+        .await;
+    assert!(status == 403 || status == 409, "{status} {body}");
+
     // A restart issues a new certificate for the same reserved host.
     let app = app.restart().await;
     let server_rows: i64 = certificates::table
