@@ -68,6 +68,7 @@ fn crypto_limit(n: usize) -> f64 {
                         spki_der: &csr.spki_der,
                         validity_days: 365,
                         now: hostca::db::now(),
+                        public_url: "http://127.0.0.1:8080",
                     },
                 )
                 .unwrap();

@@ -76,7 +76,7 @@ impl Application {
         let secure = config.tls;
         let server_cert = if config.tls {
             let names = config.tls_names();
-            Some(Arc::new(crate::tls::ServerCert::new(&ctx.pki.ca, names)?))
+            Some(Arc::new(crate::tls::ServerCert::new(&ctx, names)?))
         } else {
             None
         };

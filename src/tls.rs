@@ -1,5 +1,6 @@
 //! HTTPS for the console and the API: a server certificate issued by hostca's own CA for
-//! the configured names, held in memory and renewed before it expires.
+//! the configured names, held in memory and renewed before it expires or once revoked.
+//! Every one is recorded in the certificates table and the audit trail like a host's.
 
 use std::sync::{Arc, RwLock};
 
@@ -9,9 +10,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::db::Pool;
 use crate::error::AppError;
 use crate::pki::ca::Ca;
-use crate::pki::issue::{issue, LeafRequest};
+use crate::pki::issue::{issue, IssuedCert, LeafRequest};
+use crate::services::Ctx;
 
 pub const VALIDITY_DAYS: i64 = 30;
 /// Renewed when less than this much validity is left.
@@ -32,11 +35,14 @@ pub fn default_names() -> Vec<String> {
 struct Current {
     key: Arc<CertifiedKey>,
     not_after: NaiveDateTime,
+    serial: String,
 }
 
 /// Hands the current certificate to every TLS handshake; `renew_if_due` replaces it.
 pub struct ServerCert {
     names: Vec<String>,
+    pool: Pool,
+    public_url: String,
     current: RwLock<Current>,
 }
 
@@ -48,7 +54,12 @@ impl std::fmt::Debug for ServerCert {
     }
 }
 
-fn make(ca: &Ca, names: &[String], now: NaiveDateTime) -> Result<Current, AppError> {
+fn make(
+    ca: &Ca,
+    names: &[String],
+    public_url: &str,
+    now: NaiveDateTime,
+) -> Result<(Current, IssuedCert), AppError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| AppError::Internal(format!("TLS key: {e}")))?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
@@ -60,6 +71,7 @@ fn make(ca: &Ca, names: &[String], now: NaiveDateTime) -> Result<Current, AppErr
             spki_der: &spki,
             validity_days: VALIDITY_DAYS,
             now,
+            public_url,
         },
     )?;
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -75,14 +87,16 @@ fn make(ca: &Ca, names: &[String], now: NaiveDateTime) -> Result<Current, AppErr
         names.join(", "),
         cert.not_after
     );
-    Ok(Current {
+    let current = Current {
         key: Arc::new(CertifiedKey::new(chain, signing)),
         not_after: cert.not_after,
-    })
+        serial: cert.serial.clone(),
+    };
+    Ok((current, cert))
 }
 
 impl ServerCert {
-    pub fn new(ca: &Ca, names: Vec<String>) -> Result<ServerCert, AppError> {
+    pub fn new(ctx: &Ctx, names: Vec<String>) -> Result<ServerCert, AppError> {
         if names.is_empty() {
             return Err(AppError::BadRequest(
                 "--tls needs at least one --tls-name".into(),
@@ -94,29 +108,49 @@ impl ServerCert {
                     .map_err(|e| AppError::BadRequest(format!("--tls-name: {e}")))?;
             }
         }
-        let current = make(ca, &names, crate::db::now())?;
+        let public_url = ctx.site.public_url.clone();
+        let (current, cert) = make(&ctx.pki.ca, &names, &public_url, crate::db::now())?;
+        crate::services::pki::record_server_certificate(&ctx.pool, &cert, &names, None)?;
         Ok(ServerCert {
             names,
+            pool: ctx.pool.clone(),
+            public_url,
             current: RwLock::new(current),
         })
     }
 
-    /// Issues a fresh certificate when the current one nears its end.
+    /// Issues a fresh certificate when the current one nears its end or has been revoked.
     pub fn renew_if_due(&self, ca: &Ca) -> Result<bool, AppError> {
         let now = crate::db::now();
-        let due = self
+        let (ending, serial) = self
             .current
             .read()
-            .map(|c| c.not_after - now < Duration::days(RENEW_BEFORE_DAYS))
-            .unwrap_or(true);
-        if !due {
+            .map(|c| {
+                (
+                    c.not_after - now < Duration::days(RENEW_BEFORE_DAYS),
+                    c.serial.clone(),
+                )
+            })
+            .unwrap_or((true, String::new()));
+        if !ending && !crate::services::pki::is_revoked(&self.pool, &serial)? {
             return Ok(false);
         }
-        let fresh = make(ca, &self.names, now)?;
+        let (fresh, cert) = make(ca, &self.names, &self.public_url, now)?;
+        crate::services::pki::record_server_certificate(
+            &self.pool,
+            &cert,
+            &self.names,
+            Some(&serial).filter(|s| !s.is_empty()).map(String::as_str),
+        )?;
         if let Ok(mut slot) = self.current.write() {
             *slot = fresh;
         }
         Ok(true)
+    }
+
+    /// The serial number of the certificate handed out now.
+    pub fn serial(&self) -> Option<String> {
+        self.current.read().ok().map(|c| c.serial.clone())
     }
 
     pub fn not_after(&self) -> Option<NaiveDateTime> {

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, NaiveDateTime};
+use rcgen::string::PrintableString;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use x509_parser::prelude::{FromDer, ParsedExtension};
@@ -50,7 +51,9 @@ pub fn key_path(dir: &Path) -> PathBuf {
     dir.join(KEY_FILE)
 }
 
-/// `CN=Foo,O=Bar` or a bare name (taken as the common name).
+/// `CN=Foo,O=Bar` or a bare name (taken as the common name). Each value within RFC 5280's
+/// upper bounds; the country is two letters (ISO 3166), encoded as a PrintableString as
+/// X.520 requires.
 fn distinguished_name(name: &str) -> Result<DistinguishedName, PkiError> {
     let mut dn = DistinguishedName::new();
     let name = name.trim();
@@ -60,29 +63,55 @@ fn distinguished_name(name: &str) -> Result<DistinguishedName, PkiError> {
         ));
     }
     if !name.contains('=') {
-        dn.push(DnType::CommonName, name);
+        push_attribute(&mut dn, "CN", name)?;
         return Ok(dn);
     }
     for part in name.split(',') {
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| PkiError::BadInput(format!("'{part}' is not KEY=value")))?;
-        let ty = match k.trim().to_ascii_uppercase().as_str() {
-            "CN" => DnType::CommonName,
-            "O" => DnType::OrganizationName,
-            "OU" => DnType::OrganizationalUnitName,
-            "C" => DnType::CountryName,
-            "ST" => DnType::StateOrProvinceName,
-            "L" => DnType::LocalityName,
-            other => {
-                return Err(PkiError::BadInput(format!(
-                    "unsupported name attribute '{other}': use CN, O, OU, C, ST or L"
-                )))
-            }
-        };
-        dn.push(ty, v.trim());
+        push_attribute(&mut dn, &k.trim().to_ascii_uppercase(), v.trim())?;
     }
     Ok(dn)
+}
+
+fn push_attribute(dn: &mut DistinguishedName, key: &str, value: &str) -> Result<(), PkiError> {
+    let (ty, upper_bound) = match key {
+        "CN" => (DnType::CommonName, 64),
+        "O" => (DnType::OrganizationName, 64),
+        "OU" => (DnType::OrganizationalUnitName, 64),
+        "C" => (DnType::CountryName, 2),
+        "ST" => (DnType::StateOrProvinceName, 128),
+        "L" => (DnType::LocalityName, 128),
+        other => {
+            return Err(PkiError::BadInput(format!(
+                "unsupported name attribute '{other}': use CN, O, OU, C, ST or L"
+            )))
+        }
+    };
+    if value.is_empty() {
+        return Err(PkiError::BadInput(format!(
+            "the CA name's {key}= is empty: give it a value or leave it out"
+        )));
+    }
+    if ty == DnType::CountryName {
+        if value.len() != 2 || !value.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(PkiError::BadInput(format!(
+                "C={value} is not a country code: use the two-letter ISO 3166 code, e.g. C=US or C=DE"
+            )));
+        }
+        let code = PrintableString::try_from(value.to_ascii_uppercase())
+            .map_err(|e| PkiError::BadInput(format!("C={value}: {e}")))?;
+        dn.push(ty, DnValue::PrintableString(code));
+        return Ok(());
+    }
+    if value.chars().count() > upper_bound {
+        return Err(PkiError::BadInput(format!(
+            "the CA name's {key}= is longer than {upper_bound} characters (RFC 5280's upper bound)"
+        )));
+    }
+    dn.push(ty, value);
+    Ok(())
 }
 
 impl Ca {
@@ -93,11 +122,8 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(name)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        // The CA key signs certificates and CRLs, nothing else (no OCSP responses).
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = to_offset(now - Duration::minutes(5));
         params.not_after = to_offset(now + Duration::days(VALIDITY_DAYS));
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()));

@@ -5,6 +5,7 @@ use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
 
+use super::keys::{self, Check, KeyKind};
 use super::PkiError;
 
 pub const MAX_CSR_PEM: usize = 16 * 1024;
@@ -15,6 +16,7 @@ pub struct VerifiedCsr {
     pub spki_der: Vec<u8>,
     /// DNS names the CSR asks for (reported, never copied into a certificate unchecked).
     pub dns_names: Vec<String>,
+    pub key: KeyKind,
 }
 
 fn bad(msg: impl Into<String>) -> PkiError {
@@ -48,12 +50,31 @@ pub fn verify_der(der: &[u8]) -> Result<VerifiedCsr, PkiError> {
     if !rest.is_empty() {
         return Err(bad("the CSR has trailing data"));
     }
-    csr.verify_signature().map_err(|_| {
-        bad("the CSR's signature does not verify: it must be signed by the key it carries")
-    })?;
-    let spki_der = csr.certification_request_info.subject_pki.raw.to_vec();
+    let info = &csr.certification_request_info;
+    // Key and algorithm first: a refusal then names the real reason, not a failed check.
+    let key = keys::classify(&info.subject_pki)?;
+    let verified = match keys::signature_check(&csr.signature_algorithm, key)? {
+        Check::Standard => csr.verify_signature().is_ok(),
+        Check::Pss { hash, salt_len } => keys::verify_pss(
+            &info.subject_pki,
+            hash,
+            salt_len,
+            info.raw,
+            &csr.signature_value.data,
+        ),
+    };
+    if !verified {
+        return Err(bad(
+            "the CSR's signature does not verify: it must be signed by the key it carries",
+        ));
+    }
+    let spki_der = info.subject_pki.raw.to_vec();
     rcgen::SubjectPublicKeyInfo::from_der(&spki_der).map_err(|_| {
-        bad("the CSR's key type is not supported: use ECDSA P-256/P-384, Ed25519 or RSA")
+        bad(format!(
+            "the CSR's {} key cannot be used; {}",
+            key.name(),
+            keys::ACCEPTED
+        ))
     })?;
     let mut dns_names = Vec::new();
     if let Some(exts) = csr.requested_extensions() {
@@ -70,5 +91,6 @@ pub fn verify_der(der: &[u8]) -> Result<VerifiedCsr, PkiError> {
     Ok(VerifiedCsr {
         spki_der,
         dns_names,
+        key,
     })
 }

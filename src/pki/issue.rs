@@ -1,13 +1,15 @@
 //! Leaf certificates for hosts: CN and DNS SANs from the approved names, the host ID as a
-//! `urn:uuid:` URI SAN, server and client authentication, a random 128-bit serial.
+//! `urn:uuid:` URI SAN, server and client authentication, a random 128-bit serial, key
+//! usages that fit the key type, and where to find the CRL and the CA certificate.
 
 use chrono::{Duration, NaiveDateTime};
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SanType, SerialNumber, SubjectPublicKeyInfo,
+    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 
 use super::ca::Ca;
+use super::keys;
 use super::{random_serial, serial_hex, sha256_fingerprint, to_offset, PkiError};
 
 pub struct LeafRequest<'a> {
@@ -19,6 +21,47 @@ pub struct LeafRequest<'a> {
     pub spki_der: &'a [u8],
     pub validity_days: i64,
     pub now: NaiveDateTime,
+    /// The server's public base URL (`Site::public_url`): the certificate names
+    /// `{public_url}/crl` as its CRL distribution point and `{public_url}/ca.crt` (DER) as
+    /// its CA issuers location. Empty leaves both out.
+    pub public_url: &'a str,
+}
+
+/// RFC 5280's ub-common-name: a longer primary name lives in the SAN only.
+pub const MAX_COMMON_NAME: usize = 64;
+
+/// Where the CRL is published, below the public URL.
+pub const CRL_PATH: &str = "/crl";
+/// Where the CA certificate is published as DER (RFC 5280, 4.2.2.1: caIssuers over HTTP
+/// is one DER certificate), below the public URL.
+pub const CA_ISSUERS_PATH: &str = "/ca.crt";
+
+/// The authorityInfoAccess extension with one caIssuers URI (RFC 5280, 4.2.2.1); rcgen
+/// has no type for it.
+fn authority_info_access(uri: &str) -> CustomExtension {
+    // AccessDescription { id-ad-caIssuers, [6] IA5String uri }
+    const CA_ISSUERS: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    let mut location = vec![0x86];
+    der_len(&mut location, uri.len());
+    location.extend_from_slice(uri.as_bytes());
+    let mut description = vec![0x30];
+    der_len(&mut description, CA_ISSUERS.len() + location.len());
+    description.extend_from_slice(CA_ISSUERS);
+    description.extend_from_slice(&location);
+    let mut content = vec![0x30];
+    der_len(&mut content, description.len());
+    content.extend_from_slice(&description);
+    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], content)
+}
+
+fn der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len < 0x100 {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else {
+        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -40,12 +83,21 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
         .names
         .first()
         .ok_or_else(|| PkiError::Internal("a certificate needs a name".into()))?;
+    let kind = keys::classify_der(req.spki_der)?;
     let key = SubjectPublicKeyInfo::from_der(req.spki_der)
         .map_err(|e| PkiError::BadInput(format!("unsupported public key: {e}")))?;
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, primary.as_str());
-    params.distinguished_name = dn;
+    // With no CN the subject is empty, and rcgen then marks the SAN critical (RFC 5280,
+    // 4.2.1.6).
+    let subject = if primary.len() <= MAX_COMMON_NAME {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, primary.as_str());
+        params.distinguished_name = dn;
+        format!("CN={primary}")
+    } else {
+        params.distinguished_name = DistinguishedName::new();
+        String::new()
+    };
     let mut sans = Vec::with_capacity(req.names.len() + 1);
     for n in req.names {
         if let Ok(ip) = n.parse::<std::net::IpAddr>() {
@@ -66,15 +118,21 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     }
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = kind.leaf_key_usages();
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
+    if !req.public_url.is_empty() {
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![format!("{}{CRL_PATH}", req.public_url)],
+        }];
+        params.custom_extensions = vec![authority_info_access(&format!(
+            "{}{CA_ISSUERS_PATH}",
+            req.public_url
+        ))];
+    }
     let serial = random_serial();
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     let now = req.now.and_utc().timestamp();
@@ -91,7 +149,7 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     Ok(IssuedCert {
         pem: cert.pem(),
         serial: serial_hex(&serial),
-        subject: format!("CN={primary}"),
+        subject,
         not_before,
         not_after,
         sha256: sha256_fingerprint(cert.der()),

@@ -5,6 +5,7 @@ pub mod ca;
 pub mod crl;
 pub mod csr;
 pub mod issue;
+pub mod keys;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};

@@ -137,3 +137,11 @@ pub fn revoke_host(
     }
     Ok(n)
 }
+
+/// The TLS certificates this server issued to itself (see `pki::SERVER_HOST_ID`), newest
+/// first, and the time they were read at.
+pub fn server_certificates(ctx: &Ctx) -> Result<(Vec<Certificate>, NaiveDateTime), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let rows = Certificate::for_host(&mut conn, super::pki::SERVER_HOST_ID)?;
+    Ok((rows, db::now()))
+}

@@ -79,6 +79,7 @@ fn presign(ctx: &Ctx, hostname: &str, csr: &VerifiedCsr) -> Option<Presigned> {
             spki_der: &csr.spki_der,
             validity_days,
             now: db::now(),
+            public_url: &ctx.site.public_url,
         },
     )
     .ok()?;
@@ -392,6 +393,7 @@ pub(super) fn issue_and_store(
                 spki_der: &csr.spki_der,
                 validity_days,
                 now,
+                public_url: &ctx.site.public_url,
             },
         )?,
     };

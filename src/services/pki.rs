@@ -220,3 +220,73 @@ pub fn rebuild_crl_soon(ctx: &Ctx) {
         rebuild_crl_after_revocation(ctx);
     }
 }
+
+/// The host the server's own TLS certificates belong to. The certificates table needs a
+/// host; this one is created with the first TLS certificate. Its name has a space, so it is
+/// never a host name: no enrollment, mapping or token names it.
+pub const SERVER_HOST_ID: &str = "00000000-0000-0000-0000-000000000000";
+pub const SERVER_HOST_NAME: &str = "(hostca server)";
+
+/// Records a TLS certificate the server issued to itself, in one transaction with its
+/// audit event: listed and revocable like any other, and on the CRL once revoked. The
+/// certificate it replaces (`previous`, this process's own) is revoked as superseded.
+pub fn record_server_certificate(
+    pool: &crate::db::Pool,
+    cert: &crate::pki::issue::IssuedCert,
+    names: &[String],
+    previous: Option<&str>,
+) -> Result<(), AppError> {
+    use crate::models::certificate::NewCertificate;
+    use crate::models::host::{Host, NewHost};
+    let mut conn = db::get(pool)?;
+    db::write_tx(&mut conn, |c| {
+        let now = db::now();
+        if Host::find_by_host_id(c, SERVER_HOST_ID)?.is_none() {
+            Host::insert(
+                c,
+                &NewHost {
+                    host_id: SERVER_HOST_ID,
+                    primary_name: SERVER_HOST_NAME,
+                    created_at: now,
+                    created_by: "system",
+                },
+            )?;
+        }
+        Certificate::insert(
+            c,
+            &NewCertificate {
+                serial: &cert.serial,
+                host_id: SERVER_HOST_ID,
+                subject: &cert.subject,
+                names: &names.join(","),
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+                fingerprint_sha256: &cert.sha256,
+                pem: &cert.pem,
+                token_name: None,
+                created_at: now,
+            },
+        )?;
+        if let Some(old) = previous {
+            Certificate::revoke(c, old, Reason::Superseded.key(), "system", now)?;
+        }
+        super::audit::record(
+            c,
+            &super::audit::Event::new(super::audit::CERT, "issue_tls", "system", &cert.serial)
+                .describe(format!(
+                    "TLS certificate {} issued to this server for {} until {} UTC{}",
+                    cert.serial,
+                    names.join(", "),
+                    cert.not_after,
+                    previous.map_or(String::new(), |p| format!(", superseding {p}"))
+                )),
+        )
+    })
+}
+
+/// Whether a certificate has been revoked (an administrator revoking the server's TLS
+/// certificate makes the server replace it).
+pub fn is_revoked(pool: &crate::db::Pool, serial: &str) -> Result<bool, AppError> {
+    let mut conn = db::get(pool)?;
+    Ok(Certificate::find_by_serial(&mut conn, serial)?.is_some_and(|c| c.revoked_at.is_some()))
+}

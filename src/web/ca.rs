@@ -1,15 +1,29 @@
-//! Security > Certificate authority: the CA certificate and the CRL.
+//! Security > Certificate authority: the CA certificate, the CRL, and the server's own TLS
+//! certificates. Also `/ca.crt`: the CA certificate as DER, where issued certificates'
+//! authorityInfoAccess points.
 
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
 use super::auth::Auth;
+use super::certificates::CertView;
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::services::Ctx;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/security/ca", web::get().to(show));
+    cfg.route("/security/ca", web::get().to(show))
+        .route(crate::pki::issue::CA_ISSUERS_PATH, web::get().to(ca_der));
+}
+
+/// RFC 5280, 4.2.2.1: a caIssuers URI over HTTP names one DER certificate, served as
+/// `application/pkix-cert` (RFC 2585).
+async fn ca_der(ctx: web::Data<Ctx>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/pkix-cert")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .insert_header(("Content-Disposition", "inline; filename=\"ca.crt\""))
+        .body(ctx.pki.ca.cert_der.clone())
 }
 
 #[derive(Template)]
@@ -25,12 +39,16 @@ struct CaPage {
     this_update: When,
     next_update: When,
     revoked: usize,
+    /// The server's own TLS certificates, newest first.
+    tls_certs: Vec<CertView>,
 }
 
 async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError> {
+    let svc_ctx = ctx.clone();
+    let (tls, now) =
+        web::block(move || crate::services::certificates::server_certificates(&svc_ctx)).await??;
     let ca = &ctx.pki.ca;
     let crl = ctx.pki.crl();
-    let now = crate::db::now();
     view::ok(&CaPage {
         page: auth.page("Certificate authority", "ca"),
         subject: ca.subject.clone(),
@@ -42,5 +60,6 @@ async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
         this_update: When::of(crl.this_update, now),
         next_update: When::of(crl.next_update, now),
         revoked: crl.entries,
+        tls_certs: tls.iter().map(|c| CertView::of(c, now)).collect(),
     })
 }
