@@ -62,6 +62,7 @@ impl Application {
             site: Arc::new(Site {
                 public_url: config.public_url(port),
                 server_names: config.server_names(),
+                resolver: Default::default(),
             }),
         };
         if let Ok(mut conn) = crate::db::get(&ctx.pool) {

@@ -104,6 +104,8 @@ diesel::table! {
         audit_anchor_id -> BigInt,
         audit_anchor_hash -> Text,
         updated_at -> Nullable<Timestamp>,
+        allowed_domains -> Text,
+        reserved_names -> Text,
     }
 }
 

@@ -20,6 +20,10 @@ pub struct Settings {
     pub audit_anchor_id: i64,
     pub audit_anchor_hash: String,
     pub updated_at: Option<chrono::NaiveDateTime>,
+    /// The name policy's DNS suffixes, one a line; empty means any name.
+    pub allowed_domains: String,
+    /// Names an administrator reserved, one a line (the server's own are added at run time).
+    pub reserved_names: String,
 }
 
 impl Settings {
@@ -65,6 +69,8 @@ pub struct SettingsChange {
     pub auto_reissue_minutes: i32,
     pub audit_retention_days: i32,
     pub updated_at: Option<chrono::NaiveDateTime>,
+    pub allowed_domains: String,
+    pub reserved_names: String,
 }
 
 impl Settings {

@@ -26,6 +26,9 @@ pub struct SettingsInput {
     pub auto_reissue_minutes: String,
     pub audit_retention_days: String,
     pub reason: String,
+    /// The name policy's lists as typed (one entry a line, or separated by commas).
+    pub allowed_domains: String,
+    pub reserved_names: String,
 }
 
 impl SettingsInput {
@@ -37,6 +40,8 @@ impl SettingsInput {
             auto_reissue_minutes: s.auto_reissue_minutes.to_string(),
             audit_retention_days: s.audit_retention_days.to_string(),
             reason: String::new(),
+            allowed_domains: s.allowed_domains.clone(),
+            reserved_names: s.reserved_names.clone(),
         }
     }
 }
@@ -58,6 +63,27 @@ fn number(
             errors.insert(field, format!("a whole number of {unit} from {lo} to {hi}"));
             lo
         }
+    }
+}
+
+/// A name-policy list, normalised for storage (one entry a line).
+fn name_list(errors: &mut FieldErrors, field: &'static str, text: &str, ips: bool) -> String {
+    match crate::names::parse_list(text, ips) {
+        Ok(list) => list.join("\n"),
+        Err(e) => {
+            errors.insert(field, e);
+            String::new()
+        }
+    }
+}
+
+/// How a list reads in an audit event.
+fn shown_list(stored: &str) -> String {
+    let list = crate::names::stored_list(stored);
+    if list.is_empty() {
+        "(none)".into()
+    } else {
+        list.join(", ")
     }
 }
 
@@ -91,6 +117,13 @@ fn validate(input: &SettingsInput) -> Result<(SettingsChange, String), FieldErro
             "days",
         ),
         updated_at: Some(db::now()),
+        allowed_domains: name_list(
+            &mut errors,
+            "allowed_domains",
+            &input.allowed_domains,
+            false,
+        ),
+        reserved_names: name_list(&mut errors, "reserved_names", &input.reserved_names, true),
     };
     let reason = input.reason.trim().to_string();
     if reason.is_empty() {
@@ -154,6 +187,21 @@ pub fn update(
                 change.audit_retention_days.to_string(),
             ),
         ];
+        let pairs: Vec<(&'static str, String, String)> = pairs
+            .into_iter()
+            .chain([
+                (
+                    "allowed_domains",
+                    shown_list(&old.allowed_domains),
+                    shown_list(&change.allowed_domains),
+                ),
+                (
+                    "reserved_names",
+                    shown_list(&old.reserved_names),
+                    shown_list(&change.reserved_names),
+                ),
+            ])
+            .collect();
         let changed: Vec<_> = pairs.iter().filter(|(_, a, b)| a != b).collect();
         if changed.is_empty() {
             return Ok(Vec::new());

@@ -65,6 +65,8 @@ fn schemas() -> Value {
             "certificate_validity_days": {"type": "integer", "minimum": 1, "maximum": 825},
             "auto_reissue_minutes": {"type": "integer", "minimum": 0, "maximum": 43200},
             "audit_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650},
+            "allowed_domains": {"type": "array", "items": {"type": "string"}},
+            "reserved_names": {"type": "array", "items": {"type": "string"}},
             "reason": text
         }), &["reason"]),
     })

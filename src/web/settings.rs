@@ -72,6 +72,8 @@ async fn save(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespons
         auto_reissue_minutes: form.text("auto_reissue_minutes"),
         audit_retention_days: form.text("audit_retention_days"),
         reason: form.text("reason"),
+        allowed_domains: form.text("allowed_domains"),
+        reserved_names: form.text("reserved_names"),
     };
     let actor = auth.actor();
     let (c, i) = (ctx.clone(), input.clone());
