@@ -408,6 +408,10 @@ async fn the_name_policy_is_edited_on_the_settings_page_and_audited() {
     let html = app.get_html("/security/settings").await;
     assert!(html.contains("<label for=\"allowed_domains\">Allowed domains</label>"));
     assert!(html.contains("<label for=\"reserved_names\">Reserved names</label>"));
+    let own = &html[html
+        .find("always reserved: ")
+        .expect("the server's names are shown")..];
+    assert!(own[..200.min(own.len())].contains("localhost"));
     let r = app
         .post(
             "/security/settings",

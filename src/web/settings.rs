@@ -24,6 +24,8 @@ struct SettingsPage {
     input: SettingsInput,
     errors: FieldErrors,
     levels: Vec<(&'static str, &'static str, &'static str)>,
+    /// This server's own names, always reserved.
+    server_names: String,
 }
 
 impl SettingsPage {
@@ -43,6 +45,7 @@ async fn render_page(
     errors: FieldErrors,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
+    let server_names = ctx.site.server_names.join(", ");
     let (settings, checks) =
         web::block(move || Ok::<_, AppError>((svc::load(&ctx)?, checklist::run(&ctx, ctx.tls)?)))
             .await??;
@@ -54,6 +57,7 @@ async fn render_page(
             input: input.unwrap_or_else(|| SettingsInput::of(&settings)),
             errors,
             levels: LEVELS.to_vec(),
+            server_names,
         },
     )
 }
