@@ -689,8 +689,17 @@ async fn renewal_needs_the_same_key() {
 async fn medium_level_trusts_a_name_that_resolves_to_the_caller() {
     let app = spawn_app().await;
     app.set_security_level("medium");
+    // localhost resolves to the caller but is one of the server's own names: never certified.
     let (_k, csr) = openssl_csr(&app.scratch(), "lh", "localhost", &[]);
     let (s, b) = app.enroll("localhost", &csr, None).await;
+    assert_eq!(s, 422, "{b}");
+    // No other name resolves to 127.0.0.1 here: the test resolver stands in for DNS.
+    app.ctx.site.resolver.set_lookup(|name| match name {
+        "near.example.com" => vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        _ => Vec::new(),
+    });
+    let (_k, csr) = openssl_csr(&app.scratch(), "near", "near.example.com", &[]);
+    let (s, b) = app.enroll("near.example.com", &csr, None).await;
     assert_eq!(s, 201, "{b}");
     let (_k, csr) = openssl_csr(&app.scratch(), "far", "far.example.invalid", &[]);
     let (s, _) = app.enroll("far.example.invalid", &csr, None).await;
