@@ -5,6 +5,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod models;
+pub mod names;
 pub mod pki;
 pub mod secrets;
 pub mod services;

@@ -121,7 +121,10 @@ async fn a_deleted_middle_row_is_reported() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("DELETED: events {victim}")), "{out}");
     let next = all[all.iter().position(|i| *i == victim).unwrap() + 1];
-    assert!(out.contains(&format!("BROKEN CHAIN before events {next}")), "{out}");
+    assert!(
+        out.contains(&format!("BROKEN CHAIN before events {next}")),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -297,7 +300,11 @@ async fn an_upgraded_database_is_rekeyed_with_an_event_and_still_verifies() {
     assert!(app.data_dir().join("audit.key").exists(), "a new key");
     let rekeyed: Vec<(i64, String, i32)> = audit_events::table
         .filter(audit_events::action.eq("audit_chain_rekeyed"))
-        .select((audit_events::id, audit_events::category, audit_events::chain))
+        .select((
+            audit_events::id,
+            audit_events::category,
+            audit_events::chain,
+        ))
         .load(&mut *app.conn())
         .unwrap();
     assert_eq!(rekeyed.len(), 1, "the switch is one event");
@@ -315,7 +322,10 @@ async fn an_upgraded_database_is_rekeyed_with_an_event_and_still_verifies() {
         .unwrap();
     let (code, out) = verify(&app);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&format!("EDITED: events {}", last_legacy - 1)), "{out}");
+    assert!(
+        out.contains(&format!("EDITED: events {}", last_legacy - 1)),
+        "{out}"
+    );
     // And moving the end of the old chain by hand breaks the seal.
     diesel::update(audit_events::table.find(last_legacy - 1))
         .set(audit_events::description.eq(""))
@@ -387,7 +397,11 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
     app.set_security_level("very_high");
     for _ in 0..3 {
         let (s, _) = app
-            .enroll("claimed.example.com", &common::quick_csr("claimed.example.com"), None)
+            .enroll(
+                "claimed.example.com",
+                &common::quick_csr("claimed.example.com"),
+                None,
+            )
             .await;
         assert!(s >= 400 && s < 500, "{s}");
     }
@@ -415,9 +429,16 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
         .load(&mut *app.conn())
         .unwrap();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|(a, _, _)| a == "host:127.0.0.1"), "{rows:?}");
+    assert!(
+        rows.iter().all(|(a, _, _)| a == "host:127.0.0.1"),
+        "{rows:?}"
+    );
     assert_eq!(rows.iter().map(|r| r.2).sum::<i64>(), 4, "{rows:?}");
-    assert!(rows.iter().any(|(_, t, n)| t == "claimed.example.com" && *n == 3), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|(_, t, n)| t == "claimed.example.com" && *n == 3),
+        "{rows:?}"
+    );
 }
 
 async fn security_admin(app: &TestApp, name: &str) -> common::Browser {
@@ -576,16 +597,26 @@ async fn a_backup_records_its_kdf_and_old_format_backups_still_restore() {
     let file = std::fs::read(&out).unwrap();
     let header = hostca::services::backup::kdf_header(&file).expect("a KDF header");
     assert_eq!(header.kdf, "argon2id");
-    assert!(header.m >= 19_456 && header.t >= 2 && header.p >= 1, "{header:?}");
+    assert!(
+        header.m >= 19_456 && header.t >= 2 && header.p >= 1,
+        "{header:?}"
+    );
     assert!(hex::decode(&header.salt).unwrap().len() >= 16);
     let (code, msg) = restore(&app, &out, "restored");
     assert_eq!(code, 0, "{msg}");
-    assert!(app.scratch().join("restored/audit.key").exists(), "the audit key is restored");
+    assert!(
+        app.scratch().join("restored/audit.key").exists(),
+        "the audit key is restored"
+    );
 
     // A tampered header (weaker parameters) does not decrypt.
     let text = String::from_utf8_lossy(&file).into_owned();
     let weakened_at = file.iter().position(|b| *b == b'\n').unwrap() + 1;
-    let line_end = weakened_at + file[weakened_at..].iter().position(|b| *b == b'\n').unwrap();
+    let line_end = weakened_at
+        + file[weakened_at..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .unwrap();
     let mut weak_header = header.clone();
     weak_header.t = 1;
     let mut tampered = file[..weakened_at].to_vec();
@@ -622,9 +653,13 @@ async fn a_backup_records_its_kdf_and_old_format_backups_still_restore() {
     argon2::Argon2::default()
         .hash_password_into(b"a long backup passphrase", &salt, &mut old_key)
         .unwrap();
-    let old_sealed = chacha20poly1305::ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&old_key))
-        .encrypt(chacha20poly1305::Nonce::from_slice(&nonce), plain.as_slice())
-        .unwrap();
+    let old_sealed =
+        chacha20poly1305::ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&old_key))
+            .encrypt(
+                chacha20poly1305::Nonce::from_slice(&nonce),
+                plain.as_slice(),
+            )
+            .unwrap();
     let mut old = b"HOSTCA-BACKUP-1\n".to_vec();
     old.extend_from_slice(&salt);
     old.extend_from_slice(&nonce);

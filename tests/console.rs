@@ -66,6 +66,11 @@ fn cert_text(app: &TestApp, body: &serde_json::Value) -> String {
 async fn mappings_are_discovered_auto_approved_or_pending_and_conflicts_show() {
     let app = spawn_app().await;
     app.login().await;
+    // Names are approved automatically only inside the allowed domains.
+    diesel::update(settings::table)
+        .set(settings::allowed_domains.eq("example.com"))
+        .execute(&mut *app.conn())
+        .unwrap();
     // Auto-map on (default): an extra CSR name without conflict is approved and certified.
     let a = enroll_with_token(&app, "alpha.example.com", &["alpha-alias.example.com"]).await;
     let a_id = a["host_id"].as_str().unwrap().to_string();
@@ -212,6 +217,11 @@ async fn mappings_are_discovered_auto_approved_or_pending_and_conflicts_show() {
 async fn a_renamed_host_gets_a_certificate_for_its_new_name_with_the_same_host_id() {
     let app = spawn_app().await;
     app.login().await;
+    // Names are approved automatically only inside the allowed domains.
+    diesel::update(settings::table)
+        .set(settings::allowed_domains.eq("example.com"))
+        .execute(&mut *app.conn())
+        .unwrap();
     let first = enroll_with_token(&app, "oldname.example.com", &[]).await;
     let host_id = first["host_id"].as_str().unwrap().to_string();
     // The administrator revokes the old certificate and issues a reissue token.
@@ -842,7 +852,10 @@ async fn repeated_failed_logins_are_throttled() {
         .load(&mut *app.conn())
         .unwrap();
     assert_eq!(
-        throttled.iter().map(|d| d.matches("throttled").count()).sum::<usize>(),
+        throttled
+            .iter()
+            .map(|d| d.matches("throttled").count())
+            .sum::<usize>(),
         2,
         "{throttled:?}"
     );

@@ -499,6 +499,11 @@ async fn thirty_two_enrollments_on_three_uses_issue_exactly_three() {
 #[tokio::test]
 async fn a_reissue_keeps_the_host_id_and_supersedes_the_old_certificate() {
     let app = spawn_app().await;
+    // The renamed host's new name is approved at once only inside the allowed domains.
+    diesel::update(hostca::db::schema::settings::table)
+        .set(hostca::db::schema::settings::allowed_domains.eq("example.com"))
+        .execute(&mut *app.conn())
+        .unwrap();
     app.login().await;
     let dir = app.scratch();
     let value = token(&app, "first", "1").await;
@@ -669,8 +674,17 @@ async fn renewal_needs_the_same_key() {
 async fn medium_level_trusts_a_name_that_resolves_to_the_caller() {
     let app = spawn_app().await;
     app.set_security_level("medium");
+    // localhost resolves to the caller but is one of the server's own names: never certified.
     let (_k, csr) = openssl_csr(&app.scratch(), "lh", "localhost", &[]);
     let (s, b) = app.enroll("localhost", &csr, None).await;
+    assert_eq!(s, 422, "{b}");
+    // No other name resolves to 127.0.0.1 here: the test resolver stands in for DNS.
+    app.ctx.site.resolver.set_lookup(|name| match name {
+        "near.example.com" => vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        _ => Vec::new(),
+    });
+    let (_k, csr) = openssl_csr(&app.scratch(), "near", "near.example.com", &[]);
+    let (s, b) = app.enroll("near.example.com", &csr, None).await;
     assert_eq!(s, 201, "{b}");
     let (_k, csr) = openssl_csr(&app.scratch(), "far", "far.example.invalid", &[]);
     let (s, _) = app.enroll("far.example.invalid", &csr, None).await;

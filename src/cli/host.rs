@@ -370,10 +370,12 @@ pub fn get_crl(server: &str, dir: &Path) -> CliResult<()> {
     let now = chrono::Utc::now().naive_utc();
     match crl.next_update() {
         Some(next) if crate::pki::from_asn1(next) > now => {}
-        Some(next) => return Err(format!(
+        Some(next) => {
+            return Err(format!(
             "the CRL's next update ({} UTC) has passed: it is out of date, keeping the stored CRL",
             crate::pki::from_asn1(next)
-        )),
+        ))
+        }
         None => return Err("the CRL has no next update: keeping the stored CRL".into()),
     }
     let number = crl

@@ -109,6 +109,8 @@ diesel::table! {
         audit_anchor_id -> BigInt,
         audit_anchor_hash -> Text,
         updated_at -> Nullable<Timestamp>,
+        allowed_domains -> Text,
+        reserved_names -> Text,
         renewal_interval_minutes -> Integer,
         audit_key_id -> Text,
         audit_legacy_through -> BigInt,

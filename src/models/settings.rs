@@ -20,6 +20,12 @@ pub struct Settings {
     pub audit_anchor_id: i64,
     pub audit_anchor_hash: String,
     pub updated_at: Option<chrono::NaiveDateTime>,
+    /// The name policy's DNS suffixes, one a line; empty means any name.
+    #[serde(default)]
+    pub allowed_domains: String,
+    /// Names an administrator reserved, one a line (the server's own are added at run time).
+    #[serde(default)]
+    pub reserved_names: String,
     /// At most one renewal per host in this many minutes (0: no limit).
     #[serde(default = "default_renewal_interval")]
     pub renewal_interval_minutes: i32,
@@ -86,6 +92,8 @@ pub struct SettingsChange {
     pub updated_at: Option<chrono::NaiveDateTime>,
     /// `None` leaves the value as it is (a form or script that does not send it).
     pub renewal_interval_minutes: Option<i32>,
+    pub allowed_domains: String,
+    pub reserved_names: String,
 }
 
 impl Settings {

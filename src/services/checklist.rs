@@ -49,6 +49,16 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
         format!("The security level is {}.", settings.security_level.replace('_', " ")),
         "The security level is medium: a name that resolves to the caller gets a certificate without a token. Raise it to high or very high.".into(),
     ));
+    let allowed = crate::names::stored_list(&settings.allowed_domains);
+    checks.push(check(
+        !allowed.is_empty(),
+        "A name policy",
+        format!(
+            "Hosts may be certified for names under {} only; other names wait for an administrator.",
+            allowed.join(", ")
+        ),
+        "No allowed domains are set: a host with a token may ask for any name, and no discovered name is mapped automatically. Set the allowed domains below.".into(),
+    ));
     let conflicts: Vec<String> = {
         let names = HostMapping::conflicting_names(&mut conn)?;
         let pending: Vec<String> = HostMapping::in_state(&mut conn, Some(PENDING), 5000)?

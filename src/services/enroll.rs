@@ -1,6 +1,6 @@
 //! Hosts get certificates: enrollment (with a token or by the security level) and renewal.
 
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use chrono::NaiveDateTime;
@@ -11,9 +11,10 @@ use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, NewCertificate};
 use crate::models::host::Host;
-use crate::models::host_mapping::APPROVED;
+use crate::models::host_mapping::{HostMapping, APPROVED};
 use crate::models::settings::Settings;
-use crate::models::token::{Token, KIND_REISSUE};
+use crate::models::token::{Token, TokenState, KIND_REISSUE};
+use crate::names::{self, Kind, NamePolicy};
 use crate::pki::csr::{self, VerifiedCsr};
 use crate::pki::issue::{self, IssuedCert, LeafRequest};
 use crate::pki::Reason;
@@ -50,8 +51,20 @@ enum Step {
 }
 
 /// Counts a refusal (aggregated per source and minute, see `audit::refused`).
-fn refusal(ctx: &Ctx, peer: Option<IpAddr>, target: &str, e: AppError) -> Result<AppError, AppError> {
-    audit::refused(ctx, peer, audit::CERT, "request", target, format!("certificate request refused ({}): {e}", e.status().as_u16()));
+fn refusal(
+    ctx: &Ctx,
+    peer: Option<IpAddr>,
+    target: &str,
+    e: AppError,
+) -> Result<AppError, AppError> {
+    audit::refused(
+        ctx,
+        peer,
+        audit::CERT,
+        "request",
+        target,
+        format!("certificate request refused ({}): {e}", e.status().as_u16()),
+    );
     Ok(e)
 }
 
@@ -105,6 +118,10 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_string);
+        let resolved = match (&token, req.peer) {
+            (None, Some(peer)) => lookup_if_medium(ctx, &hostname, peer)?,
+            _ => None,
+        };
         let (job_ctx, peer) = (ctx.clone(), req.peer);
         ctx.writer.write(move |c| {
             enroll_in(
@@ -114,6 +131,7 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
                 &csr,
                 token.as_deref(),
                 peer,
+                resolved,
                 presigned,
             )
         })
@@ -123,7 +141,17 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
 
 /// Records a request that was refused before it could be read (a malformed body).
 pub fn refuse(ctx: &Ctx, peer: Option<IpAddr>, action: &'static str, error: AppError) -> AppError {
-    audit::refused(ctx, peer, audit::CERT, action, "unknown", format!("certificate request refused ({}): {error}", error.status().as_u16()));
+    audit::refused(
+        ctx,
+        peer,
+        audit::CERT,
+        action,
+        "unknown",
+        format!(
+            "certificate request refused ({}): {error}",
+            error.status().as_u16()
+        ),
+    );
     error
 }
 
@@ -145,10 +173,39 @@ fn finish(
         Ok(Step::Refused(e)) => Err(e),
         Err(e) => {
             if e.status().is_client_error() {
-                audit::refused(ctx, peer, audit::CERT, action, target, format!("certificate request refused ({}): {e}", e.status().as_u16()));
+                audit::refused(
+                    ctx,
+                    peer,
+                    audit::CERT,
+                    action,
+                    target,
+                    format!("certificate request refused ({}): {e}", e.status().as_u16()),
+                );
             }
             Err(e)
         }
+    }
+}
+
+/// At security level medium, whether the name resolves to the requesting address, asked
+/// here on the request's own thread and never by the writer: a resolver that does not
+/// answer delays this request alone, by `names::LOOKUP_TIMEOUT` at most. `None` when the
+/// level is not medium (the writer then never consults it).
+fn lookup_if_medium(ctx: &Ctx, hostname: &str, peer: IpAddr) -> Result<Option<bool>, AppError> {
+    let level = Settings::load(&mut *db::get(&ctx.pool)?)?.security_level;
+    if level != "medium" {
+        return Ok(None);
+    }
+    Ok(Some(
+        names::kind(hostname) == Kind::Dns && ctx.site.resolver.resolves_to(hostname, peer),
+    ))
+}
+
+/// Refuses, for a new host, a primary name the policy does not allow.
+fn check_new_name(policy: &NamePolicy, hostname: &str) -> Result<(), AppError> {
+    match policy.refuse_requested(hostname, false) {
+        Some(why) => Err(AppError::Unprocessable(why)),
+        None => Ok(()),
     }
 }
 
@@ -163,6 +220,7 @@ fn enroll_in(
     csr: &VerifiedCsr,
     token: Option<&str>,
     peer: Option<IpAddr>,
+    resolved: Option<bool>,
     presigned: Option<Presigned>,
 ) -> Result<Step, AppError> {
     let now = db::now();
@@ -170,6 +228,12 @@ fn enroll_in(
         .as_ref()
         .map_or_else(hosts::new_host_id, |p| p.host_id.clone());
     let settings = Settings::load(c)?;
+    let policy = mappings::policy(ctx, &settings);
+    // Reserved names, addresses and all-digit names are refused whoever asks and however:
+    // before anything else, so that nothing is written or consumed for them.
+    if let Some(why) = policy.refuse_requested(hostname, true) {
+        return Err(AppError::Unprocessable(why));
+    }
     let known = hosts::find_by_name(c, hostname)?;
     let mut new_host = false;
     let (host, how, token_name, supersede) = match token {
@@ -202,8 +266,22 @@ fn enroll_in(
                             )))
                         }
                         None => {
+                            // An expired or used-up token is refused before the new name
+                            // is recorded: the conditional update refuses it (writing
+                            // nothing) with the usual message.
+                            if t.state(now) != TokenState::Active {
+                                tokens::consume_known(c, &t, hostname)?;
+                            }
                             // A renamed host: its new name becomes one of its mappings.
-                            let state = mappings::discover(c, &owner, hostname, &settings, hostname, now)?;
+                            let state = mappings::discover_with(
+                                c,
+                                &owner,
+                                hostname,
+                                &policy,
+                                settings.auto_map_host_names,
+                                hostname,
+                                now,
+                            )?;
                             if state != APPROVED {
                                 return Ok(Step::Refused(refusal(
                                     ctx,
@@ -234,6 +312,9 @@ fn enroll_in(
                                 h.host_id
                             )));
                         }
+                    }
+                    if known.is_none() {
+                        check_new_name(&policy, hostname)?;
                     }
                     let t = match &found {
                         Some(t) => tokens::consume_known(c, t, hostname)?,
@@ -276,8 +357,9 @@ fn enroll_in(
                     }
                     "medium" => match known {
                         Some(h) => (h, "security level medium (known host)".to_string(), None, false),
-                        None if resolves_to(hostname, peer) => (
+                        None if resolved == Some(true) => (
                             {
+                            check_new_name(&policy, hostname)?;
                             new_host = true;
                             hosts::create_row(c, &new_host_id, hostname, "enrollment", now)?
                         },
@@ -310,7 +392,8 @@ fn enroll_in(
                 Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
         }
     }
-    let names = certificate_names(c, &host, hostname, csr, &settings, now)?;
+    let (names, ignored) =
+        enrollment_names(c, &policy, &host, new_host, hostname, csr, &settings, now)?;
     let enrolled = issue_and_store(
         ctx,
         c,
@@ -324,16 +407,18 @@ fn enroll_in(
     )?;
     audit::record(
         c,
-        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(format!(
-            "certificate {} issued to {hostname} (host ID {}{}) via {how}",
-            enrolled.serial,
-            host.host_id,
-            if new_host {
-                ", a new host registered with it"
-            } else {
-                ""
-            }
-        )),
+        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(
+            format!(
+                "certificate {} issued to {hostname} (host ID {}{}) via {how}",
+                enrolled.serial,
+                host.host_id,
+                if new_host {
+                    ", a new host registered with it"
+                } else {
+                    ""
+                }
+            ) + &ignored_text(&ignored),
+        ),
     )?;
     Ok(Step::Issued(Issued {
         enrolled,
@@ -341,27 +426,69 @@ fn enroll_in(
     }))
 }
 
-/// The names a certificate carries: the requested one first, then any other DNS name the
-/// CSR asks for that is (or, being discovered now, becomes) an approved mapping of this
-/// host. Pending and rejected names are never put in a certificate.
-fn certificate_names(
+/// The names a certificate carries: the requested one first, then the host's other
+/// approved mappings (an administrator allowed each: an approved address becomes an IP
+/// SAN), then any other name the CSR asks for that is discovered now and approved at once
+/// under the name policy. Pending and rejected names are never put in a certificate;
+/// reserved names and all-digit names in the CSR are returned apart, to be audited.
+#[allow(clippy::too_many_arguments)]
+fn enrollment_names(
     c: &mut DbConn,
+    policy: &NamePolicy,
     host: &Host,
+    new_host: bool,
     requested: &str,
     csr: &VerifiedCsr,
     settings: &Settings,
     now: NaiveDateTime,
-) -> Result<Vec<String>, AppError> {
+) -> Result<(Vec<String>, Vec<String>), AppError> {
     let mut names = vec![requested.to_string()];
-    for n in csr.dns_names.iter().take(20) {
-        if names.contains(n) || hosts::normalize_hostname(n).as_deref() != Ok(n.as_str()) {
-            continue;
-        }
-        if mappings::discover(c, host, n, settings, requested, now)? == APPROVED {
-            names.push(n.clone());
+    let mut ignored = Vec::new();
+    // A host registered just now has no mapping but its primary name: spare the query.
+    if !new_host {
+        for m in HostMapping::for_host(c, &host.host_id)? {
+            if m.state == APPROVED
+                && !names.contains(&m.name)
+                && !policy.is_reserved(&m.name)
+                && names::kind(&m.name) != Kind::Numeric
+            {
+                names.push(m.name);
+            }
         }
     }
-    Ok(names)
+    for n in csr.dns_names.iter().take(20) {
+        if names.contains(n) || ignored.contains(n) {
+            continue;
+        }
+        if hosts::normalize_hostname(n).as_deref() != Ok(n.as_str()) {
+            continue;
+        }
+        let state = mappings::discover_with(
+            c,
+            host,
+            n,
+            policy,
+            settings.auto_map_host_names,
+            requested,
+            now,
+        )?;
+        if state == APPROVED {
+            names.push(n.clone());
+        } else if state == mappings::IGNORED {
+            ignored.push(n.clone());
+        }
+    }
+    Ok((names, ignored))
+}
+
+fn ignored_text(ignored: &[String]) -> String {
+    if ignored.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; not certified, reserved or not a host name: {}",
+        ignored.join(", ")
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -419,12 +546,4 @@ pub(super) fn issue_and_store(
         ca_certificate: ctx.pki.ca.cert_pem.clone(),
         not_after: cert.not_after,
     })
-}
-
-fn resolves_to(hostname: &str, peer: Option<IpAddr>) -> bool {
-    let Some(peer) = peer else { return false };
-    match (hostname, 0u16).to_socket_addrs() {
-        Ok(addrs) => addrs.into_iter().any(|a| a.ip() == peer),
-        Err(_) => false,
-    }
 }

@@ -189,6 +189,22 @@ pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, A
         name,
     )?;
     let name = normalize_hostname(name).map_err(AppError::BadRequest)?;
+    match crate::names::kind(&name) {
+        crate::names::Kind::Ip => {
+            return Err(AppError::BadRequest(format!(
+                "{name} is an IP address: register the host under its DNS name, then map the address to it on the host's page"
+            )))
+        }
+        crate::names::Kind::Numeric => {
+            return Err(AppError::BadRequest(format!(
+                "{name} ends in an all-digit label: it is neither a host name nor an IP address"
+            )))
+        }
+        _ => {}
+    }
+    let settings = crate::models::settings::Settings::load(&mut conn)?;
+    let policy = super::mappings::policy(ctx, &settings);
+    super::mappings::refuse_reserved(&mut conn, &policy, actor, "add_host", &name)?;
     crate::db::write_tx(&mut conn, |c| {
         if let Some(h) = find_by_name(c, &name)? {
             return Err(AppError::Conflict(format!(

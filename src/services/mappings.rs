@@ -14,6 +14,55 @@ use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED, PENDING, REJECTED};
 use crate::models::settings::Settings;
 use crate::models::user::Role;
+use crate::names::{self, Kind, NamePolicy};
+
+/// What `discover` answers for a name it will not record: one of the reserved names, or
+/// one that is neither a host name nor an address.
+pub const IGNORED: &str = "ignored";
+
+/// The name policy in force: the settings' lists and this server's own names.
+pub fn policy(ctx: &Ctx, settings: &Settings) -> NamePolicy {
+    NamePolicy::new(
+        &settings.allowed_domains,
+        &settings.reserved_names,
+        &ctx.site.server_names,
+    )
+}
+
+/// A name as an administrator types it for a mapping: an IP address (any notation) or a
+/// host name. A name ending in an all-digit label is neither.
+pub fn parse_name(input: &str) -> Result<String, AppError> {
+    if let Some(ip) = names::canonical_ip(input) {
+        return Ok(ip);
+    }
+    let name = normalize_hostname(input).map_err(AppError::BadRequest)?;
+    if names::kind(&name) == Kind::Numeric {
+        return Err(AppError::BadRequest(format!(
+            "{name} ends in an all-digit label: it is neither a host name nor an IP address"
+        )));
+    }
+    Ok(name)
+}
+
+/// Refuses an administrator's action on a reserved name, with a failed audit event.
+pub fn refuse_reserved(
+    conn: &mut DbConn,
+    policy: &NamePolicy,
+    actor: &Actor,
+    action: &'static str,
+    name: &str,
+) -> Result<(), AppError> {
+    let Some(why) = policy.refuse_reserved(name) else {
+        return Ok(());
+    };
+    audit::record_alone(
+        conn,
+        &Event::new(audit::HOST, action, &actor.username, name)
+            .describe(format!("refused: {why}"))
+            .failed(),
+    )?;
+    Err(AppError::Unprocessable(why))
+}
 
 /// A mapping with the other hosts that share its name.
 #[derive(Clone, Debug)]
@@ -85,9 +134,8 @@ pub fn overview(ctx: &Ctx) -> Result<(Vec<MappingView>, Vec<MappingView>), AppEr
     Ok((pending, all))
 }
 
-/// Records a name seen for a host in a certificate request: approved at once when
-/// automatic mapping is on and no other host has the name, pending otherwise. Returns the
-/// state the name has for this host afterwards.
+/// `discover` under the settings' own lists only (without this server's names, which
+/// need the `Ctx`): for callers that have no `Ctx` at hand.
 pub fn discover(
     c: &mut DbConn,
     host: &Host,
@@ -96,11 +144,41 @@ pub fn discover(
     actor: &str,
     now: NaiveDateTime,
 ) -> Result<String, AppError> {
+    let policy = NamePolicy::new(&settings.allowed_domains, &settings.reserved_names, &[]);
+    discover_with(
+        c,
+        host,
+        name,
+        &policy,
+        settings.auto_map_host_names,
+        actor,
+        now,
+    )
+}
+
+/// Records a name seen for a host in a certificate request: approved at once only when
+/// automatic mapping is on, the name lies in the allowed domains, is not reserved and no
+/// other host has it; pending otherwise. A reserved name, or one that is neither a host
+/// name nor an address, is not recorded at all (`IGNORED`). Returns the state the name
+/// has for this host afterwards.
+pub fn discover_with(
+    c: &mut DbConn,
+    host: &Host,
+    name: &str,
+    policy: &NamePolicy,
+    auto_map: bool,
+    actor: &str,
+    now: NaiveDateTime,
+) -> Result<String, AppError> {
+    if policy.is_reserved(name) || names::kind(name) == Kind::Numeric {
+        return Ok(IGNORED.to_string());
+    }
     if let Some(m) = HostMapping::find(c, &host.host_id, name)? {
         return Ok(m.state);
     }
     let conflict = !others(c, name, &host.host_id)?.is_empty();
-    let state = if settings.auto_map_host_names && !conflict {
+    let allowed = policy.auto_approvable(name);
+    let state = if auto_map && allowed && !conflict {
         APPROVED
     } else {
         PENDING
@@ -118,7 +196,18 @@ pub fn discover(
     let why = match (state, conflict) {
         (APPROVED, _) => "approved automatically".to_string(),
         (_, true) => "pending: the name is also mapped to another host".to_string(),
-        _ => "pending: automatic mapping is off".to_string(),
+        _ if !auto_map => "pending: automatic mapping is off".to_string(),
+        _ => match names::kind(name) {
+            Kind::Ip => "pending: an IP address is mapped only by an administrator".to_string(),
+            Kind::SingleLabel => {
+                "pending: a single-label name is mapped only by an administrator".to_string()
+            }
+            _ if policy.allowed_domains.is_empty() => {
+                "pending: no allowed domains are set, so no name is approved automatically"
+                    .to_string()
+            }
+            _ => "pending: the name is outside the allowed domains".to_string(),
+        },
     };
     audit::record(
         c,
@@ -153,7 +242,9 @@ pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<String
         "add_mapping",
         name,
     )?;
-    let name = normalize_hostname(name).map_err(AppError::BadRequest)?;
+    let name = parse_name(name)?;
+    let policy = policy(ctx, &Settings::load(&mut conn)?);
+    refuse_reserved(&mut conn, &policy, actor, "add_mapping", &name)?;
     db::write_tx(&mut conn, |c| {
         let host = find_host(c, host_id)?;
         if HostMapping::find(c, &host.host_id, &name)?.is_some() {
@@ -218,6 +309,15 @@ pub fn decide(
         action,
         name,
     )?;
+    if decision == "approve" {
+        let policy = policy(ctx, &Settings::load(&mut conn)?);
+        refuse_reserved(&mut conn, &policy, actor, action, name)?;
+        if names::kind(name) == Kind::Numeric {
+            return Err(AppError::Unprocessable(format!(
+                "{name} ends in an all-digit label: it is neither a host name nor an IP address, and cannot be approved; reject or delete it"
+            )));
+        }
+    }
     db::write_tx(&mut conn, |c| {
         let host = find_host(c, host_id)?;
         let m = find_mapping(c, &host, name)?;

@@ -50,6 +50,8 @@ pub struct Site {
     /// The server's own names (every `--tls-name`, the machine's host name, `localhost`):
     /// reserved, never certified for a host.
     pub server_names: Vec<String>,
+    /// Name lookups for security level medium (cached, with a timeout, off the writer).
+    pub resolver: std::sync::Arc<crate::names::Resolver>,
 }
 
 /// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.

@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 
 use super::audit::{self, Event};
 use super::enroll::{self, Enrolled};
-use super::{hosts, require, Actor, Ctx};
+use super::{hosts, mappings, require, Actor, Ctx};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
@@ -199,7 +199,7 @@ fn renew_in(
             active.serial
         )));
     }
-    let names = renewal_names(ctx, c, &host, csr, now)?;
+    let names = renewal_names(ctx, c, &host, csr, &settings, now)?;
     let enrolled = enroll::issue_and_store(ctx, c, &host, &names, csr, None, &settings, now, None)?;
     audit::record(
         c,
@@ -260,11 +260,6 @@ fn next_renewal(
         .map(|last| last + Duration::minutes(i64::from(settings.renewal_interval_minutes))))
 }
 
-/// A name no host is ever certified for: the server's own.
-fn reserved(ctx: &Ctx, name: &str) -> bool {
-    ctx.site.server_names.iter().any(|s| s == name)
-}
-
 /// The names the renewed certificate carries: the primary name, then every approved
 /// mapping, all read from the database. Names the CSR asks for beyond those never enter
 /// the certificate: a new one becomes at most a pending mapping for an administrator to
@@ -274,19 +269,24 @@ fn renewal_names(
     c: &mut DbConn,
     host: &Host,
     csr: &VerifiedCsr,
+    settings: &Settings,
     now: NaiveDateTime,
 ) -> Result<Vec<String>, AppError> {
+    // Reserved: the server's own names and the administrator's list.
+    let policy = mappings::policy(ctx, settings);
+    let reserved = |name: &str| policy.is_reserved(name);
     let mut names = vec![host.primary_name.clone()];
     let mappings = HostMapping::for_host(c, &host.host_id)?;
     for m in &mappings {
-        if m.state == APPROVED && !names.contains(&m.name) && !reserved(ctx, &m.name) {
+        if m.state == APPROVED && !names.contains(&m.name) && !reserved(&m.name) {
             names.push(m.name.clone());
         }
     }
     for n in csr.dns_names.iter().take(20) {
         if mappings.iter().any(|m| &m.name == n)
             || hosts::normalize_hostname(n).as_deref() != Ok(n.as_str())
-            || reserved(ctx, n)
+            || reserved(n)
+            || crate::names::kind(n) == crate::names::Kind::Numeric
             || !HostMapping::by_name(c, n)?.is_empty()
         {
             continue;

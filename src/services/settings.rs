@@ -30,6 +30,9 @@ pub struct SettingsInput {
     pub reason: String,
     /// `None`: not sent (an older form or script); the value stays as it is.
     pub renewal_interval_minutes: Option<String>,
+    /// The name policy's lists as typed (one entry a line, or separated by commas).
+    pub allowed_domains: String,
+    pub reserved_names: String,
 }
 
 impl SettingsInput {
@@ -42,6 +45,8 @@ impl SettingsInput {
             audit_retention_days: s.audit_retention_days.to_string(),
             reason: String::new(),
             renewal_interval_minutes: Some(s.renewal_interval_minutes.to_string()),
+            allowed_domains: s.allowed_domains.clone(),
+            reserved_names: s.reserved_names.clone(),
         }
     }
 }
@@ -63,6 +68,27 @@ fn number(
             errors.insert(field, format!("a whole number of {unit} from {lo} to {hi}"));
             lo
         }
+    }
+}
+
+/// A name-policy list, normalised for storage (one entry a line).
+fn name_list(errors: &mut FieldErrors, field: &'static str, text: &str, ips: bool) -> String {
+    match crate::names::parse_list(text, ips) {
+        Ok(list) => list.join("\n"),
+        Err(e) => {
+            errors.insert(field, e);
+            String::new()
+        }
+    }
+}
+
+/// How a list reads in an audit event.
+fn shown_list(stored: &str) -> String {
+    let list = crate::names::stored_list(stored);
+    if list.is_empty() {
+        "(none)".into()
+    } else {
+        list.join(", ")
     }
 }
 
@@ -105,6 +131,13 @@ fn validate(input: &SettingsInput) -> Result<(SettingsChange, String), FieldErro
                 "minutes",
             )
         }),
+        allowed_domains: name_list(
+            &mut errors,
+            "allowed_domains",
+            &input.allowed_domains,
+            false,
+        ),
+        reserved_names: name_list(&mut errors, "reserved_names", &input.reserved_names, true),
     };
     let reason = input.reason.trim().to_string();
     if reason.is_empty() {
@@ -189,6 +222,21 @@ pub fn update(
                     .to_string(),
             ),
         ];
+        let pairs: Vec<(&'static str, String, String)> = pairs
+            .into_iter()
+            .chain([
+                (
+                    "allowed_domains",
+                    shown_list(&old.allowed_domains),
+                    shown_list(&change.allowed_domains),
+                ),
+                (
+                    "reserved_names",
+                    shown_list(&old.reserved_names),
+                    shown_list(&change.reserved_names),
+                ),
+            ])
+            .collect();
         let changed: Vec<_> = pairs.iter().filter(|(_, a, b)| a != b).collect();
         if changed.is_empty() {
             return Ok(Vec::new());

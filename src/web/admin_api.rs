@@ -544,6 +544,8 @@ fn settings_json(s: &crate::models::settings::Settings) -> Value {
         "auto_reissue_minutes": s.auto_reissue_minutes,
         "audit_retention_days": s.audit_retention_days,
         "renewal_interval_minutes": s.renewal_interval_minutes,
+        "allowed_domains": crate::names::stored_list(&s.allowed_domains),
+        "reserved_names": crate::names::stored_list(&s.reserved_names),
     })
 }
 
@@ -570,6 +572,8 @@ async fn put_settings(
         "audit_retention_days",
         "reason",
         "renewal_interval_minutes",
+        "allowed_domains",
+        "reserved_names",
     ];
     if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError(AppError::BadRequest(format!(
@@ -605,6 +609,27 @@ async fn put_settings(
         }
         if let Some(v) = obj.get("renewal_interval_minutes") {
             input.renewal_interval_minutes = Some(text(v));
+        }
+        for (key, field) in [
+            ("allowed_domains", &mut input.allowed_domains),
+            ("reserved_names", &mut input.reserved_names),
+        ] {
+            match obj.get(key) {
+                None => {}
+                Some(Value::String(s)) => *field = s.clone(),
+                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                    *field = items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                }
+                Some(_) => {
+                    return Err(FormError::Other(AppError::BadRequest(format!(
+                        "{key} must be a list of names, e.g. [\"example.com\"]"
+                    ))))
+                }
+            }
         }
         input.reason = match obj.get("reason") {
             None => String::new(),

@@ -69,6 +69,8 @@ fn schemas() -> Value {
             "auto_reissue_minutes": {"type": "integer", "minimum": 0, "maximum": 43200},
             "audit_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650},
             "renewal_interval_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
+            "allowed_domains": {"type": "array", "items": {"type": "string"}},
+            "reserved_names": {"type": "array", "items": {"type": "string"}},
             "reason": text
         }), &["reason"]),
     })

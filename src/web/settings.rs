@@ -24,6 +24,8 @@ struct SettingsPage {
     input: SettingsInput,
     errors: FieldErrors,
     levels: Vec<(&'static str, &'static str, &'static str)>,
+    /// This server's own names, always reserved.
+    server_names: String,
 }
 
 impl SettingsPage {
@@ -43,6 +45,7 @@ async fn render_page(
     errors: FieldErrors,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
+    let server_names = ctx.site.server_names.join(", ");
     let (settings, checks) =
         web::block(move || Ok::<_, AppError>((svc::load(&ctx)?, checklist::run(&ctx, ctx.tls)?)))
             .await??;
@@ -54,6 +57,7 @@ async fn render_page(
             input: input.unwrap_or_else(|| SettingsInput::of(&settings)),
             errors,
             levels: LEVELS.to_vec(),
+            server_names,
         },
     )
 }
@@ -73,6 +77,8 @@ async fn save(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpRespons
         audit_retention_days: form.text("audit_retention_days"),
         reason: form.text("reason"),
         renewal_interval_minutes: form.get("renewal_interval_minutes").map(str::to_string),
+        allowed_domains: form.text("allowed_domains"),
+        reserved_names: form.text("reserved_names"),
     };
     let actor = auth.actor();
     let (c, i) = (ctx.clone(), input.clone());
