@@ -131,6 +131,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ended_sessions (session_id) {
+        session_id -> Text,
+        user_id -> BigInt,
+        ended_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     login_attempts,
@@ -141,4 +150,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     certificates,
     audit_events,
     settings,
+    ended_sessions,
 );
