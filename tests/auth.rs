@@ -219,13 +219,6 @@ async fn an_attacker_hammering_admin_does_not_lock_out_the_real_admin() {
         assert_eq!(status(&attacker.login_as("admin", "guess").await), 429);
     }
     assert_eq!(failures(&app, "admin", "127.0.0.2"), 5);
-    let throttled: i64 = audit_events::table
-        .filter(audit_events::description.like("%127.0.0.2: throttled%"))
-        .count()
-        .get_result(&mut *app.conn())
-        .unwrap();
-    assert_eq!(throttled, 4, "each throttled attempt is still audited");
-
     // The real administrator, from another address, logs in meanwhile.
     let r = app.login_as("admin", ADMIN_PASSWORD).await;
     assert_eq!(status(&r), 303, "the real admin is not locked out");
