@@ -26,6 +26,9 @@ pub struct Config {
     /// The base URL hosts reach this server at (CRL distribution point, CA issuers); default
     /// from `listen` and the TLS names.
     pub public_url: Option<String>,
+    /// Reverse proxies in front of hostca: only from these is `X-Forwarded-For` believed
+    /// (login throttling and audit events need the client's own address).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             insecure_http: false,
             ca_name: None,
             public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -82,9 +82,13 @@ impl Application {
             None
         };
         let data = web::Data::new(ctx.clone());
+        let proxies = web::Data::new(crate::web::auth::TrustedProxies(
+            config.trusted_proxies.clone(),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(proxies.clone())
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                         .cookie_name(if secure {

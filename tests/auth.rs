@@ -748,3 +748,48 @@ async fn data_directory_modes_are_tightened_at_every_start() {
     }
     assert_eq!(status(&app.get("/security/tokens").await), 200);
 }
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_a_configured_proxy() {
+    let proxy: IpAddr = "127.0.0.3".parse().unwrap();
+    let app = spawn_app_with(|c| c.trusted_proxies = vec![proxy]).await;
+    let login_with = |b: Browser, forwarded: &'static str, password: &'static str| async move {
+        let csrf = b.csrf().await;
+        let r = b
+            .client
+            .post(b.url("/login"))
+            .header("x-forwarded-for", forwarded)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("username", "admin"),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        status(&r)
+    };
+    // Through the proxy, an attacker at 198.51.100.7 (its own header spoofs another
+    // address, which the proxy's appended entry overrides) is throttled...
+    let via_proxy = browser_from(&app, "127.0.0.3");
+    for _ in 0..5 {
+        assert_eq!(
+            login_with(via_proxy.clone(), "10.9.9.9, 198.51.100.7", "guess").await,
+            401
+        );
+    }
+    assert_eq!(failures(&app, "admin", "198.51.100.7"), 5);
+    assert_eq!(
+        login_with(via_proxy.clone(), "198.51.100.7", ADMIN_PASSWORD).await,
+        429
+    );
+    // ...while the real administrator, behind the same proxy, logs in.
+    let admin = browser_from(&app, "127.0.0.3");
+    assert_eq!(login_with(admin, "203.0.113.9", ADMIN_PASSWORD).await, 303);
+
+    // A client that is not the proxy cannot choose its address with the header.
+    let direct = browser_from(&app, "127.0.0.4");
+    assert_eq!(login_with(direct, "203.0.113.9", "guess").await, 401);
+    assert_eq!(failures(&app, "admin", "127.0.0.4"), 1);
+    assert_eq!(failures(&app, "admin", "203.0.113.9"), 0);
+}

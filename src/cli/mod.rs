@@ -139,6 +139,14 @@ struct ServeArgs {
     /// point, CA issuers). Default: from --listen, or https://<first --tls-name>:<port>.
     #[arg(long, env = "HOSTCA_PUBLIC_URL")]
     public_url: Option<String>,
+    /// The address of a reverse proxy in front of hostca (repeatable, or comma-separated
+    /// in the variable): only from these is X-Forwarded-For believed. Default: none.
+    #[arg(
+        long = "trusted-proxy",
+        env = "HOSTCA_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +347,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     config.tls_names = args.tls_names;
     config.insecure_http = args.insecure_http;
     config.public_url = args.public_url;
+    config.trusted_proxies = args.trusted_proxies;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

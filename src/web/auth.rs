@@ -72,6 +72,42 @@ pub fn current_session(session: &Session) -> Option<(i64, String, chrono::NaiveD
     Some((uid, sid, expires.naive_utc()))
 }
 
+/// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy; then the
+/// nearest address in `X-Forwarded-For` that is not itself a trusted proxy. A header from
+/// anyone else is ignored: it would let an attacker pick the address they are throttled by.
+pub fn client_address(req: &HttpRequest) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".into();
+    };
+    let trusted = req
+        .app_data::<web::Data<TrustedProxies>>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    // From the right: each hop appended the address it saw. An entry that is not an
+    // address stops the walk, so nothing further left (client-written) is believed.
+    for entry in forwarded.into_iter().rev() {
+        match entry.parse::<std::net::IpAddr>() {
+            Ok(a) if trusted.contains(&a) => continue,
+            Ok(a) => return a.to_string(),
+            Err(_) => break,
+        }
+    }
+    peer.to_string()
+}
+
 /// A logged-in user, checked against the database on each request: a disabled user or
 /// an ended session generation is logged out at once.
 pub struct Auth {

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::auth::{after_login, csrf_token, current_session, start_session, Form};
+use super::auth::{after_login, client_address, csrf_token, current_session, start_session, Form};
 use super::view::{self, take_flash, Page};
 use crate::error::AppError;
 use crate::services::{users, Ctx};
@@ -47,10 +47,7 @@ async fn submit(
 ) -> Result<HttpResponse, AppError> {
     let username = form.text("username");
     let password = form.text("password");
-    let from = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let from = client_address(&req);
     let result = users::login(&ctx, &username, &password, &from).await;
     match result {
         Ok(user) => {
