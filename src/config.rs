@@ -29,6 +29,9 @@ pub struct Config {
     /// The append-only audit sink: a file, `-` for standard output; `None` is
     /// `<data-dir>/audit.log`.
     pub audit_log: Option<String>,
+    /// Reverse proxies in front of hostca: only from these is `X-Forwarded-For` believed
+    /// (login throttling and audit events need the client's own address).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -46,6 +49,7 @@ impl Config {
             ca_name: None,
             public_url: None,
             audit_log: None,
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::{DefaultHeaders, Logger};
+use actix_web::middleware::{Condition, DefaultHeaders, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
@@ -19,6 +19,9 @@ use crate::error::AppError;
 use crate::services::{setup, Ctx, Site};
 
 pub const SESSION_COOKIE: &str = "hostca_session";
+/// Under `--tls`: the `__Host-` prefix makes browsers refuse the cookie unless it is
+/// Secure, for Path=/ and without a Domain, so no other host or plain-HTTP page can set it.
+pub const SESSION_COOKIE_TLS: &str = "__Host-hostca_session";
 
 pub struct Application {
     port: u16,
@@ -85,15 +88,28 @@ impl Application {
             None
         };
         let data = web::Data::new(ctx.clone());
+        let proxies = web::Data::new(crate::web::auth::TrustedProxies(
+            config.trusted_proxies.clone(),
+        ));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(proxies.clone())
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-                        .cookie_name(SESSION_COOKIE.into())
+                        .cookie_name(if secure {
+                            SESSION_COOKIE_TLS.into()
+                        } else {
+                            SESSION_COOKIE.into()
+                        })
                         .cookie_secure(secure)
+                        .cookie_path("/".into())
+                        .cookie_domain(None)
                         .cookie_http_only(true)
-                        .cookie_same_site(SameSite::Strict)
+                        // Lax, not Strict: a link to a console page from mail or a ticket
+                        // must arrive with the cookie, or the user seems logged out. Every
+                        // POST still needs the session's CSRF token.
+                        .cookie_same_site(SameSite::Lax)
                         .cookie_content_security(CookieContentSecurity::Private)
                         .build(),
                 )
@@ -108,6 +124,12 @@ impl Application {
                             "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
                         )),
                 )
+                // Only over TLS: on plain HTTP the header means nothing to a browser, and a
+                // loopback console must stay reachable without a certificate.
+                .wrap(Condition::new(
+                    secure,
+                    DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000")),
+                ))
                 // The request line and status only: no headers, cookies or bodies.
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .configure(crate::web::configure)

@@ -99,6 +99,13 @@ async fn world(app: &TestApp) -> World {
         )
         .await;
     assert_eq!(r.status().as_u16(), 303);
+    // As if the viewer had chosen their own password (tests/auth.rs tests the flag).
+    diesel::update(
+        hostca::db::schema::users::table.filter(hostca::db::schema::users::username.eq("viewer")),
+    )
+    .set(hostca::db::schema::users::must_change_password.eq(false))
+    .execute(&mut *app.conn())
+    .unwrap();
     World {
         host_id: b["host_id"].as_str().unwrap().into(),
         serial: b["serial"].as_str().unwrap().into(),

@@ -220,7 +220,10 @@ pub struct TokenSource {
 impl TokenSource {
     fn value(&self) -> CliResult<Option<String>> {
         match (&self.token, &self.token_file, &self.token_env) {
-            (Some(t), None, None) => Ok(Some(t.clone())),
+            (Some(t), None, None) => {
+                super::warn_secret_flag("--token", "named by --token-env", "--token-file");
+                Ok(Some(t.clone()))
+            }
             (None, Some(f), None) => std::fs::read_to_string(f)
                 .map(|t| Some(t.trim().to_string()))
                 .map_err(|e| format!("cannot read the token file {}: {e}", f.display())),

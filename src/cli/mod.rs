@@ -143,6 +143,14 @@ struct ServeArgs {
     /// (`-`: standard output, for a SIEM). Default: <data-dir>/audit.log.
     #[arg(long, env = "HOSTCA_AUDIT_LOG", value_name = "FILE")]
     audit_log: Option<String>,
+    /// The address of a reverse proxy in front of hostca (repeatable, or comma-separated
+    /// in the variable): only from these is X-Forwarded-For believed. Default: none.
+    #[arg(
+        long = "trusted-proxy",
+        env = "HOSTCA_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Subcommand)]
@@ -198,6 +206,10 @@ struct Api<C: Subcommand> {
     /// An API key from /account/api-keys.
     #[arg(long, env = "HOSTCA_API_KEY", hide_env_values = true, global = true)]
     api_key: Option<String>,
+    /// A file holding the API key (the command line is visible to other users; a file
+    /// with mode 0600 is not).
+    #[arg(long, env = "HOSTCA_API_KEY_FILE", global = true)]
+    api_key_file: Option<PathBuf>,
     /// The CA certificate to verify an https server (default: <dir>/ca.pem).
     #[arg(long, env = "HOSTCA_CA_CERT", global = true)]
     ca_cert: Option<PathBuf>,
@@ -221,13 +233,35 @@ impl<C: Subcommand> Api<C> {
             .server
             .as_deref()
             .ok_or("give the server with --server or HOSTCA_SERVER")?;
-        let key = self
-            .api_key
-            .clone()
-            .ok_or("give an API key with --api-key or HOSTCA_API_KEY")?;
+        let key = match (&self.api_key_file, &self.api_key) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .map(|k| k.trim().to_string())
+                .map_err(|e| format!("cannot read the API key file {}: {e}", f.display()))?,
+            (None, Some(k)) => {
+                // clap prefers the flag to the variable: a value that differs from the
+                // variable's came from the command line.
+                if std::env::var("HOSTCA_API_KEY").ok().as_ref() != Some(k) {
+                    warn_secret_flag("--api-key", "HOSTCA_API_KEY", "--api-key-file");
+                }
+                k.clone()
+            }
+            (None, None) => {
+                return Err(
+                    "give an API key with HOSTCA_API_KEY, --api-key-file or --api-key".into(),
+                )
+            }
+        };
         let ca = client::load_ca(self.ca_cert.as_deref(), &self.dir);
         Client::new(server, Some(key), ca.as_deref())
     }
+}
+
+/// A secret given as a flag is visible to every user of the machine (`ps`, /proc) and
+/// stays in the shell's history: say so, and name the safer forms.
+pub fn warn_secret_flag(flag: &str, env: &str, file_flag: &str) {
+    eprintln!(
+        "hostca: warning: {flag} puts a secret on the command line, where other users can read it (ps) and the shell history keeps it; use the environment variable {env} or {file_flag} FILE instead"
+    );
 }
 
 #[derive(Args)]
@@ -322,6 +356,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     config.insecure_http = args.insecure_http;
     config.public_url = args.public_url;
     config.audit_log = args.audit_log;
+    config.trusted_proxies = args.trusted_proxies;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

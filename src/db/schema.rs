@@ -152,6 +152,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ended_sessions (session_id) {
+        session_id -> Text,
+        user_id -> BigInt,
+        ended_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     login_attempts,
@@ -163,4 +172,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     settings,
     nonces,
+    ended_sessions,
 );

@@ -76,6 +76,35 @@ impl ApiKey {
         .execute(conn)
     }
 
+    /// Revokes every usable key of a user; returns how many.
+    pub fn revoke_all_for_user(
+        conn: &mut DbConn,
+        user_id: i64,
+        at: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            api_keys::table
+                .filter(api_keys::user_id.eq(user_id))
+                .filter(api_keys::revoked_at.is_null()),
+        )
+        .set(api_keys::revoked_at.eq(Some(at)))
+        .execute(conn)
+    }
+
+    /// Every user's keys, newest first, with the owner's username.
+    pub fn all_with_owner(conn: &mut DbConn) -> QueryResult<Vec<(ApiKey, String)>> {
+        use crate::db::schema::users;
+        api_keys::table
+            .inner_join(users::table.on(users::id.eq(api_keys::user_id)))
+            .select((api_keys::all_columns, users::username))
+            .order(api_keys::id.desc())
+            .load(conn)
+    }
+
+    pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<ApiKey>> {
+        api_keys::table.find(id).first(conn).optional()
+    }
+
     pub fn touch(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<usize> {
         diesel::update(api_keys::table.find(id))
             .set(api_keys::last_used_at.eq(Some(at)))

@@ -13,6 +13,17 @@ pub struct NewLoginAttempt<'a> {
     pub success: bool,
 }
 
+/// Failed attempts counted for throttling, each with the time of the latest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Failures {
+    /// For this username from this address.
+    pub pair: i64,
+    pub pair_latest: Option<NaiveDateTime>,
+    /// From this address, whatever the username.
+    pub address: i64,
+    pub address_latest: Option<NaiveDateTime>,
+}
+
 pub struct LoginAttempt;
 
 impl LoginAttempt {
@@ -22,36 +33,55 @@ impl LoginAttempt {
             .execute(conn)
     }
 
-    /// Failed attempts since `since` for this username, and for this address, with the
-    /// time of the latest of each.
+    /// Failed attempts since `since` for (username, address), and for the address alone.
     pub fn failures_since(
         conn: &mut DbConn,
         username: &str,
         address: &str,
         since: NaiveDateTime,
-    ) -> QueryResult<(i64, i64, Option<NaiveDateTime>)> {
+    ) -> QueryResult<Failures> {
         let base = || {
             login_attempts::table
                 .filter(login_attempts::success.eq(false))
                 .filter(login_attempts::at.ge(since))
+                .filter(login_attempts::address.eq(address))
         };
-        let by_user: i64 = base()
+        let (pair, pair_latest): (i64, Option<NaiveDateTime>) = base()
             .filter(login_attempts::username.eq(username))
-            .count()
-            .get_result(conn)?;
-        let by_address: i64 = base()
-            .filter(login_attempts::address.eq(address))
-            .count()
-            .get_result(conn)?;
-        let latest: Option<NaiveDateTime> = base()
-            .filter(
-                login_attempts::username
-                    .eq(username)
-                    .or(login_attempts::address.eq(address)),
-            )
-            .select(diesel::dsl::max(login_attempts::at))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::max(login_attempts::at),
+            ))
             .first(conn)?;
-        Ok((by_user, by_address, latest))
+        let (by_address, address_latest): (i64, Option<NaiveDateTime>) = base()
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::max(login_attempts::at),
+            ))
+            .first(conn)?;
+        Ok(Failures {
+            pair,
+            pair_latest,
+            address: by_address,
+            address_latest,
+        })
+    }
+
+    /// Forgets every attempt for `username` (an operator reset the password).
+    pub fn clear_for_user(conn: &mut DbConn, username: &str) -> QueryResult<usize> {
+        diesel::delete(login_attempts::table.filter(login_attempts::username.eq(username)))
+            .execute(conn)
+    }
+
+    /// A successful login forgets the failures of the same (username, address).
+    pub fn clear_pair(conn: &mut DbConn, username: &str, address: &str) -> QueryResult<usize> {
+        diesel::delete(
+            login_attempts::table
+                .filter(login_attempts::username.eq(username))
+                .filter(login_attempts::address.eq(address))
+                .filter(login_attempts::success.eq(false)),
+        )
+        .execute(conn)
     }
 
     pub fn prune(conn: &mut DbConn, before: NaiveDateTime) -> QueryResult<usize> {

@@ -159,3 +159,48 @@ impl User {
             .execute(conn)
     }
 }
+
+/// Sessions ended by logging out (cookie sessions live in the browser: the server keeps
+/// the ids it must refuse, until they would have expired anyway).
+pub struct EndedSession;
+
+impl EndedSession {
+    pub fn insert(
+        conn: &mut DbConn,
+        session_id: &str,
+        user_id: i64,
+        ended_at: NaiveDateTime,
+        expires_at: NaiveDateTime,
+    ) -> QueryResult<usize> {
+        use crate::db::schema::ended_sessions as e;
+        let existing: i64 = e::table
+            .filter(e::session_id.eq(session_id))
+            .count()
+            .get_result(conn)?;
+        if existing > 0 {
+            return Ok(0);
+        }
+        diesel::insert_into(e::table)
+            .values((
+                e::session_id.eq(session_id),
+                e::user_id.eq(user_id),
+                e::ended_at.eq(ended_at),
+                e::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+    }
+
+    pub fn is_ended(conn: &mut DbConn, session_id: &str) -> QueryResult<bool> {
+        use crate::db::schema::ended_sessions as e;
+        let n: i64 = e::table
+            .filter(e::session_id.eq(session_id))
+            .count()
+            .get_result(conn)?;
+        Ok(n > 0)
+    }
+
+    pub fn prune(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<usize> {
+        use crate::db::schema::ended_sessions as e;
+        diesel::delete(e::table.filter(e::expires_at.lt(now))).execute(conn)
+    }
+}

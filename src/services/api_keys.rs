@@ -8,9 +8,13 @@ use super::{Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::api_key::{ApiKey, NewApiKey};
-use crate::models::user::User;
+use crate::models::user::{Role, User};
 
 pub const PREFIX: &str = "hca_";
+/// A key made without a validity lasts this long: a forgotten key does not live forever.
+pub const DEFAULT_VALID_DAYS: i64 = 90;
+/// The longest validity a key may have.
+pub const MAX_VALID_DAYS: i64 = 365;
 
 fn generate() -> String {
     let mut b = [0u8; 32];
@@ -34,8 +38,15 @@ pub fn create(
     }
     let now = db::now();
     let expires_at = match valid_for.trim() {
-        "" => None,
+        "" => Some(now + chrono::Duration::days(DEFAULT_VALID_DAYS)),
         v => match crate::valid_for::parse(v) {
+            Ok(d) if d > chrono::Duration::days(MAX_VALID_DAYS) => {
+                errors.insert(
+                    "valid_for",
+                    format!("at most {MAX_VALID_DAYS}d (one year): make a new key when it expires"),
+                );
+                None
+            }
             Ok(d) => Some(now + d),
             Err(e) => {
                 errors.insert("valid_for", e);
@@ -103,6 +114,56 @@ pub fn revoke(ctx: &Ctx, user: &User, name: &str) -> Result<(), AppError> {
     })
 }
 
+/// Every user's keys with their owners, for administrators.
+pub fn list_all(ctx: &Ctx, actor: &Actor) -> Result<Vec<(ApiKey, String)>, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    super::require(
+        &mut conn,
+        actor,
+        Role::Administrator,
+        audit::USER,
+        "view_api_keys",
+        "api keys",
+    )?;
+    Ok(ApiKey::all_with_owner(&mut conn)?)
+}
+
+/// An administrator revokes any user's key, e.g. one left behind by someone who left.
+pub fn revoke_any(ctx: &Ctx, actor: &Actor, id: i64) -> Result<(ApiKey, String), AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    super::require(
+        &mut conn,
+        actor,
+        Role::Administrator,
+        audit::USER,
+        "revoke_api_key",
+        &format!("api key {id}"),
+    )?;
+    db::write_tx(&mut conn, |c| {
+        let key = ApiKey::find(c, id)?
+            .ok_or_else(|| AppError::NotFound(format!("there is no API key with id {id}")))?;
+        let owner = User::find(c, key.user_id)?
+            .map(|u| u.username)
+            .unwrap_or_default();
+        if ApiKey::revoke(c, key.id, db::now())? == 0 {
+            return Err(AppError::Conflict(format!(
+                "the key {} of {owner} is already revoked",
+                key.name
+            )));
+        }
+        audit::record(
+            c,
+            &Event::new(audit::USER, "revoke_api_key", &actor.username, &key.name).describe(
+                format!(
+                    "API key {} ({}…) of {owner} revoked by an administrator",
+                    key.name, key.prefix
+                ),
+            ),
+        )?;
+        Ok((key, owner))
+    })
+}
+
 /// The actor behind a bearer key, if the key is valid, unexpired and unrevoked and its
 /// owner is enabled. A bad key is an audit event.
 pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, AppError> {
@@ -141,6 +202,21 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     let Some(user) = User::find(&mut conn, key.user_id)?.filter(|u| !u.disabled) else {
         return Err(refuse(&mut conn, "of a disabled user"));
     };
+    if user.must_change_password {
+        audit::record_alone(
+            &mut conn,
+            &Event::new(audit::LOGIN, "api_key", &user.username, "api")
+                .describe(format!(
+                    "API call from {from} with key {} refused: {} must change their password first",
+                    key.prefix, user.username
+                ))
+                .failed(),
+        )?;
+        return Err(AppError::Forbidden(format!(
+            "{} must change their password before their API keys work: log in to the console and choose a new one at /account/password",
+            user.username
+        )));
+    }
     // Recording the last use costs a write; once a minute is precise enough.
     if key
         .last_used_at

@@ -8,8 +8,9 @@ use super::audit::{self, Event};
 use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
+use crate::models::api_key::ApiKey;
 use crate::models::login_attempt::{LoginAttempt, NewLoginAttempt};
-use crate::models::user::{NewUser, Role, User};
+use crate::models::user::{EndedSession, NewUser, Role, User};
 
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
@@ -34,11 +35,27 @@ fn decoy_hash() -> &'static str {
 }
 
 pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
+/// Failures of one username from one address before the delays start.
 pub const THROTTLE_AFTER: i64 = 5;
+/// Failures from one address, whatever the usernames, before the delays start: password
+/// spraying is slowed too, yet one user's typos never lock out a shared address.
+pub const THROTTLE_ADDRESS_AFTER: i64 = 50;
 const THROTTLE_MAX_MINUTES: i64 = 15;
 
-/// After `THROTTLE_AFTER` failures for a username or an address within the window, each
-/// further failure locks them out for twice as long as the last, up to 15 minutes.
+/// `n` failures past `after`: 1, 2, 4, 8 then 15 minutes after the latest.
+fn delay_after(n: i64, after: i64, latest: Option<NaiveDateTime>) -> Option<NaiveDateTime> {
+    if n < after {
+        return None;
+    }
+    let minutes = (1i64 << (n - after).min(4)).min(THROTTLE_MAX_MINUTES);
+    latest.map(|t| t + Duration::minutes(minutes))
+}
+
+/// After `THROTTLE_AFTER` failures for a username from one address within the window
+/// (or `THROTTLE_ADDRESS_AFTER` from the address for any usernames), each further
+/// failure locks that pair (or address) out for twice as long as the last, up to 15
+/// minutes. The same username from another address is not affected: an attacker
+/// hammering `admin` does not lock the real administrator out.
 fn throttled_until(
     conn: &mut DbConn,
     username: &str,
@@ -46,106 +63,197 @@ fn throttled_until(
     now: NaiveDateTime,
 ) -> Result<Option<NaiveDateTime>, AppError> {
     let since = now - Duration::minutes(THROTTLE_WINDOW_MINUTES);
-    let (by_user, by_address, latest) = LoginAttempt::failures_since(conn, username, from, since)?;
-    let n = by_user.max(by_address);
-    if n < THROTTLE_AFTER {
-        return Ok(None);
-    }
-    let minutes = (1i64 << (n - THROTTLE_AFTER).min(4)).min(THROTTLE_MAX_MINUTES);
-    Ok(latest
-        .map(|t| t + Duration::minutes(minutes))
-        .filter(|until| *until > now))
+    let f = LoginAttempt::failures_since(conn, username, from, since)?;
+    let until = [
+        delay_after(f.pair, THROTTLE_AFTER, f.pair_latest),
+        delay_after(f.address, THROTTLE_ADDRESS_AFTER, f.address_latest),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    Ok(until.filter(|until| *until > now))
+}
+
+/// How many password hashes run at once: argon2 is slow and memory-hard by design, so a
+/// flood of logins must queue here (without a thread or a database connection) instead
+/// of taking every core. One core is left for the rest of the server.
+fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, AppError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| AppError::Unavailable("the server is overloaded; try again".into()))?
 }
 
 /// Checks a username and password. A failure is an audit event and says nothing about
-/// which of the two was wrong; repeated failures are throttled.
-pub fn login(ctx: &Ctx, username: &str, password: &str, from: &str) -> Result<User, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
+/// which of the two was wrong; repeated failures are throttled, and an attempt refused by
+/// the throttle is audited but does not count as a failure (it checked no password).
+///
+/// The only async service: the database is read, the connection released, the password
+/// hashed when a slot is free, and the outcome written on a new connection, so a flood of
+/// logins never holds connections that enrollment and the console need.
+pub async fn login(
+    ctx: &Ctx,
+    username: &str,
+    password: &str,
+    from: &str,
+) -> Result<User, AppError> {
     let username = username.trim();
     let shown: String = username.chars().take(64).collect();
+    let plausible =
+        !(username.is_empty() || username.len() > 64 || password.len() > MAX_PASSWORD_LEN);
     let now = db::now();
-    let fail = |conn: &mut DbConn, why: &str| -> Result<(), AppError> {
-        db::write_tx(conn, |c| {
-            LoginAttempt::insert(
-                c,
-                &NewLoginAttempt {
-                    username: &shown,
-                    address: from,
-                    at: now,
-                    success: false,
-                },
-            )?;
+    let (c, name, addr) = (ctx.clone(), shown.clone(), from.to_string());
+    let user = blocking(move || {
+        let mut conn = db::get(&c.pool)?;
+        if let Some(until) = throttled_until(&mut conn, &name, &addr, now)? {
             audit::refused(
-                ctx,
-                from,
+                &c,
+                addr.as_str(),
                 audit::LOGIN,
                 "login",
-                &shown,
-                format!("failed login as {shown}: {why}"),
+                &name,
+                format!("failed login as {name}: throttled after repeated failures"),
             );
-            Ok(())
+            let wait = ((until - now).num_seconds() + 59) / 60;
+            return Err(AppError::TooManyRequests(format!(
+                "too many failed logins for this user from this address: try again in {wait} minute{} (after {} UTC)",
+                if wait == 1 { "" } else { "s" },
+                until.format("%H:%M")
+            )));
+        }
+        Ok(if plausible {
+            User::find_by_username(&mut conn, &name)?
+        } else {
+            None
         })
-    };
-    if let Some(until) = throttled_until(&mut conn, &shown, from, now)? {
-        fail(&mut conn, "throttled after repeated failures")?;
-        let wait = ((until - now).num_seconds() + 59) / 60;
-        return Err(AppError::TooManyRequests(format!(
-            "too many failed logins for this user or from this address: try again in {wait} minute{} (after {} UTC)",
-            if wait == 1 { "" } else { "s" },
-            until.format("%H:%M")
-        )));
-    }
-    let user = if username.is_empty() || username.len() > 64 || password.len() > MAX_PASSWORD_LEN {
-        None
-    } else {
-        User::find_by_username(&mut conn, username)?
-    };
-    let ok = match &user {
-        Some(u) => verify_password(&u.password_hash, password) && !u.disabled,
-        None => {
-            verify_password(decoy_hash(), password);
-            false
+    })
+    .await?;
+
+    let permit = hash_slots()
+        .acquire()
+        .await
+        .map_err(|_| AppError::Unavailable("the server is shutting down".into()))?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| decoy_hash().to_string());
+    let password = password.to_string();
+    let matches = blocking(move || Ok(verify_password(&hash, &password))).await?;
+    drop(permit);
+
+    let (c, addr) = (ctx.clone(), from.to_string());
+    blocking(move || {
+        let mut conn = db::get(&c.pool)?;
+        let now = db::now();
+        match user {
+            Some(u) if matches && !u.disabled => {
+                db::write_tx(&mut conn, |c| {
+                    User::record_login(c, u.id, now)?;
+                    LoginAttempt::clear_pair(c, &u.username, &addr)?;
+                    LoginAttempt::insert(
+                        c,
+                        &NewLoginAttempt {
+                            username: &u.username,
+                            address: &addr,
+                            at: now,
+                            success: true,
+                        },
+                    )?;
+                    audit::record(
+                        c,
+                        &Event::new(audit::LOGIN, "login", &u.username, &u.username)
+                            .describe(format!("logged in from {addr}")),
+                    )
+                })?;
+                Ok(u)
+            }
+            other => {
+                let why = match other {
+                    Some(u) if u.disabled => "account disabled",
+                    Some(_) => "wrong password",
+                    None => "unknown user",
+                };
+                db::write_tx(&mut conn, |c| {
+                    LoginAttempt::insert(
+                        c,
+                        &NewLoginAttempt {
+                            username: &shown,
+                            address: &addr,
+                            at: now,
+                            success: false,
+                        },
+                    )?;
+                    Ok(())
+                })?;
+                audit::refused(
+                    &c,
+                    addr.as_str(),
+                    audit::LOGIN,
+                    "login",
+                    &shown,
+                    format!("failed login as {shown}: {why}"),
+                );
+                Err(AppError::Unauthorized(
+                    "wrong username or password".to_string(),
+                ))
+            }
         }
-    };
-    match user {
-        Some(u) if ok => {
-            db::write_tx(&mut conn, |c| {
-                User::record_login(c, u.id, now)?;
-                LoginAttempt::insert(
-                    c,
-                    &NewLoginAttempt {
-                        username: &u.username,
-                        address: from,
-                        at: now,
-                        success: true,
-                    },
-                )?;
-                audit::record(
-                    c,
-                    &Event::new(audit::LOGIN, "login", &u.username, &u.username)
-                        .describe(format!("logged in from {from}")),
-                )
-            })?;
-            Ok(u)
-        }
-        other => {
-            let why = match other {
-                Some(u) if u.disabled => "account disabled",
-                Some(_) => "wrong password",
-                None => "unknown user",
-            };
-            fail(&mut conn, why)?;
-            Err(AppError::Unauthorized(
-                "wrong username or password".to_string(),
-            ))
-        }
-    }
+    })
+    .await
 }
 
-/// The user behind a session, if it still exists, is enabled, and the session was issued
-/// for its current generation (a password change or disabling ends older sessions).
-pub fn session_user(conn: &mut DbConn, id: i64, generation: i64) -> Result<Option<User>, AppError> {
-    Ok(User::find(conn, id)?.filter(|u| !u.disabled && u.session_generation == generation))
+/// The user behind a session, if it still exists, is enabled, the session was issued
+/// for its current generation (a password change or disabling ends older sessions), and
+/// the session was not logged out (`session_id`, kept in the cookie).
+pub fn session_user(
+    conn: &mut DbConn,
+    id: i64,
+    generation: i64,
+    session_id: &str,
+) -> Result<Option<User>, AppError> {
+    let Some(user) =
+        User::find(conn, id)?.filter(|u| !u.disabled && u.session_generation == generation)
+    else {
+        return Ok(None);
+    };
+    if session_id.is_empty() || EndedSession::is_ended(conn, session_id)? {
+        return Ok(None);
+    }
+    Ok(Some(user))
+}
+
+/// Logging out ends this one session on the server: its cookie, even copied, is refused
+/// afterwards, while the user's sessions in other browsers go on. `expires_at` is when
+/// the session would have ended anyway; its record can go then.
+pub fn end_session(
+    ctx: &Ctx,
+    user_id: i64,
+    session_id: &str,
+    expires_at: NaiveDateTime,
+) -> Result<(), AppError> {
+    if session_id.is_empty() {
+        return Ok(());
+    }
+    let mut conn = db::get(&ctx.pool)?;
+    let now = db::now();
+    db::write_tx(&mut conn, |c| {
+        EndedSession::prune(c, now)?;
+        EndedSession::insert(c, session_id, user_id, now, expires_at)?;
+        Ok(())
+    })
 }
 
 /// Creates `admin` on the first start. Returns the generated password, if one was made.
@@ -157,7 +265,14 @@ pub fn ensure_initial_admin(
         return Ok(None);
     }
     let (password, generated) = match password {
-        Some(p) if !p.is_empty() => (p.to_string(), false),
+        Some(p) if !p.is_empty() => {
+            check_password(p).map_err(|e| {
+                AppError::BadRequest(format!(
+                    "HOSTCA_ADMIN_PASSWORD is too weak: the first administrator's password must have {e}; set a longer one, or unset it to have one generated"
+                ))
+            })?;
+            (p.to_string(), false)
+        }
         _ => (crate::token_value::generate(), true),
     };
     let hash = hash_password(&password)?;
@@ -272,7 +387,10 @@ pub fn create(
     if !errors.is_empty() {
         return Err(FormError::Invalid(errors));
     }
+    // No connection is held while argon2 works.
+    drop(conn);
     let hash = hash_password(password)?;
+    let mut conn = db::get(&ctx.pool)?;
     let result = db::write_tx(&mut conn, |c| {
         if User::find_by_username(c, &username)?.is_some() {
             return Err(AppError::Conflict(format!(
@@ -388,14 +506,22 @@ pub fn reset_password(
     )?;
     check_password(password)
         .map_err(|e| AppError::BadRequest(format!("the new password must have {e}")))?;
+    drop(conn);
     let hash = hash_password(password)?;
+    let mut conn = db::get(&ctx.pool)?;
     db::write_tx(&mut conn, |c| {
         let user = find_user(c, username)?;
-        User::set_password(c, user.id, &hash, true, db::now())?;
+        let now = db::now();
+        User::set_password(c, user.id, &hash, true, now)?;
+        let revoked = ApiKey::revoke_all_for_user(c, user.id, now)?;
+        LoginAttempt::clear_for_user(c, username)?;
         audit::record(
             c,
             &Event::new(audit::USER, "reset_password", &actor.username, username).describe(
-                format!("password of {username} reset; their sessions ended"),
+                format!(
+                    "password of {username} reset; their sessions ended{}",
+                    keys_revoked(revoked)
+                ),
             ),
         )
     })
@@ -409,8 +535,7 @@ pub fn change_own_password(
     new: &str,
     confirm: &str,
 ) -> Result<User, FormError> {
-    let mut conn = db::get(&ctx.pool)?;
-    let user = User::find(&mut conn, user_id)?.ok_or(AppError::Unauthenticated)?;
+    let user = User::find(&mut *db::get(&ctx.pool)?, user_id)?.ok_or(AppError::Unauthenticated)?;
     let mut errors = FieldErrors::new();
     if !verify_password(&user.password_hash, current) {
         errors.insert("current", "this is not your current password".into());
@@ -430,8 +555,11 @@ pub fn change_own_password(
         return Err(FormError::Invalid(errors));
     }
     let hash = hash_password(new)?;
+    let mut conn = db::get(&ctx.pool)?;
     Ok(db::write_tx(&mut conn, |c| {
-        User::set_password(c, user.id, &hash, false, db::now())?;
+        let now = db::now();
+        User::set_password(c, user.id, &hash, false, now)?;
+        let revoked = ApiKey::revoke_all_for_user(c, user.id, now)?;
         audit::record(
             c,
             &Event::new(
@@ -440,10 +568,23 @@ pub fn change_own_password(
                 &user.username,
                 &user.username,
             )
-            .describe("password changed by its owner; other sessions ended"),
+            .describe(format!(
+                "password changed by its owner; other sessions ended{}",
+                keys_revoked(revoked)
+            )),
         )?;
         User::find(c, user.id)?.ok_or_else(|| AppError::Internal("user vanished".into()))
     })?)
+}
+
+/// A password change ends the user's API keys too: a leaked password must not leave a
+/// key behind that was made with it.
+fn keys_revoked(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => "; their API key was revoked".into(),
+        n => format!("; their {n} API keys were revoked"),
+    }
 }
 
 /// For `hostca admin`: creates a user (`role` given) or resets one's password and enables
@@ -487,14 +628,19 @@ pub fn offline_set_user(
         }
         None => {
             let user = find_user(c, username)?;
-            User::set_password(c, user.id, &hash, true, db::now())?;
+            let now = db::now();
+            User::set_password(c, user.id, &hash, true, now)?;
             if user.disabled {
                 User::set_disabled(c, user.id, false)?;
             }
+            // The operator vouches for the user: failed logins no longer slow them down.
+            LoginAttempt::clear_for_user(c, username)?;
+            let revoked = ApiKey::revoke_all_for_user(c, user.id, now)?;
             audit::record(
                 c,
                 &Event::new(audit::USER, "reset_password", "console", username).describe(format!(
-                    "password of {username} reset by hostca admin; account enabled"
+                    "password of {username} reset by hostca admin; account enabled; failed logins forgotten{}",
+                    keys_revoked(revoked)
                 )),
             )
         }

@@ -12,7 +12,9 @@ use crate::services::{api_keys as svc, Ctx, FieldErrors};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account/api-keys", web::get().to(list))
         .route("/account/api-keys", web::post().to(create))
-        .route("/account/api-keys/{name}/revoke", web::post().to(revoke));
+        .route("/account/api-keys/{name}/revoke", web::post().to(revoke))
+        .route("/admin/api-keys", web::get().to(list_all))
+        .route("/admin/api-keys/{id}/revoke", web::post().to(revoke_any));
 }
 
 pub struct KeyRow {
@@ -59,13 +61,7 @@ async fn page(
             rows: keys
                 .into_iter()
                 .map(|k| KeyRow {
-                    state: if k.revoked_at.is_some() {
-                        "revoked"
-                    } else if k.is_usable(now) {
-                        "active"
-                    } else {
-                        "expired"
-                    },
+                    state: state(&k, now),
                     created: When::of(k.created_at, now),
                     expires: When::maybe(k.expires_at, now),
                     last_used: When::maybe(k.last_used_at, now),
@@ -140,4 +136,68 @@ async fn revoke(
         format!("API key {shown} revoked."),
     );
     Ok(view::redirect("/account/api-keys"))
+}
+
+pub struct OwnedKeyRow {
+    pub id: i64,
+    pub owner: String,
+    pub key: KeyRow,
+}
+
+#[derive(Template)]
+#[template(path = "admin_api_keys.html")]
+struct AllKeysPage {
+    page: Page,
+    rows: Vec<OwnedKeyRow>,
+}
+
+fn state(k: &crate::models::api_key::ApiKey, now: chrono::NaiveDateTime) -> &'static str {
+    if k.revoked_at.is_some() {
+        "revoked"
+    } else if k.is_usable(now) {
+        "active"
+    } else {
+        "expired"
+    }
+}
+
+/// Administration > API keys: every user's keys, to revoke one left behind.
+async fn list_all(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError> {
+    let actor = auth.actor();
+    let keys = web::block(move || svc::list_all(&ctx, &actor)).await??;
+    let now = crate::db::now();
+    view::ok(&AllKeysPage {
+        page: auth.page("All API keys", "users"),
+        rows: keys
+            .into_iter()
+            .map(|(k, owner)| OwnedKeyRow {
+                id: k.id,
+                owner,
+                key: KeyRow {
+                    state: state(&k, now),
+                    created: When::of(k.created_at, now),
+                    expires: When::maybe(k.expires_at, now),
+                    last_used: When::maybe(k.last_used_at, now),
+                    name: k.name,
+                    prefix: k.prefix,
+                },
+            })
+            .collect(),
+    })
+}
+
+async fn revoke_any(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    id: web::Path<i64>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    let (actor, id) = (auth.actor(), id.into_inner());
+    let (key, owner) = web::block(move || svc::revoke_any(&ctx, &actor, id)).await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!("API key {} of {owner} revoked.", key.name),
+    );
+    Ok(view::redirect("/admin/api-keys"))
 }

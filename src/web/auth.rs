@@ -5,7 +5,9 @@ use std::pin::Pin;
 
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::error::InternalError;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 
 use super::view::{take_flash, Page};
@@ -18,6 +20,11 @@ const GENERATION: &str = "gen";
 const CSRF: &str = "csrf";
 const LOGIN_AT: &str = "login_at";
 const AFTER_LOGIN: &str = "after_login";
+/// A random id per login: logging out records it as ended on the server.
+const SESSION_ID: &str = "sid";
+
+/// The only pages a user who must change their password may reach.
+const WHILE_MUST_CHANGE: [&str; 2] = ["/account/password", "/logout"];
 
 /// A session lasts at most this long after login, however active it is.
 pub const SESSION_MAX_HOURS: i64 = 12;
@@ -51,8 +58,54 @@ pub fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
         .insert(GENERATION, user.session_generation)
         .map_err(err)?;
     session.insert(LOGIN_AT, now).map_err(err)?;
+    session.insert(SESSION_ID, new_csrf_token()).map_err(err)?;
     session.insert(CSRF, new_csrf_token()).map_err(err)?;
     Ok(())
+}
+
+/// The session being logged out: its user, its id, and when it would have expired.
+pub fn current_session(session: &Session) -> Option<(i64, String, chrono::NaiveDateTime)> {
+    let uid = session.get::<i64>(USER_ID).ok().flatten()?;
+    let sid = session.get::<String>(SESSION_ID).ok().flatten()?;
+    let login_at = session.get::<i64>(LOGIN_AT).ok().flatten().unwrap_or(0);
+    let expires = chrono::DateTime::from_timestamp(login_at + SESSION_MAX_HOURS * 3600, 0)?;
+    Some((uid, sid, expires.naive_utc()))
+}
+
+/// Reverse proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy; then the
+/// nearest address in `X-Forwarded-For` that is not itself a trusted proxy. A header from
+/// anyone else is ignored: it would let an attacker pick the address they are throttled by.
+pub fn client_address(req: &HttpRequest) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".into();
+    };
+    let trusted = req
+        .app_data::<web::Data<TrustedProxies>>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    // From the right: each hop appended the address it saw. An entry that is not an
+    // address stops the walk, so nothing further left (client-written) is believed.
+    for entry in forwarded.into_iter().rev() {
+        match entry.parse::<std::net::IpAddr>() {
+            Ok(a) if trusted.contains(&a) => continue,
+            Ok(a) => return a.to_string(),
+            Err(_) => break,
+        }
+    }
+    peer.to_string()
 }
 
 /// A logged-in user, checked against the database on each request: a disabled user or
@@ -90,8 +143,8 @@ impl Auth {
 }
 
 impl FromRequest for Auth {
-    type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Auth, AppError>>>>;
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Auth, actix_web::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = req.get_session();
@@ -100,12 +153,26 @@ impl FromRequest for Auth {
         let wanted = (req.method() == actix_web::http::Method::GET)
             .then(|| req.uri().path_and_query().map(|p| p.to_string()))
             .flatten();
+        let may_pass = WHILE_MUST_CHANGE.contains(&req.path());
         Box::pin(async move {
             let result = authenticate(session.clone(), ctx).await;
             if let (Err(AppError::Unauthenticated), Some(path)) = (&result, wanted) {
                 let _ = session.insert(AFTER_LOGIN, path);
             }
-            result
+            let auth = result?;
+            // A password set by someone else (or at the first start) is known to them:
+            // until the user chooses their own, the console is closed to them.
+            if auth.user.must_change_password && !may_pass {
+                let to_password = HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, "/account/password"))
+                    .finish();
+                return Err(InternalError::from_response(
+                    "the password must be changed first",
+                    to_password,
+                )
+                .into());
+            }
+            Ok(auth)
         })
     }
 }
@@ -115,6 +182,11 @@ async fn authenticate(session: Session, ctx: Option<web::Data<Ctx>>) -> Result<A
     let uid = session.get::<i64>(USER_ID).ok().flatten();
     let generation = session.get::<i64>(GENERATION).ok().flatten();
     let login_at = session.get::<i64>(LOGIN_AT).ok().flatten().unwrap_or(0);
+    let sid = session
+        .get::<String>(SESSION_ID)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let (Some(uid), Some(generation)) = (uid, generation) else {
         return Err(AppError::Unauthenticated);
     };
@@ -124,7 +196,7 @@ async fn authenticate(session: Session, ctx: Option<web::Data<Ctx>>) -> Result<A
     }
     let user = web::block(move || {
         let mut conn = crate::db::get(&ctx.pool)?;
-        users::session_user(&mut conn, uid, generation)
+        users::session_user(&mut conn, uid, generation, &sid)
     })
     .await??;
     let Some(user) = user else {

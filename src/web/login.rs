@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::auth::{after_login, csrf_token, start_session, Form};
+use super::auth::{after_login, client_address, csrf_token, current_session, start_session, Form};
 use super::view::{self, take_flash, Page};
 use crate::error::AppError;
 use crate::services::{users, Ctx};
@@ -47,12 +47,8 @@ async fn submit(
 ) -> Result<HttpResponse, AppError> {
     let username = form.text("username");
     let password = form.text("password");
-    let from = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let name = username.clone();
-    let result = web::block(move || users::login(&ctx, &name, &password, &from)).await?;
+    let from = client_address(&req);
+    let result = users::login(&ctx, &username, &password, &from).await;
     match result {
         Ok(user) => {
             let next = if user.must_change_password {
@@ -72,7 +68,16 @@ async fn submit(
     }
 }
 
-async fn logout(session: Session, _form: Form) -> HttpResponse {
+/// Ends the session on the server as well as in this browser: a copy of the cookie is
+/// refused afterwards. The user's sessions in other browsers go on.
+async fn logout(
+    session: Session,
+    ctx: web::Data<Ctx>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    if let Some((uid, sid, expires)) = current_session(&session) {
+        web::block(move || users::end_session(&ctx, uid, &sid, expires)).await??;
+    }
     session.purge();
-    view::redirect("/login")
+    Ok(view::redirect("/login"))
 }

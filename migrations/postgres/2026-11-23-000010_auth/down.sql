@@ -1,0 +1,2 @@
+DROP INDEX login_attempts_username_address;
+DROP TABLE ended_sessions;
