@@ -145,7 +145,8 @@ pub struct AuditKey {
 
 impl AuditKey {
     pub fn from_bytes(bytes: &[u8]) -> AuditKey {
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC accepts any key length");
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(bytes).expect("HMAC accepts any key length");
         let mut m = mac.clone();
         m.update(b"hostca audit key id");
         let id = hex::encode(&m.finalize().into_bytes()[..16]);

@@ -35,7 +35,10 @@ impl Application {
             config.admin_password.as_deref(),
             config.ca_name.as_deref(),
             config.pool_size,
-            &crate::services::audit::SinkTarget::from_flag(&config.data_dir, config.audit_log.as_deref()),
+            &crate::services::audit::SinkTarget::from_flag(
+                &config.data_dir,
+                config.audit_log.as_deref(),
+            ),
         )?;
         if let Some(password) = &prepared.generated_admin_password {
             // Printed once, on purpose not through the logger: log files outlive terminals.

@@ -842,7 +842,10 @@ async fn repeated_failed_logins_are_throttled() {
         .load(&mut *app.conn())
         .unwrap();
     assert_eq!(
-        throttled.iter().map(|d| d.matches("throttled").count()).sum::<usize>(),
+        throttled
+            .iter()
+            .map(|d| d.matches("throttled").count())
+            .sum::<usize>(),
         2,
         "{throttled:?}"
     );

@@ -338,7 +338,8 @@ fn serve(args: ServeArgs) -> CliResult<()> {
 /// write to it.
 fn open_store(args: &StoreArgs) -> CliResult<crate::db::Pool> {
     let pool = connect_store(args)?;
-    let sink = crate::services::audit::SinkTarget::from_flag(&args.data_dir, args.audit_log.as_deref());
+    let sink =
+        crate::services::audit::SinkTarget::from_flag(&args.data_dir, args.audit_log.as_deref());
     crate::services::audit::open(&pool, &args.data_dir, &sink).map_err(|e| e.to_string())?;
     Ok(pool)
 }
@@ -365,7 +366,9 @@ fn audit_verify(args: StoreArgs) -> i32 {
     let sink = match SinkTarget::from_flag(&args.data_dir, args.audit_log.as_deref()) {
         SinkTarget::File(p) => p,
         SinkTarget::Stdout => {
-            eprintln!("hostca: --audit-log - is for the server; give the file your log collector wrote");
+            eprintln!(
+                "hostca: --audit-log - is for the server; give the file your log collector wrote"
+            );
             return 2;
         }
     };
@@ -396,7 +399,10 @@ fn audit_verify(args: StoreArgs) -> i32 {
         println!("SETTINGS CHANGED: the audit anchor or the end of the old chain was moved outside hostca");
     }
     if !report.edited.is_empty() {
-        println!("EDITED: events {} no longer match their hash or the audit log", ids(&report.edited));
+        println!(
+            "EDITED: events {} no longer match their hash or the audit log",
+            ids(&report.edited)
+        );
     }
     if !report.breaks.is_empty() {
         println!(
@@ -405,7 +411,10 @@ fn audit_verify(args: StoreArgs) -> i32 {
         );
     }
     if !report.deleted.is_empty() {
-        println!("DELETED: events {} are in the audit log but not in the database", ids(&report.deleted));
+        println!(
+            "DELETED: events {} are in the audit log but not in the database",
+            ids(&report.deleted)
+        );
     }
     if !report.missing_from_sink.is_empty() {
         println!(
@@ -416,7 +425,12 @@ fn audit_verify(args: StoreArgs) -> i32 {
     if !report.unreadable_lines.is_empty() {
         println!(
             "UNREADABLE audit log lines: {}",
-            report.unreadable_lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            report
+                .unreadable_lines
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if report.ok() {

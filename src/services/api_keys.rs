@@ -110,7 +110,14 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     let now = db::now();
     let refuse = |conn: &mut DbConn, why: &str| -> AppError {
         let _ = conn;
-        audit::refused(ctx, from, audit::LOGIN, "api_key", "api", format!("API call refused: the key is {why}"));
+        audit::refused(
+            ctx,
+            from,
+            audit::LOGIN,
+            "api_key",
+            "api",
+            format!("API call refused: the key is {why}"),
+        );
         AppError::Unauthorized(format!(
             "the API key is {why}: create one at /account/api-keys"
         ))

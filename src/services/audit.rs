@@ -230,7 +230,13 @@ fn seal_holds(key: &AuditKey, s: &Settings) -> bool {
         // Nothing moved: verification starts at the genesis and every event is keyed.
         return true;
     }
-    s.audit_seal == seal(key, s.audit_anchor_id, &s.audit_anchor_hash, s.audit_legacy_through)
+    s.audit_seal
+        == seal(
+            key,
+            s.audit_anchor_id,
+            &s.audit_anchor_hash,
+            s.audit_legacy_through,
+        )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -372,7 +378,10 @@ pub fn open(pool: &Pool, data_dir: &Path, sink: &SinkTarget) -> Result<(), AppEr
         Ok(true)
     })?;
     if pending {
-        log::info!("audit chain keyed with {}", data_dir.join(crate::secrets::AUDIT_KEY_FILE).display());
+        log::info!(
+            "audit chain keyed with {}",
+            data_dir.join(crate::secrets::AUDIT_KEY_FILE).display()
+        );
     }
     Ok(())
 }
@@ -584,7 +593,10 @@ pub fn refused(
     message: impl Into<String>,
 ) {
     let Some(scope) = scope_by_dir(&ctx.data_dir) else {
-        log::error!("refusal not audited: the audit state of {} is not open", ctx.data_dir.display());
+        log::error!(
+            "refusal not audited: the audit state of {} is not open",
+            ctx.data_dir.display()
+        );
         return;
     };
     let now = db::now();
@@ -617,7 +629,12 @@ pub fn refused(
 }
 
 fn aggregated_event(key: &RefusalKey, r: &Refusals) -> Event {
-    let mut targets: Vec<&str> = r.targets.iter().map(String::as_str).take(MAX_TARGETS).collect();
+    let mut targets: Vec<&str> = r
+        .targets
+        .iter()
+        .map(String::as_str)
+        .take(MAX_TARGETS)
+        .collect();
     if targets.is_empty() {
         targets.push("unknown");
     }
@@ -629,7 +646,13 @@ fn aggregated_event(key: &RefusalKey, r: &Refusals) -> Event {
     let messages = r
         .messages
         .iter()
-        .map(|(m, n)| if *n == 1 { m.clone() } else { format!("{m} (×{n})") })
+        .map(|(m, n)| {
+            if *n == 1 {
+                m.clone()
+            } else {
+                format!("{m} (×{n})")
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ");
     let description = if r.count == 1 {

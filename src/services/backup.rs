@@ -85,7 +85,13 @@ struct Contents {
 }
 
 fn cipher(passphrase: &str, salt: &[u8]) -> Result<ChaCha20Poly1305, AppError> {
-    cipher_with(passphrase, salt, Params::DEFAULT_M_COST, Params::DEFAULT_T_COST, Params::DEFAULT_P_COST)
+    cipher_with(
+        passphrase,
+        salt,
+        Params::DEFAULT_M_COST,
+        Params::DEFAULT_T_COST,
+        Params::DEFAULT_P_COST,
+    )
 }
 
 fn cipher_with(
@@ -100,8 +106,9 @@ fn cipher_with(
             "the backup asks for argon2 parameters beyond what hostca accepts (m={m} KiB, t={t}, p={p}; at most m={KDF_MAX_M}, t={KDF_MAX_T}, p={KDF_MAX_P})"
         )));
     }
-    let params = Params::new(m, t, p, Some(32))
-        .map_err(|e| AppError::BadRequest(format!("the backup's argon2 parameters are invalid: {e}")))?;
+    let params = Params::new(m, t, p, Some(32)).map_err(|e| {
+        AppError::BadRequest(format!("the backup's argon2 parameters are invalid: {e}"))
+    })?;
     let mut key = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(passphrase.as_bytes(), salt, &mut key)
@@ -216,9 +223,13 @@ pub fn restore(
     let file = std::fs::read(input)
         .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", input.display())))?;
     let wrong = || AppError::BadRequest("the passphrase is wrong, or the backup is damaged".into());
-    let not_a_backup = || AppError::BadRequest(format!("{} is not a hostca backup", input.display()));
+    let not_a_backup =
+        || AppError::BadRequest(format!("{} is not a hostca backup", input.display()));
     let plain = if let Some(rest) = file.strip_prefix(MAGIC) {
-        let end = rest.iter().position(|b| *b == b'\n').ok_or_else(not_a_backup)?;
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(not_a_backup)?;
         let (header_bytes, sealed) = (&rest[..end], &rest[end + 1..]);
         let header: KdfHeader = serde_json::from_slice(header_bytes).map_err(|_| not_a_backup())?;
         if header.kdf != "argon2id" {

@@ -50,8 +50,20 @@ enum Step {
 }
 
 /// Counts a refusal (aggregated per source and minute, see `audit::refused`).
-fn refusal(ctx: &Ctx, peer: Option<IpAddr>, target: &str, e: AppError) -> Result<AppError, AppError> {
-    audit::refused(ctx, peer, audit::CERT, "request", target, format!("certificate request refused ({}): {e}", e.status().as_u16()));
+fn refusal(
+    ctx: &Ctx,
+    peer: Option<IpAddr>,
+    target: &str,
+    e: AppError,
+) -> Result<AppError, AppError> {
+    audit::refused(
+        ctx,
+        peer,
+        audit::CERT,
+        "request",
+        target,
+        format!("certificate request refused ({}): {e}", e.status().as_u16()),
+    );
     Ok(e)
 }
 
@@ -122,7 +134,17 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
 
 /// Records a request that was refused before it could be read (a malformed body).
 pub fn refuse(ctx: &Ctx, peer: Option<IpAddr>, action: &'static str, error: AppError) -> AppError {
-    audit::refused(ctx, peer, audit::CERT, action, "unknown", format!("certificate request refused ({}): {error}", error.status().as_u16()));
+    audit::refused(
+        ctx,
+        peer,
+        audit::CERT,
+        action,
+        "unknown",
+        format!(
+            "certificate request refused ({}): {error}",
+            error.status().as_u16()
+        ),
+    );
     error
 }
 
@@ -144,7 +166,14 @@ fn finish(
         Ok(Step::Refused(e)) => Err(e),
         Err(e) => {
             if e.status().is_client_error() {
-                audit::refused(ctx, peer, audit::CERT, action, target, format!("certificate request refused ({}): {e}", e.status().as_u16()));
+                audit::refused(
+                    ctx,
+                    peer,
+                    audit::CERT,
+                    action,
+                    target,
+                    format!("certificate request refused ({}): {e}", e.status().as_u16()),
+                );
             }
             Err(e)
         }

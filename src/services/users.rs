@@ -75,7 +75,14 @@ pub fn login(ctx: &Ctx, username: &str, password: &str, from: &str) -> Result<Us
                     success: false,
                 },
             )?;
-            audit::refused(ctx, from, audit::LOGIN, "login", &shown, format!("failed login as {shown}: {why}"));
+            audit::refused(
+                ctx,
+                from,
+                audit::LOGIN,
+                "login",
+                &shown,
+                format!("failed login as {shown}: {why}"),
+            );
             Ok(())
         })
     };
