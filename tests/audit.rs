@@ -412,7 +412,7 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
                 None,
             )
             .await;
-        assert!(s >= 400 && s < 500, "{s}");
+        assert!((400..500).contains(&s), "{s}");
     }
     let r = reqwest::Client::new()
         .post(app.url("/api/v1/certificates"))
