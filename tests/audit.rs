@@ -427,23 +427,28 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
         .await
         .unwrap()
         .unwrap();
-    let rows: Vec<(String, String, i64)> = audit_events::table
+    let rows: Vec<(String, String, i64, i64)> = audit_events::table
         .filter(audit_events::category.eq("CERT"))
         .filter(audit_events::outcome.eq("failure"))
         .select((
             audit_events::actor,
             audit_events::target,
             audit_events::occurrences,
+            audit_events::id,
         ))
         .load(&mut *app.conn())
         .unwrap();
     // One source, one action, one minute: one event for the four refusals, the claimed
     // name (and the unreadable request's "unknown") as the target.
     assert_eq!(rows.len(), 1, "{rows:?}");
-    let (actor, target, count) = &rows[0];
+    let (actor, target, count, id) = &rows[0];
     assert_eq!(actor, "host:127.0.0.1");
     assert_eq!(*count, 4);
     assert!(target.contains("claimed.example.com"), "{target}");
+    app.login().await;
+    let html = app.get_html(&format!("/security/audit/{id}")).await;
+    let shown = element_text(&html, "occurrences").unwrap_or_default();
+    assert_eq!(shown, "4");
 }
 
 async fn security_admin(app: &TestApp, name: &str) -> common::Browser {
