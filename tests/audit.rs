@@ -679,3 +679,65 @@ async fn a_backup_records_its_kdf_and_old_format_backups_still_restore() {
     let (code, msg) = restore(&app, &old_file, "restored-old");
     assert_eq!(code, 0, "{msg}");
 }
+
+#[tokio::test]
+async fn retention_is_not_reported_as_deletion_and_keeps_at_least_30_days() {
+    let app = spawn_app().await;
+    app.login().await;
+    some_events(&app, 4).await;
+    let all = ids(&app);
+    let (old, recent) = (all[1], all[2]);
+    // A retention of one day, set by hand: the floor still keeps 30 days.
+    diesel::update(settings::table)
+        .set(settings::audit_retention_days.eq(1))
+        .execute(&mut *app.conn())
+        .unwrap();
+    // Editing `at` breaks those rows' hashes: they are removed, so it does not matter.
+    diesel::update(audit_events::table.filter(audit_events::id.le(old)))
+        .set(audit_events::at.eq(hostca::db::now() - chrono::Duration::days(31)))
+        .execute(&mut *app.conn())
+        .unwrap();
+    diesel::update(audit_events::table.find(recent))
+        .set(audit_events::at.eq(hostca::db::now() - chrono::Duration::days(3)))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let removed = hostca::services::audit::apply_retention(&mut app.conn()).unwrap();
+    assert_eq!(
+        removed as i64,
+        all.iter().filter(|i| **i <= old).count() as i64
+    );
+    assert!(
+        audit_events::table
+            .find(recent)
+            .count()
+            .get_result::<i64>(&mut *app.conn())
+            .unwrap()
+            == 1,
+        "a 3-day-old event stays"
+    );
+    // Put the recent row back as it was, so that only retention has touched the table.
+    let logged: Vec<hostca::models::audit_event::AuditEvent> =
+        std::fs::read_to_string(app.data_dir().join("audit.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let original = logged.iter().find(|e| e.id == recent).unwrap();
+    diesel::update(audit_events::table.find(recent))
+        .set(audit_events::at.eq(original.at))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(
+        code, 0,
+        "events removed by retention are not deletions: {out}"
+    );
+    // Moving the anchor by hand (to hide a removal as retention) breaks the seal.
+    diesel::update(settings::table)
+        .set(settings::audit_anchor_id.eq(recent))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("SETTINGS CHANGED"), "{out}");
+}

@@ -957,7 +957,10 @@ pub fn verify_report(
 pub fn apply_retention(conn: &mut DbConn) -> Result<usize, AppError> {
     db::write_tx(conn, |c| {
         let settings = Settings::load(c)?;
-        let days = settings.audit_retention_days.max(1);
+        // The floor holds even for a value set in the database by hand.
+        let days = settings
+            .audit_retention_days
+            .max(super::settings::RETENTION_DAYS.0);
         let cutoff = db::now() - chrono::Duration::days(i64::from(days));
         let Some(last) = AuditEvent::last_before(c, cutoff)? else {
             return Ok(0);
