@@ -741,3 +741,28 @@ async fn retention_is_not_reported_as_deletion_and_keeps_at_least_30_days() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("SETTINGS CHANGED"), "{out}");
 }
+
+#[tokio::test]
+async fn a_server_with_another_audit_key_refuses_to_start() {
+    let app = spawn_app().await;
+    app.login().await;
+    some_events(&app, 1).await;
+    let path = app.data_dir().join("audit.key");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, [7u8; 32]).unwrap();
+    let err = hostca::startup::Application::build(&app.config)
+        .err()
+        .expect("a server whose audit.key does not match the database does not start")
+        .to_string();
+    assert!(err.contains("another audit.key"), "{err}");
+    // Emptying the key id by hand does not get a new key accepted either.
+    diesel::update(settings::table)
+        .set(settings::audit_key_id.eq(""))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let err = hostca::startup::Application::build(&app.config)
+        .err()
+        .expect("a keyed chain whose key id was removed is not keyed again")
+        .to_string();
+    assert!(err.contains("settings row was edited"), "{err}");
+}

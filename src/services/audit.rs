@@ -340,29 +340,17 @@ pub fn use_key_of(data_dir: &Path) -> Result<(), AppError> {
 /// with another key is refused: its events could neither be verified nor continued.
 pub fn open(pool: &Pool, data_dir: &Path, sink: &SinkTarget) -> Result<(), AppError> {
     let key = AuditKey::load_or_create(data_dir)?;
+    let mut conn = db::get(pool)?;
+    // Checked before this data directory's state is registered, so that a refused start
+    // leaves a running server's state alone; and again in the transaction.
+    check_key(&mut conn, &key, data_dir)?;
     let sink = open_sink(sink)?;
     let scope = register(key, data_dir, Some(sink));
-    let mut conn = db::get(pool)?;
     let key = &scope.key;
     let pending = db::write_tx(&mut conn, |c| {
-        let s = Settings::load(c)?;
+        let s = check_key(c, key, data_dir)?;
         if s.audit_key_id == key.id() {
             return Ok(false);
-        }
-        if !s.audit_key_id.is_empty() {
-            return Err(AppError::Internal(format!(
-                "this database's audit chain is keyed with another audit.key (id {}) than {} holds (id {}): copy audit.key from the data directory that created the database",
-                s.audit_key_id,
-                data_dir.join(crate::secrets::AUDIT_KEY_FILE).display(),
-                key.id()
-            )));
-        }
-        if AuditEvent::any_keyed(c)? {
-            // Only a hand edit empties the key id of a keyed database; keying it again
-            // would seal whatever was changed.
-            return Err(AppError::Internal(
-                "the database's audit chain is keyed but its settings no longer say with which key: the settings row was edited; restore it from a backup".into(),
-            ));
         }
         let legacy = AuditEvent::latest_chain(c)?.map(|(id, _)| id).unwrap_or(0);
         let sealed = seal(key, s.audit_anchor_id, &s.audit_anchor_hash, legacy);
@@ -384,6 +372,30 @@ pub fn open(pool: &Pool, data_dir: &Path, sink: &SinkTarget) -> Result<(), AppEr
         );
     }
     Ok(())
+}
+
+/// The settings, if this key may key (or already keys) the database's chain.
+fn check_key(c: &mut DbConn, key: &AuditKey, data_dir: &Path) -> Result<Settings, AppError> {
+    let s = Settings::load(c)?;
+    if s.audit_key_id == key.id() {
+        return Ok(s);
+    }
+    if !s.audit_key_id.is_empty() {
+        return Err(AppError::Internal(format!(
+            "this database's audit chain is keyed with another audit.key (id {}) than {} holds (id {}): copy audit.key from the data directory that created the database",
+            s.audit_key_id,
+            data_dir.join(crate::secrets::AUDIT_KEY_FILE).display(),
+            key.id()
+        )));
+    }
+    if AuditEvent::any_keyed(c)? {
+        // Only a hand edit empties the key id of a keyed database; keying it again
+        // would seal whatever was changed.
+        return Err(AppError::Internal(
+            "the database's audit chain is keyed but its settings no longer say with which key: the settings row was edited; restore it from a backup".into(),
+        ));
+    }
+    Ok(s)
 }
 
 // ---------------------------------------------------------------------------------------
