@@ -766,3 +766,101 @@ async fn a_server_with_another_audit_key_refuses_to_start() {
         .to_string();
     assert!(err.contains("settings row was edited"), "{err}");
 }
+
+#[tokio::test]
+async fn serve_appends_to_the_audit_log_it_is_given_and_verify_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let siem = dir.path().join("siem.log");
+    let (url, pg) = common::fresh_database();
+    let port = common::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostca"));
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "1",
+        "--audit-log",
+        siem.to_str().unwrap(),
+    ])
+    .env("HOSTCA_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+    .env("RUST_LOG", "error")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if let Some(u) = &url {
+        cmd.args(["--database-url", u]);
+    }
+    let server = common::ServerProcess(cmd.spawn().unwrap());
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "hostca serve starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let (_c, _csrf) = common::admin_client(&base).await;
+    drop(server);
+    let log = std::fs::read_to_string(&siem).unwrap();
+    assert!(
+        !data.join("audit.log").exists(),
+        "the events went to the given file"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|e| e["action"] == "create_ca"), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["action"] == "login" && e["outcome"] == "success"),
+        "{log}"
+    );
+    assert!(lines
+        .iter()
+        .all(|e| e["hash"].as_str().unwrap().len() == 64));
+    let db_url = url.unwrap_or_else(|| data.join("hostca.sqlite3").display().to_string());
+    let args = |log: &str| {
+        vec![
+            "audit".to_string(),
+            "verify".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--database-url".into(),
+            db_url.clone(),
+            "--audit-log".into(),
+            log.to_string(),
+        ]
+    };
+    let a = args(siem.to_str().unwrap());
+    let (code, out) = hostca(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("match the audit log"), "{out}");
+    // A log with a line changed: the event is reported as edited.
+    let ca_event = lines.iter().find(|e| e["action"] == "create_ca").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let forged = log.replacen("root CA created", "nothing created", 1);
+    let forged_path = dir.path().join("forged.log");
+    std::fs::write(&forged_path, forged).unwrap();
+    let a = args(forged_path.to_str().unwrap());
+    let (code, out) = hostca(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("EDITED: events {ca_event}")), "{out}");
+    assert!(
+        !out.contains("BROKEN"),
+        "the database itself is intact: {out}"
+    );
+    if let Some((base, name)) = pg {
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut c) = diesel::PgConnection::establish(&base) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}

@@ -859,6 +859,8 @@ pub struct Report {
     pub seal_broken: bool,
     /// Events whose content no longer matches their hash (or the sink's copy).
     pub edited: Vec<i64>,
+    /// Those of `edited` whose row no longer matches its own hash (the chain breaks there).
+    pub unhashed: Vec<i64>,
     /// Events whose predecessor is missing or changed: something before them was removed.
     pub breaks: Vec<i64>,
     /// Events the sink has and the database lacks (removed, the last ones included).
@@ -937,6 +939,7 @@ pub fn verify_report(
                 && !(ev.chain == CHAIN_SHA256 && ev.id > settings.audit_legacy_through);
             if !own {
                 report.edited.push(ev.id);
+                report.unhashed.push(ev.id);
             } else if ev.prev_hash != prev {
                 report.breaks.push(ev.id);
             }
