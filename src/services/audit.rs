@@ -604,13 +604,6 @@ pub fn refused(
     target: &str,
     message: impl Into<String>,
 ) {
-    let Some(scope) = scope_by_dir(&ctx.data_dir) else {
-        log::error!(
-            "refusal not audited: the audit state of {} is not open",
-            ctx.data_dir.display()
-        );
-        return;
-    };
     let now = db::now();
     let key = RefusalKey {
         source: source.into(),
@@ -619,6 +612,22 @@ pub fn refused(
         minute: minute_of(now),
     };
     let target: String = target.chars().take(200).collect();
+    let Some(scope) = scope_by_dir(&ctx.data_dir) else {
+        // No aggregator for this data directory (a Ctx built by hand): one event now
+        // rather than none.
+        let one = Refusals {
+            count: 1,
+            first_at: now,
+            last_at: now,
+            targets: BTreeSet::from([target]),
+            messages: vec![(message.into(), 1)],
+        };
+        let e = aggregated_event(&key, &one);
+        if let Err(err) = db::get(&ctx.pool).and_then(|mut c| record_alone(&mut c, &e)) {
+            log::error!("a refusal could not be audited: {err}");
+        }
+        return;
+    };
     let mut map = scope.refusals.lock().unwrap_or_else(|p| p.into_inner());
     let entry = map.entry(key).or_insert_with(|| Refusals {
         count: 0,
