@@ -87,6 +87,13 @@ async fn an_edited_description_is_reported_by_verify_and_by_the_audit_page() {
         html.contains(&format!("BROKEN at event {victim}")),
         "the audit page reports the edited event"
     );
+    // Pointing the settings at another key does not make the page trust the chain.
+    diesel::update(settings::table)
+        .set(settings::audit_key_id.eq("0123456789abcdef0123456789abcdef"))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let html = app.get_html("/security/audit?verify=full").await;
+    assert!(html.contains("chain-broken"), "{html}");
 }
 
 #[tokio::test]

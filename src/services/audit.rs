@@ -800,6 +800,27 @@ pub fn verify_chain_from(
     verify_chain_with(conn, &key, &settings, earlier)
 }
 
+/// As `verify_chain_from`, with the key of the data directory a server runs on: a
+/// database whose key id was changed by hand shows as broken instead of failing.
+pub fn verify_chain_of(
+    conn: &mut DbConn,
+    data_dir: &Path,
+    earlier: Option<&Verified>,
+) -> Result<(ChainStatus, Option<Verified>), AppError> {
+    let settings = Settings::load(conn)?;
+    let Some(scope) = scope_by_dir(data_dir) else {
+        return verify_chain_from(conn, earlier);
+    };
+    if settings.audit_key_id != scope.key.id() {
+        let broken = ChainStatus::Broken {
+            at_id: settings.audit_anchor_id,
+            events_checked: 0,
+        };
+        return Ok((broken, None));
+    }
+    verify_chain_with(conn, &scope.key, &settings, earlier)
+}
+
 fn verify_chain_with(
     conn: &mut DbConn,
     key: &AuditKey,
