@@ -47,8 +47,11 @@ fn verify(app: &TestApp) -> (i32, String) {
 
 /// A few events: tokens created and deleted.
 async fn some_events(app: &TestApp, n: usize) {
+    let prefix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     for i in 0..n {
-        let r = app.create_token(&format!("t{i}"), "1", "1d", "").await;
+        let r = app
+            .create_token(&format!("t{prefix}{i}"), "1", "1d", "")
+            .await;
         assert_eq!(r.status().as_u16(), 303);
     }
 }
@@ -84,6 +87,13 @@ async fn an_edited_description_is_reported_by_verify_and_by_the_audit_page() {
         html.contains(&format!("BROKEN at event {victim}")),
         "the audit page reports the edited event"
     );
+    // Pointing the settings at another key does not make the page trust the chain.
+    diesel::update(settings::table)
+        .set(settings::audit_key_id.eq("0123456789abcdef0123456789abcdef"))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let html = app.get_html("/security/audit?verify=full").await;
+    assert!(html.contains("chain-broken"), "{html}");
 }
 
 #[tokio::test]
@@ -340,14 +350,19 @@ async fn an_upgraded_database_is_rekeyed_with_an_event_and_still_verifies() {
     assert!(out.contains("SETTINGS CHANGED"), "{out}");
 }
 
+/// Waits for the next minute unless at most `by` seconds of this one have passed: what
+/// follows is aggregated per minute and must not straddle two.
+async fn early_in_a_minute(by: i64) {
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second > by {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+}
+
 #[tokio::test]
 async fn fifty_failed_logins_from_one_address_are_one_aggregated_event() {
     let app = spawn_app().await;
-    // All fifty within one minute.
-    let second = chrono::Utc::now().timestamp() % 60;
-    if second > 20 {
-        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
-    }
+    early_in_a_minute(20).await;
     let b = app.new_browser();
     for _ in 0..50 {
         let r = b.login_as("admin", "not the password").await;
@@ -395,6 +410,7 @@ async fn fifty_failed_logins_from_one_address_are_one_aggregated_event() {
 async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
     let app = spawn_app().await;
     app.set_security_level("very_high");
+    early_in_a_minute(45).await;
     for _ in 0..3 {
         let (s, _) = app
             .enroll(
@@ -403,7 +419,7 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
                 None,
             )
             .await;
-        assert!(s >= 400 && s < 500, "{s}");
+        assert!((400..500).contains(&s), "{s}");
     }
     let r = reqwest::Client::new()
         .post(app.url("/api/v1/certificates"))
@@ -418,27 +434,28 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
         .await
         .unwrap()
         .unwrap();
-    let rows: Vec<(String, String, i64)> = audit_events::table
+    let rows: Vec<(String, String, i64, i64)> = audit_events::table
         .filter(audit_events::category.eq("CERT"))
         .filter(audit_events::outcome.eq("failure"))
         .select((
             audit_events::actor,
             audit_events::target,
             audit_events::occurrences,
+            audit_events::id,
         ))
         .load(&mut *app.conn())
         .unwrap();
-    assert!(!rows.is_empty());
-    assert!(
-        rows.iter().all(|(a, _, _)| a == "host:127.0.0.1"),
-        "{rows:?}"
-    );
-    assert_eq!(rows.iter().map(|r| r.2).sum::<i64>(), 4, "{rows:?}");
-    assert!(
-        rows.iter()
-            .any(|(_, t, n)| t == "claimed.example.com" && *n == 3),
-        "{rows:?}"
-    );
+    // One source, one action, one minute: one event for the four refusals, the claimed
+    // name (and the unreadable request's "unknown") as the target.
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (actor, target, count, id) = &rows[0];
+    assert_eq!(actor, "host:127.0.0.1");
+    assert_eq!(*count, 4);
+    assert!(target.contains("claimed.example.com"), "{target}");
+    app.login().await;
+    let html = app.get_html(&format!("/security/audit/{id}")).await;
+    let shown = element_text(&html, "occurrences").unwrap_or_default();
+    assert_eq!(shown, "4");
 }
 
 async fn security_admin(app: &TestApp, name: &str) -> common::Browser {
@@ -668,4 +685,189 @@ async fn a_backup_records_its_kdf_and_old_format_backups_still_restore() {
     std::fs::write(&old_file, &old).unwrap();
     let (code, msg) = restore(&app, &old_file, "restored-old");
     assert_eq!(code, 0, "{msg}");
+}
+
+#[tokio::test]
+async fn retention_is_not_reported_as_deletion_and_keeps_at_least_30_days() {
+    let app = spawn_app().await;
+    app.login().await;
+    some_events(&app, 4).await;
+    let all = ids(&app);
+    let (old, recent) = (all[1], all[2]);
+    // A retention of one day, set by hand: the floor still keeps 30 days.
+    diesel::update(settings::table)
+        .set(settings::audit_retention_days.eq(1))
+        .execute(&mut *app.conn())
+        .unwrap();
+    // Editing `at` breaks those rows' hashes: they are removed, so it does not matter.
+    diesel::update(audit_events::table.filter(audit_events::id.le(old)))
+        .set(audit_events::at.eq(hostca::db::now() - chrono::Duration::days(31)))
+        .execute(&mut *app.conn())
+        .unwrap();
+    diesel::update(audit_events::table.find(recent))
+        .set(audit_events::at.eq(hostca::db::now() - chrono::Duration::days(3)))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let removed = hostca::services::audit::apply_retention(&mut app.conn()).unwrap();
+    assert_eq!(
+        removed as i64,
+        all.iter().filter(|i| **i <= old).count() as i64
+    );
+    assert!(
+        audit_events::table
+            .find(recent)
+            .count()
+            .get_result::<i64>(&mut *app.conn())
+            .unwrap()
+            == 1,
+        "a 3-day-old event stays"
+    );
+    // Put the recent row back as it was, so that only retention has touched the table.
+    let logged: Vec<hostca::models::audit_event::AuditEvent> =
+        std::fs::read_to_string(app.data_dir().join("audit.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let original = logged.iter().find(|e| e.id == recent).unwrap();
+    diesel::update(audit_events::table.find(recent))
+        .set(audit_events::at.eq(original.at))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(
+        code, 0,
+        "events removed by retention are not deletions: {out}"
+    );
+    // Moving the anchor by hand (to hide a removal as retention) breaks the seal.
+    diesel::update(settings::table)
+        .set(settings::audit_anchor_id.eq(recent))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("SETTINGS CHANGED"), "{out}");
+}
+
+#[tokio::test]
+async fn a_server_with_another_audit_key_refuses_to_start() {
+    let app = spawn_app().await;
+    app.login().await;
+    some_events(&app, 1).await;
+    let path = app.data_dir().join("audit.key");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, [7u8; 32]).unwrap();
+    let err = hostca::startup::Application::build(&app.config)
+        .err()
+        .expect("a server whose audit.key does not match the database does not start")
+        .to_string();
+    assert!(err.contains("another audit.key"), "{err}");
+    // Emptying the key id by hand does not get a new key accepted either.
+    diesel::update(settings::table)
+        .set(settings::audit_key_id.eq(""))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let err = hostca::startup::Application::build(&app.config)
+        .err()
+        .expect("a keyed chain whose key id was removed is not keyed again")
+        .to_string();
+    assert!(err.contains("settings row was edited"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_appends_to_the_audit_log_it_is_given_and_verify_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let siem = dir.path().join("siem.log");
+    let (url, pg) = common::fresh_database();
+    let port = common::free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostca"));
+    cmd.args([
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "1",
+        "--audit-log",
+        siem.to_str().unwrap(),
+    ])
+    .env("HOSTCA_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+    .env("RUST_LOG", "error")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if let Some(u) = &url {
+        cmd.args(["--database-url", u]);
+    }
+    let server = common::ServerProcess(cmd.spawn().unwrap());
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "hostca serve starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let (_c, _csrf) = common::admin_client(&base).await;
+    drop(server);
+    let log = std::fs::read_to_string(&siem).unwrap();
+    assert!(
+        !data.join("audit.log").exists(),
+        "the events went to the given file"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|e| e["action"] == "create_ca"), "{log}");
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["action"] == "login" && e["outcome"] == "success"),
+        "{log}"
+    );
+    assert!(lines
+        .iter()
+        .all(|e| e["hash"].as_str().unwrap().len() == 64));
+    let db_url = url.unwrap_or_else(|| data.join("hostca.sqlite3").display().to_string());
+    let args = |log: &str| {
+        vec![
+            "audit".to_string(),
+            "verify".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--database-url".into(),
+            db_url.clone(),
+            "--audit-log".into(),
+            log.to_string(),
+        ]
+    };
+    let a = args(siem.to_str().unwrap());
+    let (code, out) = hostca(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("match the audit log"), "{out}");
+    // A log with a line changed: the event is reported as edited.
+    let ca_event = lines.iter().find(|e| e["action"] == "create_ca").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let forged = log.replacen("root CA created", "nothing created", 1);
+    let forged_path = dir.path().join("forged.log");
+    std::fs::write(&forged_path, forged).unwrap();
+    let a = args(forged_path.to_str().unwrap());
+    let (code, out) = hostca(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("EDITED: events {ca_event}")), "{out}");
+    assert!(
+        !out.contains("BROKEN"),
+        "the database itself is intact: {out}"
+    );
+    if let Some((base, name)) = pg {
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut c) = diesel::PgConnection::establish(&base) {
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
 }

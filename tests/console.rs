@@ -988,7 +988,8 @@ async fn retention_removes_old_events_and_keeps_the_chain_verifiable() {
         .select(audit_events::id)
         .load(&mut *app.conn())
         .unwrap();
-    // The first half of the events becomes older than a one-day retention.
+    // The first half of the events becomes older than the retention (a day set by hand:
+    // the 30-day floor applies).
     let cut = ids[ids.len() / 2];
     diesel::update(settings::table)
         .set(settings::audit_retention_days.eq(1))
@@ -997,7 +998,7 @@ async fn retention_removes_old_events_and_keeps_the_chain_verifiable() {
     let mut conn = app.conn();
     // Editing `at` breaks those rows' hashes, which does not matter: they are removed.
     diesel::update(audit_events::table.filter(audit_events::id.le(cut)))
-        .set(audit_events::at.eq(hostca::db::now() - chrono::Duration::days(3)))
+        .set(audit_events::at.eq(hostca::db::now() - chrono::Duration::days(31)))
         .execute(&mut *conn)
         .unwrap();
     let removed = hostca::services::audit::apply_retention(&mut conn).unwrap();
@@ -1014,7 +1015,7 @@ async fn retention_removes_old_events_and_keeps_the_chain_verifiable() {
         .select(audit_events::description)
         .first(&mut *conn)
         .unwrap();
-    assert!(note.contains("older than 1 days removed"));
+    assert!(note.contains("older than 30 days removed"));
     // Removing the new first event by hand is detected.
     let first: i64 = audit_events::table
         .order(audit_events::id.asc())

@@ -386,6 +386,8 @@ fn killed_mid_load_it_restarts_with_nothing_acknowledged_lost() {
         .clone()
         .unwrap_or_else(|| data.join("hostca.sqlite3").display().to_string());
     let pool = hostca::db::connect(&url, 2).unwrap();
+    // The server process's chain is keyed with its data directory's audit.key.
+    hostca::services::audit::use_key_of(&data).unwrap();
     let ca = std::fs::read_to_string(data.join("ca.pem")).unwrap();
     let mut received = load.received.lock().unwrap();
     received.errors_5xx = 0; // connections cut by the kill are not server errors

@@ -430,6 +430,12 @@ fn audit_verify(args: StoreArgs) -> i32 {
         }
     };
     let ids = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    if let Some(first) = report.unhashed.iter().chain(&report.breaks).min() {
+        // The first line as before the keyed chain, for scripts that read it.
+        println!(
+            "audit chain BROKEN at event {first}: it or the event before it was changed or removed"
+        );
+    }
     if report.seal_broken {
         println!("SETTINGS CHANGED: the audit anchor or the end of the old chain was moved outside hostca");
     }

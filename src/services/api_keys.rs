@@ -169,8 +169,7 @@ pub fn revoke_any(ctx: &Ctx, actor: &Actor, id: i64) -> Result<(ApiKey, String),
 pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, AppError> {
     let mut conn = db::get(&ctx.pool)?;
     let now = db::now();
-    let refuse = |conn: &mut DbConn, why: &str| -> AppError {
-        let _ = conn;
+    let refuse = |_conn: &mut DbConn, why: &str| -> AppError {
         audit::refused(
             ctx,
             from,

@@ -340,29 +340,17 @@ pub fn use_key_of(data_dir: &Path) -> Result<(), AppError> {
 /// with another key is refused: its events could neither be verified nor continued.
 pub fn open(pool: &Pool, data_dir: &Path, sink: &SinkTarget) -> Result<(), AppError> {
     let key = AuditKey::load_or_create(data_dir)?;
+    let mut conn = db::get(pool)?;
+    // Checked before this data directory's state is registered, so that a refused start
+    // leaves a running server's state alone; and again in the transaction.
+    check_key(&mut conn, &key, data_dir)?;
     let sink = open_sink(sink)?;
     let scope = register(key, data_dir, Some(sink));
-    let mut conn = db::get(pool)?;
     let key = &scope.key;
     let pending = db::write_tx(&mut conn, |c| {
-        let s = Settings::load(c)?;
+        let s = check_key(c, key, data_dir)?;
         if s.audit_key_id == key.id() {
             return Ok(false);
-        }
-        if !s.audit_key_id.is_empty() {
-            return Err(AppError::Internal(format!(
-                "this database's audit chain is keyed with another audit.key (id {}) than {} holds (id {}): copy audit.key from the data directory that created the database",
-                s.audit_key_id,
-                data_dir.join(crate::secrets::AUDIT_KEY_FILE).display(),
-                key.id()
-            )));
-        }
-        if AuditEvent::any_keyed(c)? {
-            // Only a hand edit empties the key id of a keyed database; keying it again
-            // would seal whatever was changed.
-            return Err(AppError::Internal(
-                "the database's audit chain is keyed but its settings no longer say with which key: the settings row was edited; restore it from a backup".into(),
-            ));
         }
         let legacy = AuditEvent::latest_chain(c)?.map(|(id, _)| id).unwrap_or(0);
         let sealed = seal(key, s.audit_anchor_id, &s.audit_anchor_hash, legacy);
@@ -384,6 +372,30 @@ pub fn open(pool: &Pool, data_dir: &Path, sink: &SinkTarget) -> Result<(), AppEr
         );
     }
     Ok(())
+}
+
+/// The settings, if this key may key (or already keys) the database's chain.
+fn check_key(c: &mut DbConn, key: &AuditKey, data_dir: &Path) -> Result<Settings, AppError> {
+    let s = Settings::load(c)?;
+    if s.audit_key_id == key.id() {
+        return Ok(s);
+    }
+    if !s.audit_key_id.is_empty() {
+        return Err(AppError::Internal(format!(
+            "this database's audit chain is keyed with another audit.key (id {}) than {} holds (id {}): copy audit.key from the data directory that created the database",
+            s.audit_key_id,
+            data_dir.join(crate::secrets::AUDIT_KEY_FILE).display(),
+            key.id()
+        )));
+    }
+    if AuditEvent::any_keyed(c)? {
+        // Only a hand edit empties the key id of a keyed database; keying it again
+        // would seal whatever was changed.
+        return Err(AppError::Internal(
+            "the database's audit chain is keyed but its settings no longer say with which key: the settings row was edited; restore it from a backup".into(),
+        ));
+    }
+    Ok(s)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -592,13 +604,6 @@ pub fn refused(
     target: &str,
     message: impl Into<String>,
 ) {
-    let Some(scope) = scope_by_dir(&ctx.data_dir) else {
-        log::error!(
-            "refusal not audited: the audit state of {} is not open",
-            ctx.data_dir.display()
-        );
-        return;
-    };
     let now = db::now();
     let key = RefusalKey {
         source: source.into(),
@@ -607,6 +612,22 @@ pub fn refused(
         minute: minute_of(now),
     };
     let target: String = target.chars().take(200).collect();
+    let Some(scope) = scope_by_dir(&ctx.data_dir) else {
+        // No aggregator for this data directory (a Ctx built by hand): one event now
+        // rather than none.
+        let one = Refusals {
+            count: 1,
+            first_at: now,
+            last_at: now,
+            targets: BTreeSet::from([target]),
+            messages: vec![(message.into(), 1)],
+        };
+        let e = aggregated_event(&key, &one);
+        if let Err(err) = db::get(&ctx.pool).and_then(|mut c| record_alone(&mut c, &e)) {
+            log::error!("a refusal could not be audited: {err}");
+        }
+        return;
+    };
     let mut map = scope.refusals.lock().unwrap_or_else(|p| p.into_inner());
     let entry = map.entry(key).or_insert_with(|| Refusals {
         count: 0,
@@ -779,6 +800,27 @@ pub fn verify_chain_from(
     verify_chain_with(conn, &key, &settings, earlier)
 }
 
+/// As `verify_chain_from`, with the key of the data directory a server runs on: a
+/// database whose key id was changed by hand shows as broken instead of failing.
+pub fn verify_chain_of(
+    conn: &mut DbConn,
+    data_dir: &Path,
+    earlier: Option<&Verified>,
+) -> Result<(ChainStatus, Option<Verified>), AppError> {
+    let settings = Settings::load(conn)?;
+    let Some(scope) = scope_by_dir(data_dir) else {
+        return verify_chain_from(conn, earlier);
+    };
+    if settings.audit_key_id != scope.key.id() {
+        let broken = ChainStatus::Broken {
+            at_id: settings.audit_anchor_id,
+            events_checked: 0,
+        };
+        return Ok((broken, None));
+    }
+    verify_chain_with(conn, &scope.key, &settings, earlier)
+}
+
 fn verify_chain_with(
     conn: &mut DbConn,
     key: &AuditKey,
@@ -847,6 +889,8 @@ pub struct Report {
     pub seal_broken: bool,
     /// Events whose content no longer matches their hash (or the sink's copy).
     pub edited: Vec<i64>,
+    /// Those of `edited` whose row no longer matches its own hash (the chain breaks there).
+    pub unhashed: Vec<i64>,
     /// Events whose predecessor is missing or changed: something before them was removed.
     pub breaks: Vec<i64>,
     /// Events the sink has and the database lacks (removed, the last ones included).
@@ -925,6 +969,7 @@ pub fn verify_report(
                 && !(ev.chain == CHAIN_SHA256 && ev.id > settings.audit_legacy_through);
             if !own {
                 report.edited.push(ev.id);
+                report.unhashed.push(ev.id);
             } else if ev.prev_hash != prev {
                 report.breaks.push(ev.id);
             }
@@ -957,7 +1002,10 @@ pub fn verify_report(
 pub fn apply_retention(conn: &mut DbConn) -> Result<usize, AppError> {
     db::write_tx(conn, |c| {
         let settings = Settings::load(c)?;
-        let days = settings.audit_retention_days.max(1);
+        // The floor holds even for a value set in the database by hand.
+        let days = settings
+            .audit_retention_days
+            .max(super::settings::RETENTION_DAYS.0);
         let cutoff = db::now() - chrono::Duration::days(i64::from(days));
         let Some(last) = AuditEvent::last_before(c, cutoff)? else {
             return Ok(0);

@@ -2,7 +2,7 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 
-use super::audit::{verify_chain_from, ChainStatus};
+use super::audit::ChainStatus;
 use super::Ctx;
 use crate::db;
 use crate::error::AppError;
@@ -120,7 +120,7 @@ fn check(ctx: &Ctx, incremental: bool) -> Result<ChainStatus, AppError> {
     // running its own.
     let mut verified = ctx.audit_verified.lock().unwrap_or_else(|p| p.into_inner());
     let earlier = verified.as_ref().filter(|_| incremental);
-    let (status, reached) = verify_chain_from(&mut conn, earlier)?;
+    let (status, reached) = super::audit::verify_chain_of(&mut conn, &ctx.data_dir, earlier)?;
     *verified = reached;
     Ok(status)
 }

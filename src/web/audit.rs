@@ -30,6 +30,11 @@ pub struct EventRow {
     pub outcome: String,
     pub prev_hash: String,
     pub hash: String,
+    /// How many refusals an aggregated event stands for, and when the first and last came.
+    pub occurrences: i64,
+    pub span: String,
+    /// `SHA-256` (before the audit key) or `HMAC-SHA256`.
+    pub chain: &'static str,
 }
 
 impl EventRow {
@@ -46,6 +51,20 @@ impl EventRow {
             outcome: e.outcome,
             prev_hash: e.prev_hash,
             hash: e.hash,
+            occurrences: e.occurrences,
+            span: match (e.first_at, e.last_at) {
+                (Some(a), Some(b)) => format!(
+                    "{} – {} UTC",
+                    a.format("%Y-%m-%d %H:%M:%S"),
+                    b.format("%H:%M:%S")
+                ),
+                _ => String::new(),
+            },
+            chain: if e.chain == crate::services::audit::CHAIN_SHA256 {
+                "SHA-256 (before the audit key)"
+            } else {
+                "HMAC-SHA256 with the audit key"
+            },
         }
     }
 }
