@@ -47,7 +47,10 @@ fn token_uses(app: &TestApp, name: &str) -> i32 {
 }
 
 /// Failed audit events whose description contains `text`.
+/// Refusals of unauthenticated requests are aggregated per source and minute: the open
+/// minute is written first.
 fn failed_events(app: &TestApp, category: &str, text: &str) -> i64 {
+    hostca::services::audit::flush_refusals(&app.ctx).unwrap();
     audit_events::table
         .filter(audit_events::category.eq(category))
         .filter(audit_events::outcome.ne("success"))

@@ -24,7 +24,9 @@ async fn enrolled(app: &TestApp, name: &str) -> (PathBuf, String, Value) {
     (key, b["host_id"].as_str().unwrap().to_string(), b)
 }
 
+/// Refused renewals are aggregated per source and minute: write the open minute first.
 fn failed_renewals(app: &TestApp) -> Vec<String> {
+    hostca::services::audit::flush_refusals(&app.ctx).unwrap();
     audit_events::table
         .filter(audit_events::category.eq("CERT"))
         .filter(audit_events::action.eq("renew"))
@@ -152,9 +154,24 @@ async fn a_renewal_needs_a_fresh_nonce_of_its_own_host() {
         .await;
     assert_eq!(s, 400);
 
-    // Every refusal is an audit event.
+    // Every refusal is audited: aggregated per source and minute, each one counted, the
+    // actor the requesting address and not the claimed host.
     let refused = failed_renewals(&app);
-    assert_eq!(refused.len(), 5, "{refused:?}");
+    let counted: Vec<(i64, String)> = audit_events::table
+        .filter(audit_events::action.eq("renew"))
+        .filter(audit_events::outcome.eq("failure"))
+        .select((audit_events::occurrences, audit_events::actor))
+        .load(&mut *app.conn())
+        .unwrap();
+    assert_eq!(
+        counted.iter().map(|(n, _)| n).sum::<i64>(),
+        5,
+        "{refused:?}"
+    );
+    assert!(
+        counted.iter().all(|(_, a)| a == "host:127.0.0.1"),
+        "{counted:?}"
+    );
     assert!(refused.iter().all(|d| d.contains("nonce")), "{refused:?}");
 
     // Asking for many nonces keeps only a few alive per host.

@@ -122,7 +122,11 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
             (None, Some(peer)) => lookup_if_medium(ctx, &hostname, peer)?,
             _ => None,
         };
-        let (job_ctx, peer) = (ctx.clone(), req.peer);
+        let from = Origin {
+            peer: req.peer,
+            resolved,
+        };
+        let job_ctx = ctx.clone();
         ctx.writer.write(move |c| {
             enroll_in(
                 &job_ctx,
@@ -130,8 +134,7 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
                 &hostname,
                 &csr,
                 token.as_deref(),
-                peer,
-                resolved,
+                from,
                 presigned,
             )
         })
@@ -191,6 +194,13 @@ fn finish(
 /// here on the request's own thread and never by the writer: a resolver that does not
 /// answer delays this request alone, by `names::LOOKUP_TIMEOUT` at most. `None` when the
 /// level is not medium (the writer then never consults it).
+/// Where a request came from: its address, and whether its name resolved to it (looked
+/// up before the writer, at level medium only).
+struct Origin {
+    peer: Option<IpAddr>,
+    resolved: Option<bool>,
+}
+
 fn lookup_if_medium(ctx: &Ctx, hostname: &str, peer: IpAddr) -> Result<Option<bool>, AppError> {
     let level = Settings::load(&mut *db::get(&ctx.pool)?)?.security_level;
     if level != "medium" {
@@ -219,10 +229,10 @@ fn enroll_in(
     hostname: &str,
     csr: &VerifiedCsr,
     token: Option<&str>,
-    peer: Option<IpAddr>,
-    resolved: Option<bool>,
+    from: Origin,
     presigned: Option<Presigned>,
 ) -> Result<Step, AppError> {
+    let Origin { peer, resolved } = from;
     let now = db::now();
     let new_host_id = presigned
         .as_ref()

@@ -116,6 +116,7 @@ pub fn resolve_for_reissue(conn: &mut DbConn, key: &str) -> Result<Host, AppErro
     let key = key.trim();
     if is_host_id(key) {
         if let Some(h) = Host::find_by_host_id(conn, &key.to_ascii_lowercase())? {
+            refuse_server_host(&h)?;
             return Ok(h);
         }
     }
@@ -134,6 +135,18 @@ pub fn resolve_for_reissue(conn: &mut DbConn, key: &str) -> Result<Host, AppErro
         )));
     }
     Err(AppError::NotFound(format!("there is no host {key}")))
+}
+
+/// The server's own host row holds its TLS certificates only: no token, mapping or
+/// auto-reissue window may ever let a host obtain a certificate through it.
+pub fn refuse_server_host(host: &Host) -> Result<(), AppError> {
+    if host.host_id == super::pki::SERVER_HOST_ID {
+        return Err(AppError::Unprocessable(format!(
+            "{} is the hostca server itself: its TLS certificates are issued by the server, never through tokens, mappings or reissue windows",
+            host.primary_name
+        )));
+    }
+    Ok(())
 }
 
 /// What the host page shows.
@@ -247,6 +260,9 @@ pub fn set_auto_reissue(
         let host = Host::find_by_host_id(c, host_id)?.ok_or_else(|| {
             AppError::NotFound(format!("there is no host with host ID {host_id}"))
         })?;
+        if allow {
+            refuse_server_host(&host)?;
+        }
         let minutes = crate::models::settings::Settings::load(c)?.auto_reissue_minutes;
         let until = allow.then(|| crate::db::now() + chrono::Duration::minutes(i64::from(minutes)));
         Host::set_auto_reissue(c, host_id, until)?;

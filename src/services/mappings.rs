@@ -247,6 +247,7 @@ pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<String
     refuse_reserved(&mut conn, &policy, actor, "add_mapping", &name)?;
     db::write_tx(&mut conn, |c| {
         let host = find_host(c, host_id)?;
+        super::hosts::refuse_server_host(&host)?;
         if HostMapping::find(c, &host.host_id, &name)?.is_some() {
             return Err(AppError::Conflict(format!(
                 "{name} is already a mapping of {}",

@@ -110,8 +110,14 @@ fn challenge_password(csr_pem: &str) -> Option<String> {
     found
 }
 
-/// Renews the certificate of `host_id` for the key of `csr_pem`.
-pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppError> {
+/// Renews the certificate of `host_id` for the key of `csr_pem`; `peer` is where the
+/// request came from (a refusal is recorded against it, not against the claimed host).
+pub fn renew(
+    ctx: &Ctx,
+    host_id: &str,
+    csr_pem: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Enrolled, AppError> {
     let shown: String = host_id.trim().chars().take(80).collect();
     let result = (|| {
         let host_id = host_id_of(host_id)?;
@@ -134,15 +140,14 @@ pub fn renew(ctx: &Ctx, host_id: &str, csr_pem: &str) -> Result<Enrolled, AppErr
         }
         Err(e) => {
             if e.status().is_client_error() {
-                audit::record_alone(
-                    &mut *db::get(&ctx.pool)?,
-                    &Event::new(audit::CERT, "renew", &shown, &shown)
-                        .describe(format!(
-                            "certificate renewal refused ({}): {e}",
-                            e.status().as_u16()
-                        ))
-                        .failed(),
-                )?;
+                audit::refused(
+                    ctx,
+                    peer,
+                    audit::CERT,
+                    "renew",
+                    &shown,
+                    format!("certificate renewal refused ({}): {e}", e.status().as_u16()),
+                );
             }
             Err(e)
         }

@@ -122,7 +122,9 @@ async fn renew_certificate(
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
     let body: RenewBody = json_body(&req, &ctx, body, "renew").await?;
-    let enrolled = web::block(move || renewal::renew(&ctx, &body.host_id, &body.csr)).await??;
+    let peer = req.peer_addr().map(|a| a.ip());
+    let enrolled =
+        web::block(move || renewal::renew(&ctx, &body.host_id, &body.csr, peer)).await??;
     Ok(created(enrolled))
 }
 
