@@ -31,6 +31,7 @@ fn browser_from(app: &TestApp, ip: &str) -> Browser {
         address: app.address.clone(),
         client: reqwest::Client::builder()
             .cookie_store(true)
+            .pool_idle_timeout(common::CLIENT_IDLE)
             .redirect(Policy::none())
             .local_address(ip.parse::<IpAddr>().unwrap())
             .build()

@@ -78,10 +78,16 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     start(config, dir, pg, None).await
 }
 
+/// How long a test client keeps an idle connection for reuse: well under the server's
+/// 5-second keep-alive, so that on a loaded machine a request never goes out on a
+/// connection the server is closing at that moment (an `IncompleteMessage` error).
+pub const CLIENT_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A browser-like client; for https it trusts the CA in `ca_pem` only.
 pub fn client_for(ca_pem: Option<&str>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .cookie_store(true)
+        .pool_idle_timeout(CLIENT_IDLE)
         .redirect(Policy::none());
     if let Some(pem) = ca_pem {
         b = b
