@@ -94,6 +94,42 @@ pub fn redirect(location: &str) -> HttpResponse {
         .finish()
 }
 
+/// Error pages keep the console's navigation for a logged-in user: a 400, 403 or 404 from
+/// a page handler is rendered again inside the user's layout, so a mistyped address or a
+/// refused action is one click away from the rest of the console. Anonymous requests and
+/// the JSON API keep their own responses.
+pub async fn keep_navigation(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_session::SessionExt;
+    use actix_web::FromRequest;
+    let res = next.call(req).await?;
+    let wanted =
+        matches!(res.status().as_u16(), 400 | 403 | 404) && has_html_error(res.response().error());
+    if !wanted || !super::auth::has_user(&res.request().get_session()) {
+        return Ok(res.map_into_boxed_body());
+    }
+    let request = res.request().clone();
+    let Ok(auth) = super::auth::Auth::extract(&request).await else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let page = auth.page(res.status().canonical_reason().unwrap_or("Error"), "");
+    let response = match res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<AppError>())
+    {
+        Some(err) => err.page_response(page),
+        None => return Ok(res.map_into_boxed_body()),
+    };
+    Ok(res.into_response(response))
+}
+
+fn has_html_error(e: Option<&actix_web::Error>) -> bool {
+    e.is_some_and(|e| e.as_error::<AppError>().is_some())
+}
+
 /// `2026-11-23 14:05 UTC`
 pub fn utc(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
