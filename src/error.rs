@@ -163,23 +163,13 @@ impl AppError {
             page,
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
-            message: capitalised(&self.public_message()),
+            message: crate::web::view::capitalised(&self.public_message()),
         }
         .render()
         .unwrap_or_else(|_| self.public_message());
         HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .body(body)
-    }
-}
-
-/// Messages are written to be joined into sentences ("the form has expired; ..."); on a
-/// page of their own they start with a capital letter like every other message.
-fn capitalised(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 

@@ -47,7 +47,7 @@ pub fn flash(session: &Session, kind: &str, message: impl Into<String>) {
     let mut list: Vec<Flash> = session.get(FLASH_KEY).ok().flatten().unwrap_or_default();
     list.push(Flash {
         kind: kind.to_string(),
-        message: message.into(),
+        message: capitalised(&message.into()),
     });
     let _ = session.insert(FLASH_KEY, list);
 }
@@ -68,6 +68,22 @@ pub fn rejected(
         FormError::Invalid(f) => Ok((actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, f)),
         FormError::Conflict(f) => Ok((actix_web::http::StatusCode::CONFLICT, f)),
         FormError::Other(e) => Err(e),
+    }
+}
+
+/// Messages are often written to be joined into sentences ("the form has expired; ...");
+/// shown on their own, in a flash or an error page, they start with a capital letter. A
+/// message that starts with a name (`web01.example.com has no mapping`) is left as it is:
+/// names are case-sensitive to the reader, so only a plain lowercase word is changed.
+pub fn capitalised(s: &str) -> String {
+    let first = s.split(' ').next().unwrap_or_default();
+    if first.is_empty() || !first.chars().all(|c| c.is_ascii_lowercase()) {
+        return s.to_string();
+    }
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -184,6 +200,18 @@ impl When {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_on_their_own_start_with_a_capital() {
+        assert_eq!(capitalised("the form has expired"), "The form has expired");
+        assert_eq!(capitalised("Token a deleted."), "Token a deleted.");
+        assert_eq!(
+            capitalised("web01.example.com has no mapping named x"),
+            "web01.example.com has no mapping named x"
+        );
+        assert_eq!(capitalised("cannot sort by 'x'"), "Cannot sort by 'x'");
+        assert_eq!(capitalised(""), "");
+    }
 
     #[test]
     fn relative_hints_read_naturally() {
