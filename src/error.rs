@@ -149,11 +149,21 @@ impl ResponseError for AppError {
                 .finish();
         }
         let status = self.status();
+        let title = status.canonical_reason().unwrap_or("Error");
+        self.page_response(crate::web::view::Page::bare(title))
+    }
+}
+
+impl AppError {
+    /// The HTML error page inside `page`'s layout: a bare one here, one with the console's
+    /// navigation when `web::view::keep_navigation` knows who is logged in.
+    pub fn page_response(&self, page: crate::web::view::Page) -> HttpResponse {
+        let status = self.status();
         let body = ErrorPage {
-            page: crate::web::view::Page::bare(status.canonical_reason().unwrap_or("Error")),
+            page,
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
-            message: self.public_message(),
+            message: crate::web::view::capitalised(&self.public_message()),
         }
         .render()
         .unwrap_or_else(|_| self.public_message());

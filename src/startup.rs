@@ -95,6 +95,10 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .app_data(proxies.clone())
+                // Inside the session middleware: it reads the session of the request.
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::view::keep_navigation,
+                ))
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                         .cookie_name(if secure {

@@ -44,4 +44,43 @@
       boxes().forEach(function (b) { b.checked = all.checked; });
     });
   });
+  // Confirmation panels (<details class="confirm">): one open at a time; Escape or a click
+  // outside closes them, and Escape gives the focus back to the button that opened it.
+  var confirms = function () { return document.querySelectorAll("details.confirm[open]"); };
+  document.addEventListener("toggle", function (ev) {
+    var d = ev.target;
+    if (!d.matches || !d.matches("details.confirm") || !d.open) return;
+    confirms().forEach(function (o) { if (o !== d) o.open = false; });
+  }, true);
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Escape") return;
+    confirms().forEach(function (d) {
+      d.open = false;
+      var s = d.querySelector("summary");
+      if (s) s.focus();
+    });
+  });
+  document.addEventListener("click", function (ev) {
+    confirms().forEach(function (d) { if (!d.contains(ev.target)) d.open = false; });
+  });
+
+  // Wide tables scroll inside their card; say so, but only when they do.
+  var hints = function () {
+    document.querySelectorAll(".tablewrap").forEach(function (w) {
+      var hint = w.nextElementSibling;
+      if (!hint || !hint.classList.contains("scroll-hint")) {
+        hint = document.createElement("p");
+        hint.className = "scroll-hint";
+        hint.textContent = "Scroll sideways for more columns →";
+        w.parentNode.insertBefore(hint, w.nextSibling);
+      }
+      w.classList.toggle("overflowing", w.scrollWidth > w.clientWidth + 1);
+    });
+  };
+  hints();
+  window.addEventListener("resize", hints);
+
+  // A form shown again with errors: the first field in error gets the focus.
+  var bad = document.querySelector('[aria-invalid="true"]');
+  if (bad) bad.focus();
 })();

@@ -567,3 +567,341 @@ async fn an_administrators_day_in_a_real_browser() {
     }
     c.close().await.unwrap();
 }
+
+/// A Chrome DevTools command sent through chromedriver (`goog/cdp/execute`): media
+/// emulation for the dark theme.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &reqwest::Url,
+        session: Option<&str>,
+    ) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (reqwest::Method, Option<String>) {
+        let body = serde_json::json!({"cmd": self.0, "params": self.1});
+        (reqwest::Method::POST, Some(body.to_string()))
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+/// WCAG contrast of two CSS colours, computed in the page.
+const CONTRAST: &str = r#"
+const rgb = s => { const m = s.match(/rgba?\(([^)]+)\)/); const p = m[1].split(',').map(x => parseFloat(x)); return {r: p[0], g: p[1], b: p[2]}; };
+const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+const background = el => { for (let e = el; e; e = e.parentElement) { const m = getComputedStyle(e).backgroundColor.match(/rgba?\(([^)]+)\)/); if (m) { const p = m[1].split(',').map(x => parseFloat(x)); if (p.length < 4 || p[3] > 0.5) return getComputedStyle(e).backgroundColor; } } return 'rgb(255, 255, 255)'; };
+const ratio = (a, b) => { const l1 = lum(rgb(a)), l2 = lum(rgb(b)); return (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05); };
+"#;
+
+/// Focus ring and input border at 3:1 or more, the pager's disabled text at 4.5:1.
+async fn check_control_contrast(c: &Client, theme: &str) {
+    c.goto(&format!("{}", c.current_url().await.unwrap()))
+        .await
+        .unwrap();
+    let got = js(
+        c,
+        &format!(
+            "{CONTRAST}
+            const q = document.querySelector('#q'); q.focus();
+            const s = getComputedStyle(q);
+            const bg = background(q.parentElement);
+            const pager = document.createElement('nav'); pager.className = 'pager';
+            pager.innerHTML = '<span class=\"disabled\">Next</span>';
+            document.querySelector('main').appendChild(pager);
+            const d = pager.querySelector('.disabled');
+            return [ratio(s.outlineColor, bg), s.outlineStyle, ratio(s.borderTopColor, bg),
+                    ratio(getComputedStyle(d).color, background(d))];"
+        ),
+    )
+    .await;
+    let v: Vec<Value> = serde_json::from_value(got).unwrap();
+    assert!(
+        v[0].as_f64().unwrap() >= 3.0 && v[1] == "solid",
+        "{theme}: focus ring {v:?}"
+    );
+    assert!(v[2].as_f64().unwrap() >= 3.0, "{theme}: input border {v:?}");
+    assert!(
+        v[3].as_f64().unwrap() >= 4.5,
+        "{theme}: pager's disabled text {v:?}"
+    );
+}
+
+/// Issue 11: every page fits the window at 1280, 768 and 375 px; tables scroll in their
+/// card with a hint; the side menu collapses on a phone and opens without JavaScript;
+/// confirmations close with Escape or a click outside, one at a time, and fit a phone;
+/// the reissue form wires its errors; error pages keep the navigation; the dark theme
+/// passes the contrast check.
+#[tokio::test]
+async fn pages_fit_every_screen() {
+    let Some((_driver, c)) = browser().await else {
+        eprintln!("SKIPPED: chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let app = spawn_app().await;
+    let base = app.address.clone();
+    let shots = Shots::new();
+    // Hosts whose names collide, so the mappings carry a conflict and pending actions.
+    app.login().await;
+    app.set_auto_map(false);
+    let value = app.token_value("seed-with-a-rather-long-name", "10").await;
+    let web1 = enroll(&app, "web01.example.com", &["www.example.com"], &value).await;
+    let _web2 = enroll(&app, "web02.example.com", &["www.example.com"], &value).await;
+    for n in ["a", "b", "c"] {
+        assert_eq!(app.create_token(n, "1", "1d", "").await.status(), 303);
+    }
+    let serial = web1["serial"].as_str().unwrap().to_string();
+    let host_id = web1["host_id"].as_str().unwrap().to_string();
+
+    c.goto(&format!("{base}/login")).await.unwrap();
+    css(&c, "#username").await.send_keys("admin").await.unwrap();
+    css(&c, "#password")
+        .await
+        .send_keys(&format!("{}{}", common::ADMIN_PASSWORD, Key::Enter))
+        .await
+        .unwrap();
+    wait_url(&c, "/security/tokens").await;
+
+    let pages = [
+        "/security/tokens".to_string(),
+        "/security/tokens/new".into(),
+        "/security/tokens/seed-with-a-rather-long-name".into(),
+        "/security/certificates".into(),
+        format!("/security/certificates/{serial}"),
+        "/security/hosts".into(),
+        format!("/security/hosts/{host_id}"),
+        "/security/host-mappings".into(),
+        "/security/host-mappings?tab=all".into(),
+        "/security/ca".into(),
+        "/security/settings".into(),
+        "/security/audit".into(),
+        "/admin/users".into(),
+        "/admin/api-keys".into(),
+        "/account/api-keys".into(),
+        "/account/password".into(),
+        "/security/no-such-page".into(),
+    ];
+    for width in [1280u32, 768, 375] {
+        c.set_window_size(width, 900).await.unwrap();
+        for path in &pages {
+            c.goto(&format!("{base}{path}")).await.unwrap();
+            css(&c, "main").await;
+            let fit = js(
+                &c,
+                "const wide = Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.tablewrap, pre')).slice(0, 4).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)); return [document.documentElement.scrollWidth, window.innerWidth, wide]",
+            )
+            .await;
+            let (scroll, inner) = (fit[0].as_i64().unwrap(), fit[1].as_i64().unwrap());
+            assert!(
+                scroll <= inner,
+                "{path} at {width} px is {scroll} px wide in a {inner} px window: {}",
+                fit[2]
+            );
+            if width == 375 {
+                check_a11y(&c, &format!("{path} on a phone")).await;
+            }
+        }
+    }
+
+    // On a phone the side menu is folded behind "Menu", which opens it without script.
+    c.set_window_size(375, 900).await.unwrap();
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    let shown = "return getComputedStyle(document.querySelector('.navmenu')).display !== 'none'";
+    assert_eq!(js(&c, shown).await, false, "the menu is folded on a phone");
+    css(&c, "label[for=navtoggle]").await.click().await.unwrap();
+    assert_eq!(js(&c, shown).await, true, "Menu opens it");
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    // The token table is wider than a phone: it scrolls in its card, and says so.
+    let hint = "const h = document.querySelector('.tablewrap + .scroll-hint'); return !!h && getComputedStyle(h).display !== 'none' && document.querySelector('.tablewrap').classList.contains('overflowing')";
+    assert_eq!(js(&c, hint).await, true, "the scroll hint shows on a phone");
+    // A confirmation fits on the phone's screen.
+    css(&c, "#bulk details.confirm summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let fits = js(&c, "const r = document.querySelector('details.confirm[open] .confirm-panel').getBoundingClientRect(); return r.left >= 0 && r.right <= window.innerWidth && r.top >= 0 && r.bottom <= window.innerHeight").await;
+    assert_eq!(fits, true, "the confirmation fits on a phone");
+    shots.take(&c, "tokens-phone").await;
+
+    c.set_window_size(1280, 900).await.unwrap();
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    assert_eq!(
+        js(&c, shown).await,
+        true,
+        "the menu is always shown on a desktop"
+    );
+    c.goto(&format!("{base}/admin/users")).await.unwrap();
+    let narrow = "const w = document.querySelector('.tablewrap'); const h = w.nextElementSibling; return [w.scrollWidth > w.clientWidth, getComputedStyle(h).display, w.scrollWidth, w.clientWidth, Array.from(w.querySelectorAll('th')).map(t => t.textContent.trim() + ':' + Math.round(t.getBoundingClientRect().width))]";
+    let v = js(&c, narrow).await;
+    assert_eq!(
+        serde_json::json!([v[0], v[1]]),
+        serde_json::json!([false, "none"]),
+        "no hint when nothing overflows: {v}"
+    );
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+
+    // Confirmations: one open at a time; Escape and a click outside close them.
+    let open = "return Array.from(document.querySelectorAll('details.confirm')).map(d => d.open)";
+    let summaries = c
+        .find_all(Locator::Css("details.confirm summary"))
+        .await
+        .unwrap();
+    summaries[0].click().await.unwrap();
+    summaries[1].click().await.unwrap();
+    assert_eq!(
+        js(&c, open).await,
+        serde_json::json!([false, true]),
+        "one at a time"
+    );
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(&Key::Escape.to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        js(&c, open).await,
+        serde_json::json!([false, false]),
+        "Escape"
+    );
+    let back = js(&c, "return document.activeElement.textContent.trim()").await;
+    assert_eq!(back, "Cleanup", "Escape gives the focus back to the button");
+    summaries[0].click().await.unwrap();
+    css(&c, "h1").await.click().await.unwrap();
+    assert_eq!(
+        js(&c, open).await,
+        serde_json::json!([false, false]),
+        "a click outside"
+    );
+
+    // Delete selected with nothing selected: back to the list, saying what to do.
+    summaries[0].click().await.unwrap();
+    css(&c, "#bulk details.confirm button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_text(&c, "No token was selected").await;
+    wait_url(&c, "/security/tokens").await;
+
+    // The columns that matter stay in view at 1280 px.
+    for path in [
+        format!("/security/hosts/{host_id}"),
+        "/security/host-mappings".to_string(),
+        "/security/host-mappings?tab=all".to_string(),
+        "/security/certificates".to_string(),
+        "/security/tokens".to_string(),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        let hidden = js(&c, "const out = []; for (const th of document.querySelectorAll('table.data th')) { if (!/^(State|Status|Conflict|Actions)$/.test(th.textContent.trim())) continue; const w = th.closest('.tablewrap'); if (!w || th.getBoundingClientRect().right > w.getBoundingClientRect().right + 1) out.push(th.textContent.trim() + ' ' + Array.from(th.parentElement.children).map(t => Math.round(t.getBoundingClientRect().width)).join('/') + ' in ' + (w ? w.clientWidth : 0)); } return out;").await;
+        assert_eq!(hidden, serde_json::json!([]), "{path}: columns out of view");
+    }
+
+    // The reissue form wires its errors like the Add token form.
+    c.goto(&format!("{base}/security/hosts/{host_id}"))
+        .await
+        .unwrap();
+    css(&c, "#rt-name")
+        .await
+        .send_keys("bad name!")
+        .await
+        .unwrap();
+    css(&c, "form[action$='/reissue-token'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let wired = "const i = document.querySelector('#rt-name'); const ids = (i.getAttribute('aria-describedby') || '').split(' '); return [i.getAttribute('aria-invalid'), ids.every(id => !!document.getElementById(id)) && ids.some(id => document.getElementById(id).classList.contains('error')), document.activeElement.id]";
+    let mut got = Value::Null;
+    for _ in 0..50 {
+        got = js(&c, wired).await;
+        if got[0] == "true" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, serde_json::json!(["true", true, "rt-name"]), "{got}");
+    check_a11y(&c, "host with reissue errors").await;
+
+    // Error pages of a logged-in user keep the navigation.
+    c.goto(&format!("{base}/security/no-such-page"))
+        .await
+        .unwrap();
+    assert!(c.find(Locator::Css("nav.sidenav")).await.is_ok());
+    assert!(page_text(&c).await.contains("There is no page at"));
+
+    // Focus ring, input borders and the pager's disabled text, in both themes.
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    check_control_contrast(&c, "light").await;
+    c.issue_cmd(Cdp(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    ))
+    .await
+    .unwrap();
+    let dark = js(
+        &c,
+        "return matchMedia('(prefers-color-scheme: dark)').matches",
+    )
+    .await;
+    assert_eq!(dark, true, "the browser emulates a dark screen");
+    check_control_contrast(&c, "dark").await;
+    let bg = js(&c, "return getComputedStyle(document.body).backgroundColor").await;
+    assert_ne!(bg, "rgb(245, 246, 248)", "the dark theme applies");
+    for path in &pages {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        check_a11y(&c, &format!("{path} in the dark theme")).await;
+    }
+    c.goto(&format!("{base}/security/tokens")).await.unwrap();
+    shots.take(&c, "tokens-dark").await;
+    c.close().await.unwrap();
+}
+
+/// Over plain HTTP: a logged-in user's 400, 403 and 404 pages carry the navigation; an
+/// anonymous visitor's do not (they name no user to show).
+#[tokio::test]
+async fn error_pages_keep_the_navigation() {
+    let app = spawn_app().await;
+    app.login().await;
+    for (path, want) in [
+        ("/security/nowhere", 404),
+        ("/security/tokens?page=many", 400),
+    ] {
+        let r = app.get(path).await;
+        assert_eq!(r.status().as_u16(), want, "{path}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("class=\"sidenav\""), "{path}: {html}");
+        assert!(html.contains("Log out"), "{path}: the user's own bar");
+    }
+    // A form without its CSRF token is refused (403), inside the layout.
+    let r = app.post_raw("/security/tokens/cleanup", &[]).await;
+    assert_eq!(r.status().as_u16(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("class=\"sidenav\""), "{html}");
+    assert!(html.contains("The form has expired"), "{html}");
+
+    let stranger = app.new_browser();
+    let r = stranger.get("/security/nowhere").await;
+    assert_eq!(r.status().as_u16(), 404);
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("class=\"sidenav\""), "{html}");
+    // The API keeps its JSON errors.
+    let r = app.get("/api/v1/nowhere").await;
+    assert_ne!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        "text/html; charset=utf-8"
+    );
+}

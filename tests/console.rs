@@ -850,7 +850,7 @@ async fn repeated_failed_logins_are_throttled() {
     assert_eq!(status(&r), 429, "even the right password waits");
     let html = r.text().await.unwrap();
     assert!(
-        html.contains("too many failed logins") && html.contains("try again in 1 minute"),
+        html.contains("Too many failed logins") && html.contains("try again in 1 minute"),
         "{html}"
     );
     // Throttling is per (username, address): another user from the same address is not

@@ -429,8 +429,13 @@ async fn delete_one_many_and_cleanup() {
         .await;
     assert_eq!(status(&r), 404);
     assert_eq!(status(&app.get("/security/tokens/a2").await), 200);
+    // Nothing selected: back to the list with a message, nothing deleted (issue 11).
     let r = app.post("/security/tokens/delete", &[]).await;
-    assert_eq!(status(&r), 400);
+    assert_eq!(status(&r), 303);
+    assert!(app
+        .get_html("/security/tokens")
+        .await
+        .contains("No token was selected"));
     let r = app
         .post("/security/tokens/delete", &[("name", "a2"), ("name", "a3")])
         .await;

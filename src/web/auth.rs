@@ -63,6 +63,11 @@ pub fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Whether the session names a user (not yet checked against the database).
+pub fn has_user(session: &Session) -> bool {
+    matches!(session.get::<i64>(USER_ID), Ok(Some(_)))
+}
+
 /// The session being logged out: its user, its id, and when it would have expired.
 pub fn current_session(session: &Session) -> Option<(i64, String, chrono::NaiveDateTime)> {
     let uid = session.get::<i64>(USER_ID).ok().flatten()?;

@@ -355,10 +355,13 @@ async fn add_mapping(
     let (id, n) = (host_id.clone(), name.clone());
     let state = web::block(move || map_svc::add(&ctx, &actor, &id, &n)).await??;
     let message = if state == "approved" {
-        format!("{} mapped to this host.", name.trim().to_ascii_lowercase())
+        format!(
+            "The name {} is mapped to this host.",
+            name.trim().to_ascii_lowercase()
+        )
     } else {
         format!(
-            "{} is also mapped to another host: the mapping waits for approval.",
+            "The name {} is also mapped to another host: the mapping waits for approval.",
             name.trim().to_ascii_lowercase()
         )
     };

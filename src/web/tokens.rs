@@ -259,7 +259,17 @@ async fn delete_selected(
     ctx: web::Data<Ctx>,
     form: Form,
 ) -> Result<HttpResponse, AppError> {
-    delete_names(auth, ctx, form.all("name")).await
+    let names = form.all("name");
+    // Nothing ticked is a slip, not an attack: back to the list, saying what to do.
+    if names.is_empty() && auth.role().can_change() {
+        view::flash(
+            &auth.session,
+            "error",
+            "No token was selected: tick the tokens to delete, then choose Delete again.",
+        );
+        return Ok(view::redirect("/security/tokens"));
+    }
+    delete_names(auth, ctx, names).await
 }
 
 async fn delete_names(

@@ -47,7 +47,7 @@ pub fn flash(session: &Session, kind: &str, message: impl Into<String>) {
     let mut list: Vec<Flash> = session.get(FLASH_KEY).ok().flatten().unwrap_or_default();
     list.push(Flash {
         kind: kind.to_string(),
-        message: message.into(),
+        message: capitalised(&message.into()),
     });
     let _ = session.insert(FLASH_KEY, list);
 }
@@ -68,6 +68,22 @@ pub fn rejected(
         FormError::Invalid(f) => Ok((actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, f)),
         FormError::Conflict(f) => Ok((actix_web::http::StatusCode::CONFLICT, f)),
         FormError::Other(e) => Err(e),
+    }
+}
+
+/// Messages are often written to be joined into sentences ("the form has expired; ...");
+/// shown on their own, in a flash or an error page, they start with a capital letter. A
+/// message that starts with a name (`web01.example.com has no mapping`) is left as it is:
+/// names are case-sensitive to the reader, so only a plain lowercase word is changed.
+pub fn capitalised(s: &str) -> String {
+    let first = s.split(' ').next().unwrap_or_default();
+    if first.is_empty() || !first.chars().all(|c| c.is_ascii_lowercase()) {
+        return s.to_string();
+    }
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -92,6 +108,42 @@ pub fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((actix_web::http::header::LOCATION, location))
         .finish()
+}
+
+/// Error pages keep the console's navigation for a logged-in user: a 400, 403 or 404 from
+/// a page handler is rendered again inside the user's layout, so a mistyped address or a
+/// refused action is one click away from the rest of the console. Anonymous requests and
+/// the JSON API keep their own responses.
+pub async fn keep_navigation(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_session::SessionExt;
+    use actix_web::FromRequest;
+    let res = next.call(req).await?;
+    let wanted =
+        matches!(res.status().as_u16(), 400 | 403 | 404) && has_html_error(res.response().error());
+    if !wanted || !super::auth::has_user(&res.request().get_session()) {
+        return Ok(res.map_into_boxed_body());
+    }
+    let request = res.request().clone();
+    let Ok(auth) = super::auth::Auth::extract(&request).await else {
+        return Ok(res.map_into_boxed_body());
+    };
+    let page = auth.page(res.status().canonical_reason().unwrap_or("Error"), "");
+    let response = match res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<AppError>())
+    {
+        Some(err) => err.page_response(page),
+        None => return Ok(res.map_into_boxed_body()),
+    };
+    Ok(res.into_response(response))
+}
+
+fn has_html_error(e: Option<&actix_web::Error>) -> bool {
+    e.is_some_and(|e| e.as_error::<AppError>().is_some())
 }
 
 /// `2026-11-23 14:05 UTC`
@@ -148,6 +200,18 @@ impl When {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_on_their_own_start_with_a_capital() {
+        assert_eq!(capitalised("the form has expired"), "The form has expired");
+        assert_eq!(capitalised("Token a deleted."), "Token a deleted.");
+        assert_eq!(
+            capitalised("web01.example.com has no mapping named x"),
+            "web01.example.com has no mapping named x"
+        );
+        assert_eq!(capitalised("cannot sort by 'x'"), "Cannot sort by 'x'");
+        assert_eq!(capitalised(""), "");
+    }
 
     #[test]
     fn relative_hints_read_naturally() {
