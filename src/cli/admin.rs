@@ -131,6 +131,7 @@ pub enum SettingsCommand {
 /// Filters of the audit trail, as on the Security > Audit page.
 #[derive(Args)]
 pub struct AuditFilter {
+    /// TOKEN, CERT, HOST, SEC_CONFIG, LOGIN or USER
     #[arg(long)]
     category: Option<String>,
     #[arg(long)]
@@ -442,9 +443,7 @@ pub fn cert(c: &Client, cmd: CertCommand, json_out: bool) -> CliResult<()> {
                 &format!("/api/v1/certificates/{}", enc(&serial)),
                 None,
             )?;
-            let pem = v["pem"]
-                .as_str()
-                .ok_or("the server's answer has no PEM")?;
+            let pem = v["pem"].as_str().ok_or("the server's answer has no PEM")?;
             match out {
                 Some(path) => {
                     std::fs::write(&path, pem)
@@ -523,7 +522,11 @@ fn host_details(h: &Value) -> String {
                     s(&m["state"]),
                     s(&m["source"]),
                     s(&m["primary"]),
-                    if shared.is_empty() { "-".into() } else { shared },
+                    if shared.is_empty() {
+                        "-".into()
+                    } else {
+                        shared
+                    },
                 ]
             })
             .collect(),
@@ -637,11 +640,7 @@ pub fn mapping(c: &Client, cmd: MappingCommand, json_out: bool) -> CliResult<()>
     let v = if decision == "delete" {
         c.json(
             "DELETE",
-            &format!(
-                "/api/v1/hosts/{}/mappings/{}",
-                enc(&a.host),
-                enc(&a.name)
-            ),
+            &format!("/api/v1/hosts/{}/mappings/{}", enc(&a.host), enc(&a.name)),
             None,
         )?
     } else {
