@@ -283,7 +283,10 @@ async fn the_new_admin_commands_end_to_end() {
     ]);
     assert_eq!(r["revoked"], 1);
     let c = cli.json(&["cert", "show", &serial]);
-    assert!(c["revoked_at"].is_string() && c["status"] != "active", "{c}");
+    assert!(
+        c["revoked_at"].is_string() && c["status"] != "active",
+        "{c}"
+    );
 
     // Settings: get, set typed values and lists, and refusals.
     let s = cli.json(&["settings", "get"]);
@@ -394,7 +397,10 @@ async fn the_new_admin_commands_end_to_end() {
     let filtered = cli.ok(&["audit", "export", "--category", "SEC_CONFIG"]);
     assert!(filtered.lines().count() >= 2, "{filtered}");
     assert!(
-        filtered.lines().skip(1).all(|l| l.contains("\"SEC_CONFIG\"")),
+        filtered
+            .lines()
+            .skip(1)
+            .all(|l| l.contains("\"SEC_CONFIG\"")),
         "{filtered}"
     );
     let bad = cli.run(&["audit", "list", "--page", "0"]);
