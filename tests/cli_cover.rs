@@ -105,6 +105,24 @@ async fn every_admin_api_route_has_a_command_and_every_command_exists() {
             "{method} {path} has no command in src/cli ROUTES"
         );
     }
+    // auto-reissue needs exactly one decision: no silent default either way.
+    for args in [
+        vec!["host", "auto-reissue", "h.example.com"],
+        vec![
+            "host",
+            "auto-reissue",
+            "h.example.com",
+            "--allow",
+            "--disallow",
+        ],
+    ] {
+        let r = hostca(&args, &[("HOSTCA_API_KEY", "k")]);
+        assert!(
+            !r.ok && r.stderr.contains("--allow"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
     let tree = hostca::cli::command_tree();
     for (method, path, command) in routes {
         assert!(

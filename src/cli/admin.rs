@@ -99,6 +99,16 @@ pub enum HostCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Open (--allow, for the configured minutes) or close (--disallow) a host's
+    /// auto-reissue window. Needs the server route POST /api/v1/hosts/{host}/auto-reissue.
+    #[command(group(clap::ArgGroup::new("decision").required(true).args(["allow", "disallow"])))]
+    AutoReissue {
+        host: String,
+        #[arg(long)]
+        allow: bool,
+        #[arg(long)]
+        disallow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -614,6 +624,21 @@ pub fn host(c: &Client, cmd: HostCommand, json_out: bool) -> CliResult<()> {
             )?;
             print(json_out, &v, |r| {
                 format!("Revoked {} certificate(s) of {host}.", r["revoked"])
+            });
+        }
+        HostCommand::AutoReissue {
+            host,
+            allow,
+            disallow: _,
+        } => {
+            let v = c.json(
+                "POST",
+                &format!("/api/v1/hosts/{}/auto-reissue", enc(&host)),
+                Some(&json!({"allow": allow})),
+            )?;
+            print(json_out, &v, |r| match r["auto_reissue_until"].as_str() {
+                Some(until) => format!("Auto-reissue of {host} allowed until {until}."),
+                None => format!("Auto-reissue of {host} disallowed."),
             });
         }
     }
