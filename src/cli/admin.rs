@@ -26,6 +26,8 @@ pub enum TokenCommand {
     },
     /// Delete every expired and used-up token.
     Cleanup,
+    /// A token's details (not its value).
+    Details { name: String },
 }
 
 #[derive(Args)]
@@ -69,6 +71,14 @@ pub enum CertCommand {
         #[arg(long)]
         reason: String,
     },
+    /// One certificate's details.
+    Show { serial: String },
+    /// Write one certificate's PEM to standard output or --out FILE.
+    Download {
+        serial: String,
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +88,27 @@ pub enum HostCommand {
         #[arg(long)]
         search: Option<String>,
     },
+    /// Register a known host by its primary name.
+    Add { name: String },
+    /// A host (by primary name or host ID) with its mappings and certificates.
+    Show { host: String },
+    /// Revoke every active certificate of a host (by primary name or host ID).
+    Revoke {
+        host: String,
+        /// unspecified, key_compromise, ca_compromise, affiliation_changed, superseded, cessation_of_operation
+        #[arg(long)]
+        reason: String,
+    },
+    /// Open (--allow, for the configured minutes) or close (--disallow) a host's
+    /// auto-reissue window. Needs the server route POST /api/v1/hosts/{host}/auto-reissue.
+    #[command(group(clap::ArgGroup::new("decision").required(true).args(["allow", "disallow"])))]
+    AutoReissue {
+        host: String,
+        #[arg(long)]
+        allow: bool,
+        #[arg(long)]
+        disallow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,6 +117,59 @@ pub enum MappingCommand {
     Approve(MappingArgs),
     /// Reject a host name mapping.
     Reject(MappingArgs),
+    /// Map a name to a host.
+    Add(MappingArgs),
+    /// Delete a host name mapping.
+    Delete(MappingArgs),
+}
+
+#[derive(Subcommand)]
+pub enum SettingsCommand {
+    /// Show the global security settings.
+    Get,
+    /// Change settings: KEY=VALUE pairs (lists such as allowed_domains comma-separated);
+    /// the others stay.
+    Set {
+        /// Why (required, audited).
+        #[arg(long)]
+        reason: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+}
+
+/// Filters of the audit trail, as on the Security > Audit page.
+#[derive(Args)]
+pub struct AuditFilter {
+    /// TOKEN, CERT, HOST, SEC_CONFIG, LOGIN or USER
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    /// success or failure
+    #[arg(long)]
+    outcome: Option<String>,
+    /// A date (YYYY-MM-DD) or time, UTC.
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    search: Option<String>,
+}
+
+impl AuditFilter {
+    fn query(&self, page: Option<String>) -> String {
+        query(&[
+            ("category", &self.category),
+            ("user", &self.user),
+            ("outcome", &self.outcome),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.search),
+            ("page", &page),
+        ])
+    }
 }
 
 #[derive(Args)]
@@ -264,15 +348,19 @@ pub fn token(c: &Client, cmd: TokenCommand, json_out: bool) -> CliResult<()> {
             print(json_out, &v, |t| s(&t["value"]));
         }
         TokenCommand::Delete { names } => {
-            let v = c.json(
-                "POST",
-                "/api/v1/tokens/delete",
-                Some(&json!({"names": names})),
-            )?;
+            let v = match names.as_slice() {
+                [one] => c.json("DELETE", &format!("/api/v1/tokens/{}", enc(one)), None)?,
+                _ => c.json(
+                    "POST",
+                    "/api/v1/tokens/delete",
+                    Some(&json!({"names": names})),
+                )?,
+            };
             print(json_out, &v, |r| {
                 format!("Deleted {} token(s).", r["deleted"])
             });
         }
+        TokenCommand::Details { name } => return token_details_cmd(c, &name, json_out),
         TokenCommand::Cleanup => {
             let v = c.json("POST", "/api/v1/tokens/cleanup", None)?;
             print(json_out, &v, |r| {
@@ -351,8 +439,123 @@ pub fn cert(c: &Client, cmd: CertCommand, json_out: bool) -> CliResult<()> {
                 None => format!("Revoked certificate {}.", s(&r["serial"])),
             });
         }
+        CertCommand::Show { serial } => {
+            let v = c.json(
+                "GET",
+                &format!("/api/v1/certificates/{}", enc(&serial)),
+                None,
+            )?;
+            print(json_out, &v, cert_details);
+        }
+        CertCommand::Download { serial, out } => {
+            let v = c.json(
+                "GET",
+                &format!("/api/v1/certificates/{}", enc(&serial)),
+                None,
+            )?;
+            let pem = v["pem"].as_str().ok_or("the server's answer has no PEM")?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, pem)
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    if json_out {
+                        print(true, &json!({"serial": v["serial"], "out": path}), |_| {
+                            String::new()
+                        });
+                    } else {
+                        println!(
+                            "Certificate {} written to {}.",
+                            s(&v["serial"]),
+                            path.display()
+                        );
+                    }
+                }
+                None => print!("{pem}"),
+            }
+        }
     }
     Ok(())
+}
+
+fn cert_details(c: &Value) -> String {
+    let mut rows: Vec<Vec<String>> = [
+        "serial",
+        "host_name",
+        "host_id",
+        "subject",
+        "status",
+        "not_before",
+        "not_after",
+        "sha256_fingerprint",
+        "revoked_at",
+        "revocation_reason",
+        "revoked_by",
+        "token_name",
+    ]
+    .iter()
+    .map(|k| vec![k.to_string(), s(&c[*k])])
+    .collect();
+    let names = c["names"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    rows.insert(3, vec!["names".into(), names]);
+    table(&["FIELD", "VALUE"], rows)
+}
+
+fn host_details(h: &Value) -> String {
+    let fields = table(
+        &["FIELD", "VALUE"],
+        [
+            "primary_name",
+            "host_id",
+            "created_at",
+            "created_by",
+            "auto_reissue_until",
+        ]
+        .iter()
+        .map(|k| vec![k.to_string(), s(&h[*k])])
+        .collect(),
+    );
+    let list = |k: &str| h[k].as_array().cloned().unwrap_or_default();
+    let mappings = table(
+        &["MAPPING", "STATE", "SOURCE", "PRIMARY", "SHARED WITH"],
+        list("mappings")
+            .iter()
+            .map(|m| {
+                let shared = m["shared_with"]
+                    .as_array()
+                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default();
+                vec![
+                    s(&m["name"]),
+                    s(&m["state"]),
+                    s(&m["source"]),
+                    s(&m["primary"]),
+                    if shared.is_empty() {
+                        "-".into()
+                    } else {
+                        shared
+                    },
+                ]
+            })
+            .collect(),
+    );
+    let certs = table(
+        &["SERIAL", "ISSUED", "EXPIRES", "STATUS"],
+        list("certificates")
+            .iter()
+            .map(|c| {
+                vec![
+                    s(&c["serial"]),
+                    s(&c["not_before"]),
+                    s(&c["not_after"]),
+                    s(&c["status"]),
+                ]
+            })
+            .collect(),
+    );
+    format!("{fields}\n\n{mappings}\n\n{certs}")
 }
 
 pub fn host(c: &Client, cmd: HostCommand, json_out: bool) -> CliResult<()> {
@@ -399,6 +602,45 @@ pub fn host(c: &Client, cmd: HostCommand, json_out: bool) -> CliResult<()> {
                 )
             });
         }
+        HostCommand::Add { name } => {
+            let v = c.json("POST", "/api/v1/hosts", Some(&json!({"name": name})))?;
+            print(json_out, &v, |h| {
+                format!(
+                    "Added host {} with host ID {}.",
+                    s(&h["primary_name"]),
+                    s(&h["host_id"])
+                )
+            });
+        }
+        HostCommand::Show { host } => {
+            let v = c.json("GET", &format!("/api/v1/hosts/{}", enc(&host)), None)?;
+            print(json_out, &v, host_details);
+        }
+        HostCommand::Revoke { host, reason } => {
+            let v = c.json(
+                "POST",
+                &format!("/api/v1/hosts/{}/revoke", enc(&host)),
+                Some(&json!({"reason": reason})),
+            )?;
+            print(json_out, &v, |r| {
+                format!("Revoked {} certificate(s) of {host}.", r["revoked"])
+            });
+        }
+        HostCommand::AutoReissue {
+            host,
+            allow,
+            disallow: _,
+        } => {
+            let v = c.json(
+                "POST",
+                &format!("/api/v1/hosts/{}/auto-reissue", enc(&host)),
+                Some(&json!({"allow": allow})),
+            )?;
+            print(json_out, &v, |r| match r["auto_reissue_until"].as_str() {
+                Some(until) => format!("Auto-reissue of {host} allowed until {until}."),
+                None => format!("Auto-reissue of {host} disallowed."),
+            });
+        }
     }
     Ok(())
 }
@@ -407,18 +649,217 @@ pub fn mapping(c: &Client, cmd: MappingCommand, json_out: bool) -> CliResult<()>
     let (a, decision) = match cmd {
         MappingCommand::Approve(a) => (a, "approve"),
         MappingCommand::Reject(a) => (a, "reject"),
+        MappingCommand::Add(a) => {
+            let v = c.json(
+                "POST",
+                &format!("/api/v1/hosts/{}/mappings", enc(&a.host)),
+                Some(&json!({"name": a.name})),
+            )?;
+            print(json_out, &v, |r| {
+                format!("Mapped {} to {}: {}.", a.name, a.host, s(&r["state"]))
+            });
+            return Ok(());
+        }
+        MappingCommand::Delete(a) => (a, "delete"),
     };
-    let v = c.json(
-        "POST",
-        &format!(
-            "/api/v1/hosts/{}/mappings/{}/{decision}",
-            enc(&a.host),
-            enc(&a.name)
-        ),
-        None,
-    )?;
+    let v = if decision == "delete" {
+        c.json(
+            "DELETE",
+            &format!("/api/v1/hosts/{}/mappings/{}", enc(&a.host), enc(&a.name)),
+            None,
+        )?
+    } else {
+        c.json(
+            "POST",
+            &format!(
+                "/api/v1/hosts/{}/mappings/{}/{decision}",
+                enc(&a.host),
+                enc(&a.name)
+            ),
+            None,
+        )?
+    };
     print(json_out, &v, |_| {
         format!("Mapping {} of {}: {decision} done.", a.name, a.host)
     });
+    Ok(())
+}
+
+/// Settings whose value is a list: given comma-separated on the command line.
+const LIST_SETTINGS: &[&str] = &["allowed_domains", "reserved_names"];
+
+/// The JSON body for `settings set`: typed values where the API wants them, text
+/// elsewhere (the server checks ranges and says what is wrong).
+fn settings_body(reason: &str, pairs: &[String]) -> CliResult<Value> {
+    let mut body = serde_json::Map::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(format!(
+                "'{pair}' is not KEY=VALUE, e.g. certificate_validity_days=90"
+            ));
+        };
+        let key = key.trim();
+        let value = if LIST_SETTINGS.contains(&key) {
+            Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| Value::String(v.to_string()))
+                    .collect(),
+            )
+        } else if key == "auto_map_host_names" {
+            match value.trim() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                other => {
+                    return Err(format!(
+                        "auto_map_host_names must be true or false, not '{other}'"
+                    ))
+                }
+            }
+        } else {
+            Value::String(value.trim().to_string())
+        };
+        if body.insert(key.to_string(), value).is_some() {
+            return Err(format!("{key} is given twice"));
+        }
+    }
+    body.insert("reason".into(), Value::String(reason.to_string()));
+    Ok(Value::Object(body))
+}
+
+fn settings_table(v: &Value) -> String {
+    let rows = v
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let value = match v {
+                        Value::Array(a) if a.is_empty() => "-".into(),
+                        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
+                        other => s(other),
+                    };
+                    vec![k.clone(), value]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["SETTING", "VALUE"], rows)
+}
+
+pub fn settings(c: &Client, cmd: SettingsCommand, json_out: bool) -> CliResult<()> {
+    let v = match cmd {
+        SettingsCommand::Get => c.json("GET", "/api/v1/settings", None)?,
+        SettingsCommand::Set { reason, pairs } => {
+            let body = settings_body(&reason, &pairs)?;
+            c.json("PUT", "/api/v1/settings", Some(&body))?
+        }
+    };
+    print(json_out, &v, settings_table);
+    Ok(())
+}
+
+/// One page of the audit trail, as the API gives it.
+fn audit_page(c: &Client, filter: &AuditFilter, page: i64) -> CliResult<Value> {
+    c.json(
+        "GET",
+        &format!("/api/v1/audit{}", filter.query(Some(page.to_string()))),
+        None,
+    )
+}
+
+const AUDIT_FIELDS: &[&str] = &[
+    "id",
+    "at",
+    "category",
+    "action",
+    "user",
+    "target",
+    "description",
+    "reason",
+    "outcome",
+];
+
+pub fn audit_list(c: &Client, filter: &AuditFilter, page: i64, json_out: bool) -> CliResult<()> {
+    let v = audit_page(c, filter, page)?;
+    print(json_out, &v, |v| {
+        let events = v["events"].as_array().cloned().unwrap_or_default();
+        let rows = events
+            .iter()
+            .map(|e| AUDIT_FIELDS.iter().map(|k| s(&e[*k])).collect())
+            .collect();
+        let header: Vec<String> = AUDIT_FIELDS.iter().map(|f| f.to_uppercase()).collect();
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        format!(
+            "{}\n(page {}: {} of {} shown)",
+            table(&header, rows),
+            v["page"],
+            events.len(),
+            v["total"]
+        )
+    });
+    Ok(())
+}
+
+/// A CSV field as the console's export writes it: quoted, and a leading = + - @ tab or
+/// CR defused so that a spreadsheet does not run it as a formula.
+fn csv_field(s: &str) -> String {
+    crate::services::audit_log::csv_field(s)
+}
+
+/// The audit trail as CSV with the columns of /security/audit.csv, built from the API's
+/// pages (the admin API has no CSV route). The API does not give the chain hash: that
+/// column stays empty; `hostca audit verify` checks the chain.
+pub fn audit_export(
+    c: &Client,
+    filter: &AuditFilter,
+    out: Option<&std::path::Path>,
+) -> CliResult<()> {
+    let mut csv = String::from(crate::services::audit_log::CSV_HEADER);
+    let mut seen = std::collections::HashSet::new();
+    let mut page = 1;
+    loop {
+        let v = audit_page(c, filter, page)?;
+        let events = v["events"].as_array().cloned().unwrap_or_default();
+        if events.is_empty() {
+            break;
+        }
+        for e in &events {
+            // Events written while paging shift the pages: an event may come twice.
+            if !seen.insert(e["id"].as_i64().unwrap_or_default()) {
+                continue;
+            }
+            let text = |k: &str| csv_field(e[k].as_str().unwrap_or_default());
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},\r\n",
+                e["id"],
+                e["at"].as_str().unwrap_or_default(),
+                text("category"),
+                text("action"),
+                text("user"),
+                text("target"),
+                text("description"),
+                text("reason"),
+                text("outcome"),
+            ));
+        }
+        let (total, size) = (
+            v["total"].as_i64().unwrap_or(0),
+            v["page_size"].as_i64().unwrap_or(1).max(1),
+        );
+        if page * size >= total {
+            break;
+        }
+        page += 1;
+    }
+    match out {
+        Some(path) => {
+            std::fs::write(path, &csv)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("{} audit events written to {}.", seen.len(), path.display());
+        }
+        None => print!("{csv}"),
+    }
     Ok(())
 }

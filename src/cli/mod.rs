@@ -62,6 +62,8 @@ enum Command {
     Host(Api<admin::HostCommand>),
     /// Host name mappings (admin API).
     Mapping(Api<admin::MappingCommand>),
+    /// The global security settings (admin API).
+    Settings(Api<admin::SettingsCommand>),
     /// Host: fetch the CA certificate, check its fingerprint, and store it.
     GetCaCertificate {
         #[command(flatten)]
@@ -157,6 +159,25 @@ struct ServeArgs {
 enum AuditCommand {
     /// Check that no audit event was changed or removed outside hostca.
     Verify(StoreArgs),
+    /// One page of the audit trail, newest first (admin API).
+    List {
+        #[command(flatten)]
+        api: ApiConn,
+        #[command(flatten)]
+        filter: admin::AuditFilter,
+        #[arg(long, default_value_t = 1)]
+        page: i64,
+    },
+    /// The audit trail as CSV, the columns of the console's export (admin API).
+    Export {
+        #[command(flatten)]
+        api: ApiConn,
+        #[command(flatten)]
+        filter: admin::AuditFilter,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +221,15 @@ struct StoreArgs {
 /// An admin API command with the server and key it talks to.
 #[derive(Args)]
 struct Api<C: Subcommand> {
+    #[command(flatten)]
+    conn: ApiConn,
+    #[command(subcommand)]
+    command: C,
+}
+
+/// The server and key an admin API command talks to.
+#[derive(Args)]
+struct ApiConn {
     /// The hostca server, e.g. https://ca.example.com:8443
     #[arg(long, env = "HOSTCA_SERVER", global = true)]
     server: Option<String>,
@@ -223,11 +253,15 @@ struct Api<C: Subcommand> {
     /// Print JSON for scripts instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    #[command(subcommand)]
-    command: C,
 }
 
 impl<C: Subcommand> Api<C> {
+    fn client(&self) -> CliResult<Client> {
+        self.conn.client()
+    }
+}
+
+impl ApiConn {
     fn client(&self) -> CliResult<Client> {
         let server = self
             .server
@@ -274,6 +308,57 @@ struct HostArgs {
     dir: PathBuf,
 }
 
+/// Every admin API route (method, path as in /api/v1/openapi.json) and the command that
+/// calls it: a test keeps this, the OpenAPI document and clap's command tree in step.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/api/v1/tokens", "token list"),
+    ("post", "/api/v1/tokens", "token create"),
+    ("post", "/api/v1/tokens/reissue", "token create"),
+    ("post", "/api/v1/tokens/delete", "token delete"),
+    ("post", "/api/v1/tokens/cleanup", "token cleanup"),
+    ("get", "/api/v1/tokens/{name}", "token details"),
+    ("delete", "/api/v1/tokens/{name}", "token delete"),
+    ("post", "/api/v1/tokens/{name}/show", "token show"),
+    ("get", "/api/v1/certificates", "cert list"),
+    ("get", "/api/v1/certificates/{serial}", "cert show"),
+    ("get", "/api/v1/certificates/{serial}", "cert download"),
+    (
+        "post",
+        "/api/v1/certificates/{serial}/revoke",
+        "cert revoke",
+    ),
+    ("get", "/api/v1/hosts", "host list"),
+    ("post", "/api/v1/hosts", "host add"),
+    ("get", "/api/v1/hosts/{host}", "host show"),
+    ("post", "/api/v1/hosts/{host}/revoke", "host revoke"),
+    ("post", "/api/v1/hosts/{host}/revoke", "cert revoke"),
+    ("post", "/api/v1/hosts/{host}/mappings", "mapping add"),
+    (
+        "post",
+        "/api/v1/hosts/{host}/mappings/{name}/approve",
+        "mapping approve",
+    ),
+    (
+        "post",
+        "/api/v1/hosts/{host}/mappings/{name}/reject",
+        "mapping reject",
+    ),
+    (
+        "delete",
+        "/api/v1/hosts/{host}/mappings/{name}",
+        "mapping delete",
+    ),
+    ("get", "/api/v1/settings", "settings get"),
+    ("put", "/api/v1/settings", "settings set"),
+    ("get", "/api/v1/audit", "audit list"),
+    ("get", "/api/v1/audit", "audit export"),
+];
+
+/// clap's command tree, for the test that checks every command in [`ROUTES`] exists.
+pub fn command_tree() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
@@ -287,6 +372,12 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Audit(AuditCommand::Verify(args)) => return audit_verify(args),
+        Command::Audit(AuditCommand::List { api, filter, page }) => api
+            .client()
+            .and_then(|c| admin::audit_list(&c, &filter, page, api.json)),
+        Command::Audit(AuditCommand::Export { api, filter, out }) => api
+            .client()
+            .and_then(|c| admin::audit_export(&c, &filter, out.as_deref())),
         Command::Admin(cmd) => admin_users(cmd),
         Command::Backup {
             store,
@@ -300,16 +391,19 @@ pub fn run() -> i32 {
         } => restore(&store, &input, passphrase_env.as_deref()),
         Command::Token(api) => api
             .client()
-            .and_then(|c| admin::token(&c, api.command, api.json)),
+            .and_then(|c| admin::token(&c, api.command, api.conn.json)),
         Command::Cert(api) => api
             .client()
-            .and_then(|c| admin::cert(&c, api.command, api.json)),
+            .and_then(|c| admin::cert(&c, api.command, api.conn.json)),
         Command::Host(api) => api
             .client()
-            .and_then(|c| admin::host(&c, api.command, api.json)),
+            .and_then(|c| admin::host(&c, api.command, api.conn.json)),
         Command::Mapping(api) => api
             .client()
-            .and_then(|c| admin::mapping(&c, api.command, api.json)),
+            .and_then(|c| admin::mapping(&c, api.command, api.conn.json)),
+        Command::Settings(api) => api
+            .client()
+            .and_then(|c| admin::settings(&c, api.command, api.conn.json)),
         Command::GetCaCertificate {
             host,
             fingerprint,
