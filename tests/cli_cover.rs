@@ -182,6 +182,12 @@ async fn the_new_admin_commands_end_to_end() {
         sneaky.stderr
     );
 
+    // The auto-reissue window: opened with an end time, closed again.
+    let opened = cli.json(&["host", "auto-reissue", "web1.example.com", "--allow"]);
+    assert!(opened["auto_reissue_until"].is_string(), "{opened}");
+    let closed = cli.json(&["host", "auto-reissue", &host_id, "--disallow"]);
+    assert!(closed["auto_reissue_until"].is_null(), "{closed}");
+
     // Mappings: add then delete.
     let m = cli.json(&[
         "mapping",

@@ -100,7 +100,7 @@ pub enum HostCommand {
         reason: String,
     },
     /// Open (--allow, for the configured minutes) or close (--disallow) a host's
-    /// auto-reissue window. Needs the server route POST /api/v1/hosts/{host}/auto-reissue.
+    /// auto-reissue window.
     #[command(group(clap::ArgGroup::new("decision").required(true).args(["allow", "disallow"])))]
     AutoReissue {
         host: String,

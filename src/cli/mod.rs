@@ -331,6 +331,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/hosts", "host add"),
     ("get", "/api/v1/hosts/{host}", "host show"),
     ("post", "/api/v1/hosts/{host}/revoke", "host revoke"),
+    (
+        "post",
+        "/api/v1/hosts/{host}/auto-reissue",
+        "host auto-reissue",
+    ),
     ("post", "/api/v1/hosts/{host}/revoke", "cert revoke"),
     ("post", "/api/v1/hosts/{host}/mappings", "mapping add"),
     (

@@ -38,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/hosts"),
     ("get", "/api/v1/hosts/{host}"),
     ("post", "/api/v1/hosts/{host}/revoke"),
+    ("post", "/api/v1/hosts/{host}/auto-reissue"),
     ("post", "/api/v1/hosts/{host}/mappings"),
     ("post", "/api/v1/hosts/{host}/mappings/{name}/approve"),
     ("post", "/api/v1/hosts/{host}/mappings/{name}/reject"),
@@ -66,6 +67,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/hosts", web::post().to(add_host))
         .route("/hosts/{host}", web::get().to(host_details))
         .route("/hosts/{host}/revoke", web::post().to(revoke_host))
+        .route("/hosts/{host}/auto-reissue", web::post().to(auto_reissue))
         .route("/hosts/{host}/mappings", web::post().to(add_mapping))
         .route(
             "/hosts/{host}/mappings/{name}/approve",
@@ -477,6 +479,28 @@ async fn revoke_host(
     })
     .await??;
     Ok(HttpResponse::Ok().json(json!({"revoked": n})))
+}
+
+#[derive(Deserialize)]
+struct AutoReissueBody {
+    allow: bool,
+}
+
+async fn auto_reissue(
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    host: web::Path<String>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    let b: AutoReissueBody = body(&bytes)?;
+    let until = web::block(move || {
+        let d = services::hosts::details_of(&ctx, &host)?;
+        services::hosts::set_auto_reissue(&ctx, &auth.0, &d.host.host_id, b.allow)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(json!({
+        "auto_reissue_until": until.map(|u| u.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    })))
 }
 
 async fn add_mapping(
