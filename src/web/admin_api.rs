@@ -104,11 +104,7 @@ impl FromRequest for ApiAuth {
         let ctx = req.app_data::<web::Data<Ctx>>().cloned();
         Box::pin(async move {
             let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
-            let Some(key) = header
-                .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::trim)
-            else {
+            let Some(key) = header.as_deref().and_then(bearer_key).map(str::trim) else {
                 return Err(ApiError(AppError::Unauthorized(
                     "send an API key as 'Authorization: Bearer <key>'; create one at /account/api-keys".into(),
                 )));
@@ -119,6 +115,12 @@ impl FromRequest for ApiAuth {
             Ok(ApiAuth(actor))
         })
     }
+}
+
+/// The key from an `Authorization` value; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_key(header: &str) -> Option<&str> {
+    let (scheme, key) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(key)
 }
 
 fn iso(t: NaiveDateTime) -> String {
