@@ -102,3 +102,26 @@ async fn dot_and_dotdot_are_not_token_names() {
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
 }
+
+#[tokio::test]
+async fn unknown_api_versions_and_paths_answer_json() {
+    let app = spawn_app().await;
+    for path in ["/api/v2/x", "/api/v2", "/api", "/api/", "/api/v1/nowhere"] {
+        let r = reqwest::Client::new()
+            .get(app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["error"], "not_found", "{path}: {body}");
+    }
+    // Elsewhere a missing page is still the HTML error page.
+    let r = reqwest::Client::new()
+        .get(app.url("/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.text().await.unwrap().contains("<html"));
+}
