@@ -125,3 +125,37 @@ async fn unknown_api_versions_and_paths_answer_json() {
     assert_eq!(r.status().as_u16(), 404);
     assert!(r.text().await.unwrap().contains("<html"));
 }
+
+#[tokio::test]
+async fn max_uses_as_a_string_is_a_400_naming_the_field() {
+    let app = spawn_app().await;
+    app.login().await;
+    let key = api_key(&app, "admin-key").await;
+    for max_uses in [
+        serde_json::json!("5"),
+        serde_json::json!(true),
+        serde_json::json!([5]),
+    ] {
+        let r = reqwest::Client::new()
+            .post(app.url("/api/v1/tokens"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"name": "t", "max_uses": max_uses, "valid_for": "1d"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{max_uses}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap_or("").contains("max_uses"),
+            "{body}"
+        );
+    }
+    let r = reqwest::Client::new()
+        .post(app.url("/api/v1/tokens"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "t", "max_uses": 5, "valid_for": "1d"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}

@@ -219,10 +219,14 @@ async fn create_token(
     let input = TokenInput {
         name: b.name,
         max_uses: match b.max_uses {
-            None => String::new(),
+            None | Some(Value::Null) => String::new(),
             Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(s)) => s,
-            Some(other) => other.to_string(),
+            // A strict client contract: "5" is a string, and scripts that send one have a bug.
+            Some(other) => {
+                return Err(ApiError(AppError::BadRequest(format!(
+                    "max_uses must be a JSON integer such as 5, not {other}"
+                ))))
+            }
         },
         valid_for: b.valid_for.unwrap_or_default(),
         reason: b.reason.unwrap_or_default(),
