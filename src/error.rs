@@ -196,7 +196,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         self.0.log();
-        HttpResponse::build(self.0.status()).json(serde_json::json!({
+        let mut response = HttpResponse::build(self.0.status());
+        // RFC 9110 §11.6.1: a 401 names the scheme the client should use.
+        if self.0.status() == StatusCode::UNAUTHORIZED {
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(serde_json::json!({
             "error": self.0.code(),
             "message": self.0.public_message(),
         }))

@@ -40,6 +40,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     {
         return Err("use only letters, digits, '-', '_' and '.'".into());
     }
+    // "." and ".." would be path segments, not a name, in /security/tokens/<name>.
+    if name == "." || name == ".." {
+        return Err("'.' and '..' are not names; use at least one letter or digit".into());
+    }
     if RESERVED_NAMES.contains(&name) {
         return Err(format!(
             "'{name}' is reserved by the console's addresses; choose another name"

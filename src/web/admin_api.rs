@@ -106,11 +106,7 @@ impl FromRequest for ApiAuth {
         let ctx = req.app_data::<web::Data<Ctx>>().cloned();
         Box::pin(async move {
             let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
-            let Some(key) = header
-                .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(str::trim)
-            else {
+            let Some(key) = header.as_deref().and_then(bearer_key).map(str::trim) else {
                 return Err(ApiError(AppError::Unauthorized(
                     "send an API key as 'Authorization: Bearer <key>'; create one at /account/api-keys".into(),
                 )));
@@ -121,6 +117,12 @@ impl FromRequest for ApiAuth {
             Ok(ApiAuth(actor))
         })
     }
+}
+
+/// The key from an `Authorization` value; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_key(header: &str) -> Option<&str> {
+    let (scheme, key) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(key)
 }
 
 fn iso(t: NaiveDateTime) -> String {
@@ -219,10 +221,14 @@ async fn create_token(
     let input = TokenInput {
         name: b.name,
         max_uses: match b.max_uses {
-            None => String::new(),
+            None | Some(Value::Null) => String::new(),
             Some(Value::Number(n)) => n.to_string(),
-            Some(Value::String(s)) => s,
-            Some(other) => other.to_string(),
+            // A strict client contract: "5" is a string, and scripts that send one have a bug.
+            Some(other) => {
+                return Err(ApiError(AppError::BadRequest(format!(
+                    "max_uses must be a JSON integer such as 5, not {other}"
+                ))))
+            }
         },
         valid_for: b.valid_for.unwrap_or_default(),
         reason: b.reason.unwrap_or_default(),

@@ -74,9 +74,14 @@ async fn home() -> HttpResponse {
     view::redirect("/security/tokens")
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound(format!(
-        "there is no page at {}",
-        req.path()
-    )))
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    let path = req.path();
+    // A client of any API version expects JSON, even for a version this server lacks.
+    if path == "/api" || path.starts_with("/api/") {
+        return Err(crate::error::ApiError(AppError::NotFound(format!(
+            "there is no API resource at {path}; this server speaks /api/v1 (see /api/v1/openapi.json)"
+        )))
+        .into());
+    }
+    Err(AppError::NotFound(format!("there is no page at {path}")).into())
 }

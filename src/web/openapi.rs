@@ -117,7 +117,7 @@ pub fn build() -> Value {
         "paths": paths,
         "components": {
             "schemas": schemas(),
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from /account/api-keys"}}
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from /account/api-keys, sent as Authorization: Bearer <key> (the scheme is case-insensitive). A 401 answer carries WWW-Authenticate: Bearer."}}
         }
     })
 }
