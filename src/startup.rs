@@ -184,39 +184,64 @@ impl Application {
     }
 }
 
+/// A `Ctx` that does not keep the application alive: background threads hold one and end
+/// once the application (its PKI state and writer) is gone.
+struct WeakCtx {
+    pool: crate::db::Pool,
+    token_key: crate::secrets::TokenKey,
+    data_dir: std::path::PathBuf,
+    pki: std::sync::Weak<crate::services::pki::PkiState>,
+    writer: std::sync::Weak<GroupWriter>,
+    tls: bool,
+    audit_verified: Arc<std::sync::Mutex<Option<crate::services::audit::Verified>>>,
+    site: Arc<Site>,
+}
+
+impl WeakCtx {
+    fn of(ctx: &Ctx) -> WeakCtx {
+        WeakCtx {
+            pool: ctx.pool.clone(),
+            token_key: ctx.token_key.clone(),
+            data_dir: ctx.data_dir.clone(),
+            pki: Arc::downgrade(&ctx.pki),
+            writer: Arc::downgrade(&ctx.writer),
+            tls: ctx.tls,
+            audit_verified: ctx.audit_verified.clone(),
+            site: ctx.site.clone(),
+        }
+    }
+
+    /// The application's context, or `None` once the application is gone.
+    fn upgrade(&self) -> Option<Ctx> {
+        Some(Ctx {
+            pool: self.pool.clone(),
+            token_key: self.token_key.clone(),
+            data_dir: self.data_dir.clone(),
+            pki: self.pki.upgrade()?,
+            writer: self.writer.upgrade()?,
+            tls: self.tls,
+            audit_verified: self.audit_verified.clone(),
+            site: self.site.clone(),
+        })
+    }
+}
+
 /// Re-signs the CRL every hour, so that its next-update never lapses. The thread ends
 /// when the application it belongs to is gone.
 fn spawn_hourly_crl(ctx: &Ctx) {
-    let weak = Arc::downgrade(&ctx.pki);
-    let pool = ctx.pool.clone();
-    let token_key = ctx.token_key.clone();
-    let data_dir = ctx.data_dir.clone();
-    let tls = ctx.tls;
-    let writer = Arc::downgrade(&ctx.writer);
-    let audit_verified = ctx.audit_verified.clone();
-    let site = ctx.site.clone();
+    let weak = WeakCtx::of(ctx);
     std::thread::spawn(move || {
         let mut last = Instant::now();
         let mut checked = Instant::now();
         loop {
             std::thread::sleep(Duration::from_secs(5));
-            let (Some(pki), Some(writer)) = (weak.upgrade(), writer.upgrade()) else {
+            let Some(ctx) = weak.upgrade() else {
                 return;
             };
             if last.elapsed() < Duration::from_secs(3600) {
                 // Another process on the same database may have published a newer CRL.
                 if checked.elapsed() >= Duration::from_secs(30) {
                     checked = Instant::now();
-                    let ctx = Ctx {
-                        pool: pool.clone(),
-                        token_key: token_key.clone(),
-                        data_dir: data_dir.clone(),
-                        pki,
-                        writer,
-                        tls,
-                        audit_verified: audit_verified.clone(),
-                        site: site.clone(),
-                    };
                     if let Err(e) = crate::services::pki::refresh_crl_if_stale(&ctx) {
                         log::warn!("checking for a newer CRL failed: {e}");
                     }
@@ -224,16 +249,6 @@ fn spawn_hourly_crl(ctx: &Ctx) {
                 continue;
             }
             last = Instant::now();
-            let ctx = Ctx {
-                pool: pool.clone(),
-                token_key: token_key.clone(),
-                data_dir: data_dir.clone(),
-                pki,
-                writer,
-                tls,
-                audit_verified: audit_verified.clone(),
-                site: site.clone(),
-            };
             crate::services::maintenance::hourly(&ctx);
         }
     });
@@ -291,29 +306,12 @@ fn spawn_tls_renewal(
 /// Writes the aggregated refusals of each minute once it is over. The thread ends with
 /// the application.
 fn spawn_refusal_flusher(ctx: &Ctx) {
-    let weak = Arc::downgrade(&ctx.writer);
-    let (pool, token_key, data_dir, pki) = (
-        ctx.pool.clone(),
-        ctx.token_key.clone(),
-        ctx.data_dir.clone(),
-        Arc::downgrade(&ctx.pki),
-    );
-    let (tls, audit_verified, site) = (ctx.tls, ctx.audit_verified.clone(), ctx.site.clone());
+    let weak = WeakCtx::of(ctx);
     std::thread::spawn(move || loop {
         let wait = crate::services::audit::seconds_left_in_minute().clamp(1, 5);
         std::thread::sleep(Duration::from_secs(wait));
-        let (Some(writer), Some(pki)) = (weak.upgrade(), pki.upgrade()) else {
+        let Some(ctx) = weak.upgrade() else {
             return;
-        };
-        let ctx = Ctx {
-            pool: pool.clone(),
-            token_key: token_key.clone(),
-            data_dir: data_dir.clone(),
-            pki,
-            writer,
-            tls,
-            audit_verified: audit_verified.clone(),
-            site: site.clone(),
         };
         if let Err(e) = crate::services::audit::flush_closed_refusals(&ctx) {
             log::warn!("writing the aggregated refusals failed: {e}");

@@ -6,9 +6,10 @@ use super::audit::{self, Event};
 use super::{require, Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
-use crate::models::certificate::{CertFilter, Certificate};
+use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
 use crate::models::host::Host;
 use crate::models::user::Role;
+use crate::pki::issue::IssuedCert;
 use crate::pki::Reason;
 
 pub fn list(
@@ -144,4 +145,32 @@ pub fn server_certificates(ctx: &Ctx) -> Result<(Vec<Certificate>, NaiveDateTime
     let mut conn = db::get(&ctx.pool)?;
     let rows = Certificate::for_host(&mut conn, super::pki::SERVER_HOST_ID)?;
     Ok((rows, db::now()))
+}
+
+/// Stores a certificate just signed for `host_id`: every path that issues one (enrollment,
+/// renewal, the server's own TLS certificate) records it the same way.
+pub(super) fn store_issued(
+    c: &mut db::DbConn,
+    cert: &IssuedCert,
+    host_id: &str,
+    names: &[String],
+    token_name: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<(), AppError> {
+    Certificate::insert(
+        c,
+        &NewCertificate {
+            serial: &cert.serial,
+            host_id,
+            subject: &cert.subject,
+            names: &names.join(","),
+            not_before: cert.not_before,
+            not_after: cert.not_after,
+            fingerprint_sha256: &cert.sha256,
+            pem: &cert.pem,
+            token_name,
+            created_at: now,
+        },
+    )?;
+    Ok(())
 }

@@ -9,7 +9,7 @@ use super::audit::{self, Event};
 use super::{hosts, mappings, tokens, Ctx};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
-use crate::models::certificate::{Certificate, NewCertificate};
+use crate::models::certificate::Certificate;
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, APPROVED};
 use crate::models::settings::Settings;
@@ -144,18 +144,28 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
 
 /// Records a request that was refused before it could be read (a malformed body).
 pub fn refuse(ctx: &Ctx, peer: Option<IpAddr>, action: &'static str, error: AppError) -> AppError {
+    audit_refusal(ctx, peer, action, "unknown", "certificate request", &error);
+    error
+}
+
+/// Audits a refused request for a certificate (`what`: "certificate request", "certificate
+/// renewal"), aggregated per source and minute like every unauthenticated refusal.
+pub(super) fn audit_refusal(
+    ctx: &Ctx,
+    peer: Option<IpAddr>,
+    action: &'static str,
+    target: &str,
+    what: &str,
+    error: &AppError,
+) {
     audit::refused(
         ctx,
         peer,
         audit::CERT,
         action,
-        "unknown",
-        format!(
-            "certificate request refused ({}): {error}",
-            error.status().as_u16()
-        ),
+        target,
+        format!("{what} refused ({}): {error}", error.status().as_u16()),
     );
-    error
 }
 
 /// Audits a refusal in its own transaction, or rebuilds the CRL after a supersession.
@@ -176,14 +186,7 @@ fn finish(
         Ok(Step::Refused(e)) => Err(e),
         Err(e) => {
             if e.status().is_client_error() {
-                audit::refused(
-                    ctx,
-                    peer,
-                    audit::CERT,
-                    action,
-                    target,
-                    format!("certificate request refused ({}): {e}", e.status().as_u16()),
-                );
+                audit_refusal(ctx, peer, action, target, "certificate request", &e);
             }
             Err(e)
         }
@@ -534,21 +537,7 @@ pub(super) fn issue_and_store(
             },
         )?,
     };
-    Certificate::insert(
-        c,
-        &NewCertificate {
-            serial: &cert.serial,
-            host_id: &host.host_id,
-            subject: &cert.subject,
-            names: &names.join(","),
-            not_before: cert.not_before,
-            not_after: cert.not_after,
-            fingerprint_sha256: &cert.sha256,
-            pem: &cert.pem,
-            token_name,
-            created_at: now,
-        },
-    )?;
+    super::certificates::store_issued(c, &cert, &host.host_id, names, token_name, now)?;
     Ok(Enrolled {
         host_id: host.host_id.clone(),
         serial: cert.serial,

@@ -236,7 +236,6 @@ pub fn record_server_certificate(
     names: &[String],
     previous: Option<&str>,
 ) -> Result<(), AppError> {
-    use crate::models::certificate::NewCertificate;
     use crate::models::host::{Host, NewHost};
     let mut conn = db::get(pool)?;
     db::write_tx(&mut conn, |c| {
@@ -252,21 +251,7 @@ pub fn record_server_certificate(
                 },
             )?;
         }
-        Certificate::insert(
-            c,
-            &NewCertificate {
-                serial: &cert.serial,
-                host_id: SERVER_HOST_ID,
-                subject: &cert.subject,
-                names: &names.join(","),
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-                fingerprint_sha256: &cert.sha256,
-                pem: &cert.pem,
-                token_name: None,
-                created_at: now,
-            },
-        )?;
+        super::certificates::store_issued(c, cert, SERVER_HOST_ID, names, None, now)?;
         if let Some(old) = previous {
             Certificate::revoke(c, old, Reason::Superseded.key(), "system", now)?;
         }

@@ -140,14 +140,7 @@ pub fn renew(
         }
         Err(e) => {
             if e.status().is_client_error() {
-                audit::refused(
-                    ctx,
-                    peer,
-                    audit::CERT,
-                    "renew",
-                    &shown,
-                    format!("certificate renewal refused ({}): {e}", e.status().as_u16()),
-                );
+                enroll::audit_refusal(ctx, peer, "renew", &shown, "certificate renewal", &e);
             }
             Err(e)
         }
