@@ -7,6 +7,7 @@ use askama::Template;
 use super::auth::{Auth, Form};
 use super::view::{self, Page, When};
 use crate::error::AppError;
+use crate::models::api_key::ApiKey;
 use crate::services::{api_keys as svc, Ctx, FieldErrors};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -24,6 +25,20 @@ pub struct KeyRow {
     pub expires: Option<When>,
     pub last_used: Option<When>,
     pub state: &'static str,
+}
+
+impl KeyRow {
+    /// A key as its owner's page and the administrators' list both show it.
+    fn of(k: ApiKey, now: chrono::NaiveDateTime) -> KeyRow {
+        KeyRow {
+            state: state(&k, now),
+            created: When::of(k.created_at, now),
+            expires: When::maybe(k.expires_at, now),
+            last_used: When::maybe(k.last_used_at, now),
+            name: k.name,
+            prefix: k.prefix,
+        }
+    }
 }
 
 #[derive(Template)]
@@ -58,17 +73,7 @@ async fn page(
         status,
         &KeysPage {
             page: auth.page("API keys", "api-keys"),
-            rows: keys
-                .into_iter()
-                .map(|k| KeyRow {
-                    state: state(&k, now),
-                    created: When::of(k.created_at, now),
-                    expires: When::maybe(k.expires_at, now),
-                    last_used: When::maybe(k.last_used_at, now),
-                    name: k.name,
-                    prefix: k.prefix,
-                })
-                .collect(),
+            rows: keys.into_iter().map(|k| KeyRow::of(k, now)).collect(),
             new_value,
             name,
             valid_for,
@@ -151,7 +156,7 @@ struct AllKeysPage {
     rows: Vec<OwnedKeyRow>,
 }
 
-fn state(k: &crate::models::api_key::ApiKey, now: chrono::NaiveDateTime) -> &'static str {
+fn state(k: &ApiKey, now: chrono::NaiveDateTime) -> &'static str {
     if k.revoked_at.is_some() {
         "revoked"
     } else if k.is_usable(now) {
@@ -173,14 +178,7 @@ async fn list_all(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppEr
             .map(|(k, owner)| OwnedKeyRow {
                 id: k.id,
                 owner,
-                key: KeyRow {
-                    state: state(&k, now),
-                    created: When::of(k.created_at, now),
-                    expires: When::maybe(k.expires_at, now),
-                    last_used: When::maybe(k.last_used_at, now),
-                    name: k.name,
-                    prefix: k.prefix,
-                },
+                key: KeyRow::of(k, now),
             })
             .collect(),
     })
