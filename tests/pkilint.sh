@@ -16,4 +16,4 @@ for tool in lint_pkix_cert lint_crl openssl; do
         exit 2
     }
 done
-HOSTCA_PKILINT=1 exec cargo test --test profile -- "$@"
+HOSTCA_PKILINT=1 exec cargo test --test it profile:: -- "$@"

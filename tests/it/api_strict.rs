@@ -1,7 +1,7 @@
 //! The admin API as an independent client sees it: the 401 names its scheme, the scheme is
 //! case-insensitive, and token names that are path segments are refused.
 
-mod common;
+use crate::common;
 
 use common::{element_text, spawn_app, TestApp};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Login, sessions, API keys and HTTP hardening, attacked over HTTP against the real
 //! application (SQLite, or PostgreSQL with HOSTCA_TEST_DATABASE_URL).
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! with HOSTCA_TEST_PG_RESTART=1 (run alone by .ci/run, since it restarts the machine's
 //! PostgreSQL), a restart under load gives clear 503s and the server recovers by itself.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! (tests/pkilint.sh sets it; the lead's CI installs pkilint 0.13.3). Keys and CSRs are
 //! made by the `openssl` command line, as a host would make them.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

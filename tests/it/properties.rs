@@ -1,7 +1,7 @@
 //! Property tests: the parsers that take hostile input never panic, and keep their
 //! promises on whatever they accept. The same properties are fuzz targets in fuzz/.
 
-mod common;
+use crate::common;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

@@ -5,7 +5,7 @@
 //! used more than its maximum, every change has its audit event, the chain verifies (and
 //! SQLite's integrity check passes). HOSTCA_LOAD_SECONDS sets the load's length (60).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::Command;

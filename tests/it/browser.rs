@@ -3,7 +3,7 @@
 //! of labels and contrast on every main page. Screenshots go to target/screenshots (or to
 //! docs/screenshots with HOSTCA_UPDATE_SCREENSHOTS=1, for the README).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,6 @@
 //! The foundation and the Tokens page, over HTTP against the running application.
 
-mod common;
+use crate::common;
 
 use common::{csrf_in, element_text, spawn_app, ADMIN_PASSWORD};
 use diesel::prelude::*;

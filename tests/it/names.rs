@@ -2,7 +2,7 @@
 //! Allowed domains, reserved names (the server's own included), addresses and
 //! single-label names, the reissue-token ordering, and the medium level's name lookup.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};

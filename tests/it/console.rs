@@ -1,6 +1,6 @@
 //! Hosts, mappings, settings, the audit trail, users and roles, over HTTP.
 
-mod common;
+use crate::common;
 
 use common::{element_text, openssl, openssl_csr, spawn_app, Browser, TestApp, ADMIN_PASSWORD};
 use diesel::prelude::*;

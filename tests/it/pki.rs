@@ -1,7 +1,7 @@
 //! The certificate authority, checked with the `openssl` command line as the independent
 //! client: enrollment, refusals, revocation and the CRL, reissue, renewal.
 
-mod common;
+use crate::common;
 
 use common::{element_text, openssl, openssl_csr, renew_csr, spawn_app, TestApp};
 use diesel::prelude::*;

@@ -1,7 +1,7 @@
 //! The real `hostca` binary as a subprocess against the real server, over HTTPS and HTTP:
 //! the admin commands through the API, and the host-side commands.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

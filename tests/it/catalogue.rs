@@ -3,7 +3,7 @@
 //! traversal, SQL metacharacters, a viewer trying every change, malformed JSON. Each gets
 //! its documented 4xx, never a 500, and changes nothing.
 
-mod common;
+use crate::common;
 
 use common::{element_text, openssl_csr, spawn_app, TestApp};
 use diesel::prelude::*;

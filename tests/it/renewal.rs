@@ -2,7 +2,7 @@
 //! way to add names, at most once per interval unless an administrator allows it, with
 //! CRL rebuilds coalesced; and a host client that checks what it is given.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

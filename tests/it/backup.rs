@@ -1,7 +1,7 @@
 //! `hostca backup` and `hostca restore`: a restored server keeps its CA, hosts, tokens,
 //! users and audit chain.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

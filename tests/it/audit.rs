@@ -3,7 +3,7 @@
 //! refusals that never name a claimed user as the actor, a retention floor, and backups
 //! that say how their key was derived.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! step with the OpenAPI document and clap's command tree, and every command added for
 //! it runs end to end, as the real `hostca` binary against the real server.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

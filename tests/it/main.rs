@@ -1,0 +1,22 @@
+//! The integration tests: one binary (one link, one process to schedule), one module per
+//! area. Every test starts the real application through `common` and talks HTTP to it.
+
+mod common;
+
+mod api_strict;
+mod audit;
+mod auth;
+mod backup;
+mod browser;
+mod catalogue;
+mod cli;
+mod cli_cover;
+mod console;
+mod load;
+mod names;
+mod pg_cluster;
+mod pki;
+mod profile;
+mod properties;
+mod renewal;
+mod tokens;
