@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::{element_text, spawn_app, TestApp};
 use diesel::prelude::*;
-use hostca::db::schema::{audit_events, settings, users};
+use hostca::db::schema::{audit_events, settings};
 
 fn hostca(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostca"));
@@ -458,28 +458,6 @@ async fn refused_certificate_requests_name_the_source_not_the_claimed_host() {
     assert_eq!(shown, "4");
 }
 
-async fn security_admin(app: &TestApp, name: &str) -> common::Browser {
-    let password = format!("{name} initial password");
-    let r = app
-        .post(
-            "/admin/users",
-            &[
-                ("username", name),
-                ("role", "security_admin"),
-                ("password", &password),
-            ],
-        )
-        .await;
-    assert_eq!(r.status().as_u16(), 303);
-    diesel::update(users::table.filter(users::username.eq(name)))
-        .set(users::must_change_password.eq(false))
-        .execute(&mut *app.conn())
-        .unwrap();
-    let b = app.new_browser();
-    assert_eq!(b.login_as(name, &password).await.status().as_u16(), 303);
-    b
-}
-
 fn settings_form(retention: &'static str) -> Vec<(&'static str, &'static str)> {
     vec![
         ("security_level", "high"),
@@ -504,7 +482,7 @@ async fn lowering_retention_needs_an_administrator_and_never_goes_below_30_days(
     let app = spawn_app().await;
     app.login().await;
     assert_eq!(retention(&app), 90);
-    let sam = security_admin(&app, "sam").await;
+    let sam = app.user(common::Role::SecurityAdmin, "sam").await;
     // A security administrator may keep events longer, not shorter.
     let r = sam.post("/security/settings", &settings_form("60")).await;
     assert_eq!(r.status().as_u16(), 403);

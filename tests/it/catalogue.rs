@@ -79,6 +79,7 @@ fn snapshot(app: &TestApp) -> Vec<String> {
 struct World {
     host_id: String,
     serial: String,
+    viewer: common::Browser,
 }
 
 /// A token, a host with a certificate and a pending mapping, a viewer.
@@ -88,27 +89,11 @@ async fn world(app: &TestApp) -> World {
     let (_k, csr) = openssl_csr(&app.scratch(), "w", "w.example.com", &[]);
     let (s, b) = app.enroll("w.example.com", &csr, Some(&value)).await;
     assert_eq!(s, 201);
-    let r = app
-        .post(
-            "/admin/users",
-            &[
-                ("username", "viewer"),
-                ("role", "viewer"),
-                ("password", "viewer password 1"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status().as_u16(), 303);
-    // As if the viewer had chosen their own password (tests/auth.rs tests the flag).
-    diesel::update(
-        hostca::db::schema::users::table.filter(hostca::db::schema::users::username.eq("viewer")),
-    )
-    .set(hostca::db::schema::users::must_change_password.eq(false))
-    .execute(&mut *app.conn())
-    .unwrap();
+    let viewer = app.user(common::Role::Viewer, "viewer").await;
     World {
         host_id: b["host_id"].as_str().unwrap().into(),
         serial: b["serial"].as_str().unwrap().into(),
+        viewer,
     }
 }
 
@@ -235,15 +220,7 @@ async fn without_a_valid_csrf_token_nothing_changes() {
 async fn a_viewer_is_refused_every_change_and_each_refusal_is_audited() {
     let app = spawn_app().await;
     let w = world(&app).await;
-    let viewer = app.new_browser();
-    assert_eq!(
-        viewer
-            .login_as("viewer", "viewer password 1")
-            .await
-            .status()
-            .as_u16(),
-        303
-    );
+    let viewer = &w.viewer;
     let before = snapshot(&app);
     let audited_before: i64 = audit_events::table
         .filter(audit_events::description.like("permission denied%"))

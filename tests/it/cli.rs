@@ -525,28 +525,7 @@ async fn api_keys_carry_their_owners_role_and_can_be_revoked() {
     );
 
     // A viewer's key reads but cannot show or change.
-    let r = app
-        .post(
-            "/admin/users",
-            &[
-                ("username", "val"),
-                ("role", "viewer"),
-                ("password", "viewer password 1"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status().as_u16(), 303);
-    {
-        // As if val had chosen their own password (tests/auth.rs tests the flag).
-        use diesel::prelude::*;
-        use hostca::db::schema::users;
-        diesel::update(users::table.filter(users::username.eq("val")))
-            .set(users::must_change_password.eq(false))
-            .execute(&mut *app.conn())
-            .unwrap();
-    }
-    let viewer = app.new_browser();
-    viewer.login_as("val", "viewer password 1").await;
+    let viewer = app.user(common::Role::Viewer, "val").await;
     let vkey = element_text(
         &viewer
             .post("/account/api-keys", &[("name", "v")])

@@ -8,10 +8,17 @@ use actix_web::dev::ServerHandle;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use hostca::config::Config;
+pub use hostca::models::user::Role;
+use hostca::services::settings::SettingsInput;
 use hostca::services::Ctx;
 use hostca::startup::Application;
 use reqwest::redirect::Policy;
 use reqwest::Response;
+
+/// The password a user made by `TestApp::user` chose.
+pub fn user_password(name: &str) -> String {
+    format!("{name} chosen password")
+}
 
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
@@ -257,6 +264,44 @@ impl TestApp {
         start(config, dir, pg, Some(client)).await
     }
 
+    /// A new user with `role`, added by an administrator on the Users page, who has logged
+    /// in and chosen their own password (`user_password(name)`): their browser, logged in.
+    /// Everything goes through the product, as a real user's first day does.
+    pub async fn user(&self, role: Role, name: &str) -> Browser {
+        let admin = self.new_browser();
+        admin.login().await;
+        let initial = format!("{name} initial password");
+        let r = admin
+            .post(
+                "/admin/users",
+                &[
+                    ("username", name),
+                    ("role", role.as_str()),
+                    ("password", &initial),
+                ],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 303, "user {name} created");
+        let b = self.new_browser();
+        let r = b.login_as(name, &initial).await;
+        assert_eq!(r.status().as_u16(), 303, "{name} logs in");
+        let chosen = user_password(name);
+        let r = b
+            .post(
+                "/account/password",
+                &[
+                    ("current", &initial),
+                    ("new", &chosen),
+                    ("confirm", &chosen),
+                ],
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), 303, "{name} chooses a password");
+        b
+    }
+
+    /// The database, for what only an intruder with database access can do: tests that
+    /// edit or delete rows to prove the product notices. Set-up goes through the product.
     pub fn conn(&self) -> hostca::db::PooledConn {
         hostca::db::get(&self.ctx.pool).unwrap()
     }
@@ -357,22 +402,31 @@ impl TestApp {
         json_reply(self.client.post(self.url(path)).json(body)).await
     }
 
+    /// Changes global settings as an administrator would on the Settings page (through
+    /// the same service, so the change is validated and audited).
+    pub fn change_settings(&self, change: impl FnOnce(&mut SettingsInput)) {
+        use hostca::services::{settings, Actor};
+        let mut input = SettingsInput::of(&settings::load(&self.ctx).unwrap());
+        change(&mut input);
+        input.reason = "test set-up".into();
+        let admin = Actor {
+            username: "admin".into(),
+            role: Role::Administrator,
+        };
+        settings::update(&self.ctx, &admin, &input)
+            .unwrap_or_else(|e| panic!("the settings were refused: {e:?}"));
+    }
+
     pub fn set_security_level(&self, level: &str) {
-        use diesel::prelude::*;
-        use hostca::db::schema::settings;
-        diesel::update(settings::table)
-            .set(settings::security_level.eq(level))
-            .execute(&mut *self.conn())
-            .unwrap();
+        self.change_settings(|s| s.security_level = level.into());
     }
 
     pub fn set_auto_map(&self, on: bool) {
-        use diesel::prelude::*;
-        use hostca::db::schema::settings;
-        diesel::update(settings::table)
-            .set(settings::auto_map_host_names.eq(on))
-            .execute(&mut *self.conn())
-            .unwrap();
+        self.change_settings(|s| s.auto_map_host_names = on);
+    }
+
+    pub fn set_allowed_domains(&self, domains: &str) {
+        self.change_settings(|s| s.allowed_domains = domains.into());
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -2,25 +2,14 @@
 
 use crate::common;
 
-use common::{element_text, openssl, openssl_csr, spawn_app, Browser, TestApp, ADMIN_PASSWORD};
+use common::{
+    element_text, openssl, openssl_csr, spawn_app, Browser, Role, TestApp, ADMIN_PASSWORD,
+};
 use diesel::prelude::*;
 use hostca::db::schema::{audit_events, certificates, host_mappings, hosts, settings};
 
 fn status(r: &reqwest::Response) -> u16 {
     r.status().as_u16()
-}
-
-/// A new user, logged in; the initial password stays, but the must-change flag is
-/// cleared in the database so that the console opens (tests/auth.rs tests the flag).
-async fn add_user(app: &TestApp, username: &str, role: &str) -> Browser {
-    let b = add_user_must_change(app, username, role).await;
-    diesel::update(
-        hostca::db::schema::users::table.filter(hostca::db::schema::users::username.eq(username)),
-    )
-    .set(hostca::db::schema::users::must_change_password.eq(false))
-    .execute(&mut *app.conn())
-    .unwrap();
-    b
 }
 
 async fn add_user_must_change(app: &TestApp, username: &str, role: &str) -> Browser {
@@ -80,10 +69,7 @@ async fn mappings_are_discovered_auto_approved_or_pending_and_conflicts_show() {
     let app = spawn_app().await;
     app.login().await;
     // Names are approved automatically only inside the allowed domains.
-    diesel::update(settings::table)
-        .set(settings::allowed_domains.eq("example.com"))
-        .execute(&mut *app.conn())
-        .unwrap();
+    app.set_allowed_domains("example.com");
     // Auto-map on (default): an extra CSR name without conflict is approved and certified.
     let a = enroll_with_token(&app, "alpha.example.com", &["alpha-alias.example.com"]).await;
     let a_id = a["host_id"].as_str().unwrap().to_string();
@@ -231,10 +217,7 @@ async fn a_renamed_host_gets_a_certificate_for_its_new_name_with_the_same_host_i
     let app = spawn_app().await;
     app.login().await;
     // Names are approved automatically only inside the allowed domains.
-    diesel::update(settings::table)
-        .set(settings::allowed_domains.eq("example.com"))
-        .execute(&mut *app.conn())
-        .unwrap();
+    app.set_allowed_domains("example.com");
     let first = enroll_with_token(&app, "oldname.example.com", &[]).await;
     let host_id = first["host_id"].as_str().unwrap().to_string();
     // The administrator revokes the old certificate and issues a reissue token.
@@ -519,8 +502,8 @@ async fn each_role_may_do_what_it_should_and_nothing_more() {
     let first = enroll_with_token(&app, "role.example.com", &[]).await;
     let host_id = first["host_id"].as_str().unwrap().to_string();
     let serial = first["serial"].as_str().unwrap().to_string();
-    let viewer = add_user(&app, "vera", "viewer").await;
-    let secadm = add_user(&app, "sam", "security_admin").await;
+    let viewer = app.user(Role::Viewer, "vera").await;
+    let secadm = app.user(Role::SecurityAdmin, "sam").await;
 
     // A viewer reads every page...
     for page in [
@@ -641,7 +624,7 @@ async fn each_role_may_do_what_it_should_and_nothing_more() {
         "the session ended"
     );
     assert_eq!(
-        status(&secadm.login_as("sam", "sam initial password").await),
+        status(&secadm.login_as("sam", &common::user_password("sam")).await),
         401
     );
     assert_eq!(status(&app.post("/admin/users/sam/enable", &[]).await), 303);
@@ -707,7 +690,7 @@ async fn each_role_may_do_what_it_should_and_nothing_more() {
         ),
         404
     );
-    let _other_admin = add_user(&app, "ada", "administrator").await;
+    let _other_admin = app.user(Role::Administrator, "ada").await;
     assert_eq!(
         status(
             &app.post("/admin/users/ada/role", &[("role", "viewer")])

@@ -16,13 +16,10 @@ fn status(r: &reqwest::Response) -> u16 {
 }
 
 fn set_policy(app: &TestApp, allowed: &str, reserved: &str) {
-    diesel::update(settings::table)
-        .set((
-            settings::allowed_domains.eq(allowed),
-            settings::reserved_names.eq(reserved),
-        ))
-        .execute(&mut *app.conn())
-        .unwrap();
+    app.change_settings(|s| {
+        s.allowed_domains = allowed.into();
+        s.reserved_names = reserved.into();
+    });
 }
 
 fn mapping_state(app: &TestApp, name: &str) -> Option<String> {

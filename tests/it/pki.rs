@@ -500,10 +500,7 @@ async fn thirty_two_enrollments_on_three_uses_issue_exactly_three() {
 async fn a_reissue_keeps_the_host_id_and_supersedes_the_old_certificate() {
     let app = spawn_app().await;
     // The renamed host's new name is approved at once only inside the allowed domains.
-    diesel::update(hostca::db::schema::settings::table)
-        .set(hostca::db::schema::settings::allowed_domains.eq("example.com"))
-        .execute(&mut *app.conn())
-        .unwrap();
+    app.set_allowed_domains("example.com");
     app.login().await;
     let dir = app.scratch();
     let value = token(&app, "first", "1").await;

@@ -37,11 +37,7 @@ fn failed_renewals(app: &TestApp) -> Vec<String> {
 }
 
 fn set_interval(app: &TestApp, minutes: i32) {
-    use hostca::db::schema::settings;
-    diesel::update(settings::table)
-        .set(settings::renewal_interval_minutes.eq(minutes))
-        .execute(&mut *app.conn())
-        .unwrap();
+    app.change_settings(|s| s.renewal_interval_minutes = Some(minutes.to_string()));
 }
 
 fn message(b: &Value) -> &str {

@@ -635,20 +635,12 @@ async fn a_viewer_reads_but_cannot_change_or_show() {
     let app = spawn_app().await;
     app.login().await;
     app.create_token("visible", "1", "1d", "").await;
-    let hash = hostca::services::users::hash_password("viewer password").unwrap();
-    hostca::models::user::User::insert(
-        &mut app.conn(),
-        &hostca::models::user::NewUser {
-            username: "val",
-            password_hash: &hash,
-            role: "viewer",
-            must_change_password: false,
-            created_at: hostca::db::now(),
-        },
-    )
-    .unwrap();
+    app.user(common::Role::Viewer, "val").await;
     app.post("/logout", &[]).await;
-    assert_eq!(status(&app.login_as("val", "viewer password").await), 303);
+    assert_eq!(
+        status(&app.login_as("val", &common::user_password("val")).await),
+        303
+    );
     let html = app.get_html("/security/tokens").await;
     assert!(html.contains(">visible<"));
     assert!(
