@@ -1,10 +1,13 @@
-//! One error type for the whole application. Pages render it as an HTML error page,
-//! the JSON API as `{"error": CODE, "message": TEXT}` (see `ApiError`).
+//! One error type for the whole application, with the status class each case answers
+//! with. It knows nothing of pages or JSON: `web::errors` renders it (an HTML error page
+//! for pages, `{"error": CODE, "message": TEXT}` for the APIs). An internal error keeps
+//! its cause for the log and never shows it to the client.
 
-use actix_web::http::{header, StatusCode};
-use actix_web::{HttpResponse, ResponseError};
-use askama::Template;
+use actix_web::http::StatusCode;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// What caused an internal error, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,8 +34,12 @@ pub enum AppError {
     TooManyRequests(String),
     #[error("{0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl AppError {
@@ -49,7 +56,7 @@ impl AppError {
             AppError::TooLarge => "payload_too_large",
             AppError::TooManyRequests(_) => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
-            AppError::Internal(_) => "internal",
+            AppError::Internal { .. } => "internal",
         }
     }
 
@@ -64,146 +71,89 @@ impl AppError {
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// What a user is told. Internal details go to the log, never to the client.
     pub fn public_message(&self) -> String {
         match self {
-            AppError::Internal(_) => {
+            AppError::Internal { .. } => {
                 "something went wrong on the server; the error has been logged".to_string()
             }
             other => other.to_string(),
         }
     }
 
-    fn log(&self) {
-        if let AppError::Internal(detail) = self {
-            log::error!("internal error: {detail}");
+    /// Logs an internal error with its chain of causes; other errors are the client's.
+    pub fn log(&self) {
+        if let AppError::Internal { context, source } = self {
+            let mut line = format!("internal error: {context}");
+            let mut cause: Option<&(dyn std::error::Error + 'static)> =
+                source.as_deref().map(|e| e as _);
+            while let Some(e) = cause {
+                line.push_str(&format!(": {e}"));
+                cause = e.source();
+            }
+            log::error!("{line}");
         }
+    }
+
+    /// A failure of the server itself, described by `context`.
+    pub fn internal(context: impl Into<String>) -> Self {
+        AppError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure of the server itself: what it was doing, and what went wrong.
+    pub fn internal_from(context: impl Into<String>, source: impl Into<Cause>) -> Self {
+        AppError::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The database is unreachable, restarting or too busy: worth a retry.
+    pub fn database_busy() -> Self {
+        AppError::Unavailable("the database is busy or restarting; try again".into())
+    }
+
+    /// Text with a NUL character, which no stored value may hold (PostgreSQL refuses it).
+    pub fn nul_character() -> Self {
+        AppError::BadRequest(
+            "the text contains a character that cannot be stored (NUL); remove it".into(),
+        )
+    }
+
+    /// A row this transaction wrote or read a moment ago is gone.
+    pub fn vanished(what: &str) -> Self {
+        AppError::internal(format!("the {what} vanished inside its own transaction"))
     }
 }
 
 impl From<DieselError> for AppError {
     fn from(e: DieselError) -> Self {
-        match e {
+        match &e {
             DieselError::NotFound => AppError::NotFound("not found".into()),
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 AppError::Conflict(format!("already exists ({})", info.message()))
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
-                AppError::Unavailable("the database is busy or restarting; try again".into())
-            }
-            // PostgreSQL refuses NUL characters in text: the input was bad, not the server.
-            DieselError::DatabaseError(_, info)
-                if info.message().contains("invalid byte sequence")
-                    || info.message().contains("0x00") =>
-            {
-                AppError::BadRequest(
-                    "the text contains a character that cannot be stored (NUL); remove it".into(),
-                )
-            }
-            DieselError::DatabaseError(_, info) if is_transient(info.message()) => {
-                AppError::Unavailable("the database is busy or restarting; try again".into())
-            }
-            other => AppError::Internal(format!("database: {other}")),
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection
+                | DatabaseErrorKind::SerializationFailure
+                | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => AppError::database_busy(),
+            _ if crate::db::is_transient(&e) => AppError::database_busy(),
+            _ => AppError::internal_from("database", e),
         }
     }
-}
-
-fn is_transient(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("database is locked")
-        || m.contains("terminating connection")
-        || m.contains("server closed the connection")
-        || m.contains("connection")
 }
 
 impl From<actix_web::error::BlockingError> for AppError {
     fn from(_: actix_web::error::BlockingError) -> Self {
         AppError::Unavailable("the server is overloaded; try again".into())
-    }
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    page: crate::web::view::Page,
-    status: u16,
-    title: &'a str,
-    message: String,
-}
-
-impl ResponseError for AppError {
-    fn status_code(&self) -> StatusCode {
-        self.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        self.log();
-        if let AppError::Unauthenticated = self {
-            return HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/login"))
-                .finish();
-        }
-        let status = self.status();
-        let title = status.canonical_reason().unwrap_or("Error");
-        self.page_response(crate::web::view::Page::bare(title))
-    }
-}
-
-impl AppError {
-    /// The HTML error page inside `page`'s layout: a bare one here, one with the console's
-    /// navigation when `web::view::keep_navigation` knows who is logged in.
-    pub fn page_response(&self, page: crate::web::view::Page) -> HttpResponse {
-        let status = self.status();
-        let body = ErrorPage {
-            page,
-            status: status.as_u16(),
-            title: status.canonical_reason().unwrap_or("Error"),
-            message: crate::web::view::capitalised(&self.public_message()),
-        }
-        .render()
-        .unwrap_or_else(|_| self.public_message());
-        HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(body)
-    }
-}
-
-/// The same error, rendered for scripts and hosts.
-#[derive(Debug)]
-pub struct ApiError(pub AppError);
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl<E: Into<AppError>> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        ApiError(e.into())
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.0.status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        self.0.log();
-        let mut response = HttpResponse::build(self.0.status());
-        // RFC 9110 §11.6.1: a 401 names the scheme the client should use.
-        if self.0.status() == StatusCode::UNAUTHORIZED {
-            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(serde_json::json!({
-            "error": self.0.code(),
-            "message": self.0.public_message(),
-        }))
     }
 }

@@ -32,9 +32,9 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 pub fn load_or_create_key(path: &Path, len: usize) -> Result<Vec<u8>, AppError> {
     if path.exists() {
         let bytes = fs::read(path)
-            .map_err(|e| AppError::Internal(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| AppError::internal_from(format!("cannot read {}", path.display()), e))?;
         if bytes.len() != len {
-            return Err(AppError::Internal(format!(
+            return Err(AppError::internal(format!(
                 "{} holds {} bytes, expected {len}: restore it from a backup",
                 path.display(),
                 bytes.len()
@@ -45,7 +45,7 @@ pub fn load_or_create_key(path: &Path, len: usize) -> Result<Vec<u8>, AppError> 
     let mut bytes = vec![0u8; len];
     rand::fill(&mut bytes[..]);
     write_private_file(path, &bytes)
-        .map_err(|e| AppError::Internal(format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|e| AppError::internal_from(format!("cannot write {}", path.display()), e))?;
     Ok(bytes)
 }
 
@@ -103,7 +103,7 @@ impl TokenKey {
 
     pub fn decrypt(&self, name: &str, stored: &[u8]) -> Result<String, AppError> {
         if stored.len() < 12 {
-            return Err(AppError::Internal("stored token value is truncated".into()));
+            return Err(AppError::internal("stored token value is truncated"));
         }
         let (nonce, sealed) = stored.split_at(12);
         let plain = self
@@ -116,11 +116,11 @@ impl TokenKey {
                 },
             )
             .map_err(|_| {
-                AppError::Internal(format!(
+                AppError::internal(format!(
                     "the value of token {name} cannot be decrypted with this data directory's key"
                 ))
             })?;
-        String::from_utf8(plain).map_err(|_| AppError::Internal("token value is not UTF-8".into()))
+        String::from_utf8(plain).map_err(|_| AppError::internal("token value is not UTF-8"))
     }
 
     /// Keyed digest of a canonical token value, hex encoded.

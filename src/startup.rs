@@ -52,11 +52,12 @@ impl Application {
             );
         }
         check_plain_http(config)?;
-        let listener = TcpListener::bind(&config.listen)
-            .map_err(|e| AppError::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+        let listener = TcpListener::bind(&config.listen).map_err(|e| {
+            AppError::internal_from(format!("cannot listen on {}", config.listen), e)
+        })?;
         let port = listener
             .local_addr()
-            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(|e| AppError::internal_from("the listening address", e))?
             .port();
         let ctx = Ctx {
             pool: prepared.pool.clone(),
@@ -135,6 +136,7 @@ impl Application {
                     DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000")),
                 ))
                 // The request line and status only: no headers, cookies or bodies.
+                .wrap(actix_web::middleware::from_fn(crate::web::refuse_nul))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .configure(crate::web::configure)
         });
@@ -142,7 +144,7 @@ impl Application {
             Some(cert) => server.listen_rustls_0_23(listener, cert.server_config()?),
             None => server.listen(listener),
         }
-        .map_err(|e| AppError::Internal(format!("cannot listen: {e}")))?;
+        .map_err(|e| AppError::internal_from("cannot listen", e))?;
         if let Some(cert) = &server_cert {
             spawn_tls_renewal(cert, &ctx.pki);
         }

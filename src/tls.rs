@@ -61,7 +61,7 @@ fn make(
     now: NaiveDateTime,
 ) -> Result<(Current, IssuedCert), AppError> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| AppError::Internal(format!("TLS key: {e}")))?;
+        .map_err(|e| AppError::internal_from("TLS key", e))?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
     let cert = issue(
         ca,
@@ -76,7 +76,7 @@ fn make(
     )?;
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let signing =
-        any_supported_type(&private).map_err(|e| AppError::Internal(format!("TLS key: {e}")))?;
+        any_supported_type(&private).map_err(|e| AppError::internal_from("TLS key", e))?;
     let chain = vec![
         CertificateDer::from(cert.der.clone()),
         CertificateDer::from(ca.cert_der.clone()),
@@ -162,7 +162,7 @@ impl ServerCert {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| AppError::Internal(format!("TLS: {e}")))?
+        .map_err(|e| AppError::internal_from("TLS", e))?
         .with_no_client_auth()
         .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

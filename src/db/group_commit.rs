@@ -9,12 +9,12 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 
-use super::{DbConn, Pool};
+use super::{DbConn, Pool, WriteTx};
 use crate::error::AppError;
 use crate::models::settings::Settings;
 
 type Reply = Box<dyn FnOnce(Result<(), AppError>) + Send>;
-type Job = Box<dyn FnOnce(&mut DbConn) -> Reply + Send>;
+type Job = Box<dyn FnOnce(&mut DbConn, &mut Memo) -> Reply + Send>;
 
 /// Most jobs in one transaction: bounds the latency a batch adds to its first caller.
 const MAX_BATCH: usize = 256;
@@ -51,14 +51,15 @@ impl GroupWriter {
     pub fn write<T, F>(&self, f: F) -> Result<T, AppError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+        F: FnOnce(&mut WriteTx) -> Result<T, AppError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<Result<T, AppError>>(1);
-        let job: Job = Box::new(move |conn: &mut DbConn| {
+        let job: Job = Box::new(move |conn: &mut DbConn, memo: &mut Memo| {
             let mark = crate::services::audit::pending_mark();
-            let result = conn.transaction(f);
+            let result = conn.transaction(|c| f(&mut WriteTx::in_batch(c, memo)));
             if result.is_err() {
-                set_memo(Some(Memo::default()));
+                // Its savepoint rolled back: what it remembered may be gone with it.
+                *memo = Memo::default();
                 crate::services::audit::pending_done(mark, false);
             }
             Box::new(move |committed: Result<(), AppError>| {
@@ -78,49 +79,11 @@ impl GroupWriter {
 
 /// What the jobs of one batch would otherwise each read again: the batch holds the write
 /// lock, so only its own jobs can change these, and a job that fails (its savepoint
-/// rolled back) makes the writer forget them.
+/// rolled back) makes the writer forget them. Jobs reach it only through their `WriteTx`.
 #[derive(Default)]
-struct Memo {
-    settings: Option<Settings>,
-    chain_head: Option<String>,
-}
-
-thread_local! {
-    /// `Some` only on the writer thread while a batch runs.
-    static MEMO: std::cell::RefCell<Option<Memo>> = const { std::cell::RefCell::new(None) };
-}
-
-fn with_memo<R>(f: impl FnOnce(&mut Memo) -> R) -> Option<R> {
-    MEMO.with(|m| m.borrow_mut().as_mut().map(f))
-}
-
-/// The settings as read earlier in this batch, if any.
-pub(crate) fn memo_settings() -> Option<Settings> {
-    with_memo(|m| m.settings.clone()).flatten()
-}
-
-/// Remembers the settings just read (inside a batch; elsewhere nothing happens).
-pub(crate) fn remember_settings(settings: &Settings) {
-    with_memo(|m| m.settings = Some(settings.clone()));
-}
-
-/// The settings row is being changed: read it again next time.
-pub(crate) fn forget_settings() {
-    with_memo(|m| m.settings = None);
-}
-
-/// The hash of the newest audit event, as written earlier in this batch.
-pub(crate) fn memo_chain_head() -> Option<String> {
-    with_memo(|m| m.chain_head.clone()).flatten()
-}
-
-/// Remembers the hash of the audit event just written (inside a batch only).
-pub(crate) fn remember_chain_head(hash: &str) {
-    with_memo(|m| m.chain_head = Some(hash.to_string()));
-}
-
-fn set_memo(memo: Option<Memo>) {
-    MEMO.with(|m| *m.borrow_mut() = memo);
+pub struct Memo {
+    pub(super) settings: Option<Settings>,
+    pub(super) chain_head: Option<String>,
 }
 
 const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
@@ -168,13 +131,12 @@ fn run(pool: Pool, receiver: Receiver<Job>, wal_grew: SyncSender<()>) {
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
         let committed = conn.transaction::<_, AppError, _>(|c| {
             c.batch_execute(super::LOCK_STATEMENT)?;
-            set_memo(Some(Memo::default()));
+            let mut memo = Memo::default();
             for job in batch {
-                replies.push(job(c));
+                replies.push(job(c, &mut memo));
             }
             Ok(())
         });
-        set_memo(None);
         crate::services::audit::pending_done(0, committed.is_ok());
         if committed.is_ok() && matches!(*conn, DbConn::Sqlite(_)) {
             let _ = wal_grew.try_send(());

@@ -112,7 +112,7 @@ pub fn connect(url: &str, max_size: u32) -> Result<Pool, AppError> {
         if let Some(parent) = std::path::Path::new(sqlite_path(url)).parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    AppError::Internal(format!("cannot create {}: {e}", parent.display()))
+                    AppError::internal_from(format!("cannot create {}", parent.display()), e)
                 })?;
             }
         }
@@ -128,10 +128,10 @@ pub fn connect(url: &str, max_size: u32) -> Result<Pool, AppError> {
         .build(ConnManager {
             url: url.to_string(),
         })
-        .map_err(|e| AppError::Internal(format!("cannot open the database: {e}")))?;
+        .map_err(|e| AppError::internal_from("cannot open the database", e))?;
     let mut conn = pool
         .get()
-        .map_err(|e| AppError::Internal(format!("cannot open the database: {e}")))?;
+        .map_err(|e| AppError::internal_from("cannot open the database", e))?;
     run_migrations(&mut conn)?;
     Ok(pool)
 }
@@ -141,7 +141,7 @@ fn run_migrations(conn: &mut DbConn) -> Result<(), AppError> {
         DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS).map(|_| ()),
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
     };
-    result.map_err(|e| AppError::Internal(format!("database migration failed: {e}")))
+    result.map_err(|e| AppError::internal_from("database migration failed", e))
 }
 
 /// The current time at the precision both backends store (microseconds), so that what
@@ -170,21 +170,105 @@ pub(crate) fn sqlite_writer_lock(conn: &DbConn) -> Option<std::sync::MutexGuard<
 /// the audit chain stays linear and SQLite never has to upgrade a read lock.
 pub fn write_tx<T, F>(conn: &mut DbConn, f: F) -> Result<T, AppError>
 where
-    F: FnOnce(&mut DbConn) -> Result<T, AppError>,
+    F: FnOnce(&mut WriteTx) -> Result<T, AppError>,
 {
     let _writer = sqlite_writer_lock(conn);
     let mark = crate::services::audit::pending_mark();
     let result = conn.transaction(|c| {
         c.batch_execute(LOCK_STATEMENT)?;
-        f(c)
+        f(&mut WriteTx {
+            conn: c,
+            memo: None,
+        })
     });
     // Audit events reach the append-only sink only once they are committed.
     crate::services::audit::pending_done(mark, result.is_ok());
     result
 }
 
+/// A connection inside a write transaction that holds the writers' lock. Only `write_tx`
+/// and the group writer make one, so a function that takes a `WriteTx` (`audit::record`,
+/// which links each event to the last one) can only run where the lock makes the chain
+/// linear and its writes commit or vanish together. Inside a group-commit batch it also
+/// carries the batch's memo: the settings row and the audit chain's head as the batch's
+/// earlier jobs left them. Everywhere else it is a plain connection (`Deref`).
+pub struct WriteTx<'c> {
+    conn: &'c mut DbConn,
+    memo: Option<&'c mut group_commit::Memo>,
+}
+
+impl<'c> WriteTx<'c> {
+    fn in_batch(conn: &'c mut DbConn, memo: &'c mut group_commit::Memo) -> WriteTx<'c> {
+        WriteTx {
+            conn,
+            memo: Some(memo),
+        }
+    }
+
+    /// The settings row, read once per group-commit batch.
+    pub fn settings(&mut self) -> diesel::QueryResult<crate::models::settings::Settings> {
+        if let Some(s) = self.memo.as_ref().and_then(|m| m.settings.as_ref()) {
+            return Ok(s.clone());
+        }
+        let s = crate::models::settings::Settings::load(self.conn)?;
+        if let Some(m) = self.memo.as_mut() {
+            m.settings = Some(s.clone());
+        }
+        Ok(s)
+    }
+
+    /// The settings row is being changed: read it again next time.
+    pub fn forget_settings(&mut self) {
+        if let Some(m) = self.memo.as_mut() {
+            m.settings = None;
+        }
+    }
+
+    /// The hash of the newest audit event as this batch wrote it (`None` outside a batch
+    /// or before its first event: read it from the table).
+    pub fn chain_head(&self) -> Option<&str> {
+        self.memo.as_ref().and_then(|m| m.chain_head.as_deref())
+    }
+
+    /// Remembers the hash of the audit event just written (inside a batch only).
+    pub fn set_chain_head(&mut self, hash: &str) {
+        if let Some(m) = self.memo.as_mut() {
+            m.chain_head = Some(hash.to_string());
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx<'_> {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        self.conn
+    }
+}
+
 /// Takes a pooled connection; an exhausted or unreachable database is a 503.
 pub fn get(pool: &Pool) -> Result<PooledConn, AppError> {
     pool.get()
         .map_err(|e| AppError::Unavailable(format!("the database is not reachable: {e}")))
+}
+
+/// Whether a database error is worth a retry though diesel gives it no kind of its own:
+/// SQLite's SQLITE_BUSY/SQLITE_LOCKED after the busy timeout. diesel's SQLite backend maps
+/// only constraint codes to kinds and keeps neither the result code nor an extended one,
+/// so the message is all there is. (PostgreSQL's restarts arrive as `ClosedConnection`:
+/// diesel checks the connection's status after every failed statement.)
+pub fn is_transient(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m == "database is locked" || m.starts_with("database table is locked")
+        }
+        _ => false,
+    }
 }

@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::settings;
-use crate::db::{group_commit, DbConn};
+use crate::db::{DbConn, WriteTx};
 
 /// The domain's global security settings: one row.
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -48,28 +48,28 @@ fn default_renewal_interval() -> i32 {
 }
 
 impl Settings {
-    /// The settings row; read once per group-commit batch (see `db::group_commit`).
+    /// The settings row (inside a write transaction, `WriteTx::settings` reads it once
+    /// per group-commit batch).
     pub fn load(conn: &mut DbConn) -> QueryResult<Settings> {
-        if let Some(s) = group_commit::memo_settings() {
-            return Ok(s);
-        }
-        let s: Settings = settings::table.find(1i64).first(conn)?;
-        group_commit::remember_settings(&s);
-        Ok(s)
+        settings::table.find(1i64).first(conn)
     }
 }
 
+/// The setters take a `WriteTx`: the row is changed only under the writers' lock, and a
+/// group-commit batch forgets the copy it read.
 impl Settings {
-    pub fn set_ca_fingerprint(conn: &mut DbConn, fingerprint: &str) -> QueryResult<usize> {
-        group_commit::forget_settings();
+    pub fn set_ca_fingerprint(tx: &mut WriteTx, fingerprint: &str) -> QueryResult<usize> {
+        tx.forget_settings();
+        let conn: &mut DbConn = tx;
         diesel::update(settings::table.find(1i64))
             .set(settings::ca_fingerprint.eq(fingerprint))
             .execute(conn)
     }
 
     /// Takes the next CRL number.
-    pub fn next_crl_number(conn: &mut DbConn) -> QueryResult<i64> {
-        group_commit::forget_settings();
+    pub fn next_crl_number(tx: &mut WriteTx) -> QueryResult<i64> {
+        tx.forget_settings();
+        let conn: &mut DbConn = tx;
         diesel::update(settings::table.find(1i64))
             .set(settings::crl_number.eq(settings::crl_number + 1))
             .execute(conn)?;
@@ -97,15 +97,17 @@ pub struct SettingsChange {
 }
 
 impl Settings {
-    pub fn change(conn: &mut DbConn, c: &SettingsChange) -> QueryResult<usize> {
-        group_commit::forget_settings();
+    pub fn change(tx: &mut WriteTx, c: &SettingsChange) -> QueryResult<usize> {
+        tx.forget_settings();
+        let conn: &mut DbConn = tx;
         diesel::update(settings::table.find(1i64))
             .set(c)
             .execute(conn)
     }
 
-    pub fn set_audit_anchor(conn: &mut DbConn, id: i64, hash: &str) -> QueryResult<usize> {
-        group_commit::forget_settings();
+    pub fn set_audit_anchor(tx: &mut WriteTx, id: i64, hash: &str) -> QueryResult<usize> {
+        tx.forget_settings();
+        let conn: &mut DbConn = tx;
         diesel::update(settings::table.find(1i64))
             .set((
                 settings::audit_anchor_id.eq(id),
@@ -118,12 +120,13 @@ impl Settings {
 impl Settings {
     /// Records which key keys the audit chain, where the unkeyed chain ends, and the seal.
     pub fn set_audit_keying(
-        conn: &mut DbConn,
+        tx: &mut WriteTx,
         key_id: &str,
         legacy_through: i64,
         seal: &str,
     ) -> QueryResult<usize> {
-        group_commit::forget_settings();
+        tx.forget_settings();
+        let conn: &mut DbConn = tx;
         diesel::update(settings::table.find(1i64))
             .set((
                 settings::audit_key_id.eq(key_id),
@@ -133,8 +136,9 @@ impl Settings {
             .execute(conn)
     }
 
-    pub fn set_audit_seal(conn: &mut DbConn, seal: &str) -> QueryResult<usize> {
-        group_commit::forget_settings();
+    pub fn set_audit_seal(tx: &mut WriteTx, seal: &str) -> QueryResult<usize> {
+        tx.forget_settings();
+        let conn: &mut DbConn = tx;
         diesel::update(settings::table.find(1i64))
             .set(settings::audit_seal.eq(seal))
             .execute(conn)

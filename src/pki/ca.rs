@@ -118,7 +118,7 @@ impl Ca {
     /// A new root CA, valid ten years from now.
     pub fn create(name: &str, now: NaiveDateTime) -> Result<Ca, PkiError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| PkiError::Internal(format!("CA key generation: {e}")))?;
+            .map_err(|e| PkiError::failed("CA key generation", e))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(name)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -129,19 +129,19 @@ impl Ca {
         params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
         let cert = params
             .self_signed(&key)
-            .map_err(|e| PkiError::Internal(format!("CA certificate: {e}")))?;
+            .map_err(|e| PkiError::failed("CA certificate", e))?;
         Ca::from_parts(cert.pem(), key)
     }
 
     fn from_parts(cert_pem: String, key: KeyPair) -> Result<Ca, PkiError> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
-            .map_err(|e| PkiError::Internal(format!("CA certificate is not PEM: {e}")))?;
+            .map_err(|e| PkiError::failed("CA certificate is not PEM", e))?;
         let der = pem.contents;
         let (_, x509) = x509_parser::certificate::X509Certificate::from_der(&der)
-            .map_err(|e| PkiError::Internal(format!("CA certificate cannot be read: {e}")))?;
+            .map_err(|e| PkiError::failed("CA certificate cannot be read", e))?;
         if x509.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key).as_slice() {
-            return Err(PkiError::Internal(
-                "the CA key does not belong to the CA certificate".into(),
+            return Err(PkiError::internal(
+                "the CA key does not belong to the CA certificate",
             ));
         }
         let subject = x509.subject().to_string();
@@ -157,7 +157,7 @@ impl Ca {
                 _ => None,
             });
         let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key)
-            .map_err(|e| PkiError::Internal(format!("CA issuer: {e}")))?;
+            .map_err(|e| PkiError::failed("CA issuer", e))?;
         Ok(Ca {
             subject,
             not_before,
@@ -177,12 +177,12 @@ impl Ca {
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
         let read = |p: PathBuf| {
             std::fs::read_to_string(&p)
-                .map_err(|e| PkiError::Internal(format!("cannot read {}: {e}", p.display())))
+                .map_err(|e| PkiError::internal(format!("cannot read {}: {e}", p.display())))
         };
         let cert_pem = read(cert_path(dir))?;
         let key_pem = read(key_path(dir))?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| {
-            PkiError::Internal(format!(
+            PkiError::internal(format!(
                 "{} is not a usable key: {e}",
                 key_path(dir).display()
             ))
@@ -194,7 +194,7 @@ impl Ca {
     pub fn save(&self, dir: &Path) -> Result<(), PkiError> {
         let write = |p: PathBuf, data: &str| {
             crate::secrets::write_private_file(&p, data.as_bytes())
-                .map_err(|e| PkiError::Internal(format!("cannot write {}: {e}", p.display())))
+                .map_err(|e| PkiError::internal(format!("cannot write {}: {e}", p.display())))
         };
         write(key_path(dir), &self.issuer.key().serialize_pem())?;
         write(cert_path(dir), &self.cert_pem)

@@ -116,7 +116,7 @@ fn reason_code(reason: Reason) -> Option<u8> {
 /// One revokedCertificates entry: serial, date and (unless unspecified) the reason.
 fn entry(out: &mut Vec<u8>, scratch: &mut Vec<u8>, e: &RevokedEntry) -> Result<(), PkiError> {
     let serial = hex::decode(&e.serial_hex)
-        .map_err(|_| PkiError::Internal(format!("bad serial {}", e.serial_hex)))?;
+        .map_err(|_| PkiError::internal(format!("bad serial {}", e.serial_hex)))?;
     scratch.clear();
     integer(scratch, &serial);
     time(scratch, e.revoked_at);
@@ -185,7 +185,7 @@ pub fn build(
         .issuer()
         .key()
         .sign(&tbs_der)
-        .map_err(|e| PkiError::Internal(format!("signing the CRL: {e}")))?;
+        .map_err(|e| PkiError::failed("signing the CRL", e))?;
     let mut signature_bits = Vec::with_capacity(signature.len() + 1);
     signature_bits.push(0); // no unused bits
     signature_bits.extend_from_slice(&signature);

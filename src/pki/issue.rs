@@ -82,7 +82,7 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     let primary = req
         .names
         .first()
-        .ok_or_else(|| PkiError::Internal("a certificate needs a name".into()))?;
+        .ok_or_else(|| PkiError::internal("a certificate needs a name"))?;
     let kind = keys::classify_der(req.spki_der)?;
     let key = SubjectPublicKeyInfo::from_der(req.spki_der)
         .map_err(|e| PkiError::BadInput(format!("unsupported public key: {e}")))?;
@@ -112,9 +112,10 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     }
     if let Some(host_id) = req.host_id {
         let urn = format!("urn:uuid:{host_id}");
-        sans.push(SanType::URI(urn.try_into().map_err(|_| {
-            PkiError::Internal("host ID is not a valid URI".into())
-        })?));
+        sans.push(SanType::URI(
+            urn.try_into()
+                .map_err(|_| PkiError::internal("host ID is not a valid URI"))?,
+        ));
     }
     params.subject_alt_names = sans;
     params.is_ca = IsCa::ExplicitNoCa;
@@ -145,7 +146,7 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     params.not_after = to_offset(not_after);
     let cert = params
         .signed_by(&key, ca.issuer())
-        .map_err(|e| PkiError::Internal(format!("signing: {e}")))?;
+        .map_err(|e| PkiError::failed("signing", e))?;
     Ok(IssuedCert {
         pem: cert.pem(),
         serial: serial_hex(&serial),

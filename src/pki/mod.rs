@@ -20,6 +20,44 @@ pub fn sha1_fingerprint(der: &[u8]) -> String {
     colon_hex(&Sha1::digest(der))
 }
 
+/// What a certificate's page shows that only the certificate itself says.
+#[derive(Clone, Debug)]
+pub struct Described {
+    pub issuer: String,
+    pub key_algorithm: String,
+    pub sha1: String,
+}
+
+/// Reads the issuer, key algorithm and SHA-1 fingerprint of a stored PEM certificate; a
+/// certificate that cannot be read says "unknown" rather than failing the page.
+pub fn describe(pem: &str) -> Described {
+    use x509_parser::prelude::FromDer;
+    let unknown = || Described {
+        issuer: String::new(),
+        key_algorithm: "unknown".into(),
+        sha1: String::new(),
+    };
+    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
+        return unknown();
+    };
+    let Ok((_, x)) = x509_parser::certificate::X509Certificate::from_der(&p.contents) else {
+        return unknown();
+    };
+    let key_algorithm = match x.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::EC(ec)) => format!("ECDSA ({} bits)", ec.key_size()),
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+            format!("RSA ({} bits)", rsa.key_size())
+        }
+        Ok(_) => x.public_key().algorithm.algorithm.to_id_string(),
+        Err(_) => "unknown".into(),
+    };
+    Described {
+        issuer: x.issuer().to_string(),
+        key_algorithm,
+        sha1: sha1_fingerprint(&p.contents),
+    }
+}
+
 fn colon_hex(bytes: &[u8]) -> String {
     bytes
         .iter()
@@ -81,15 +119,38 @@ impl Reason {
 pub enum PkiError {
     #[error("{0}")]
     BadInput(String),
-    #[error("{0}")]
-    Internal(String),
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<crate::error::Cause>,
+    },
+}
+
+impl PkiError {
+    pub fn internal(context: impl Into<String>) -> Self {
+        PkiError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure of the signer or a library: what was being done, and what went wrong.
+    pub fn failed(context: impl Into<String>, source: impl Into<crate::error::Cause>) -> Self {
+        PkiError::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 impl From<PkiError> for crate::error::AppError {
     fn from(e: PkiError) -> Self {
         match e {
             PkiError::BadInput(m) => crate::error::AppError::BadRequest(m),
-            PkiError::Internal(m) => crate::error::AppError::Internal(m),
+            PkiError::Internal { context, source } => {
+                crate::error::AppError::Internal { context, source }
+            }
         }
     }
 }

@@ -86,8 +86,7 @@ pub fn create(
                     .unwrap_or_default()
             )),
         )?;
-        ApiKey::find_for_user(c, user.id, &name)?
-            .ok_or_else(|| AppError::Internal("key vanished".into()))
+        ApiKey::find_for_user(c, user.id, &name)?.ok_or_else(|| AppError::vanished("key"))
     });
     FormError::conflict_on("name", result).map(|k| (k, value))
 }

@@ -24,7 +24,7 @@ use chrono::{NaiveDateTime, Timelike};
 use hmac::Mac;
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, group_commit, DbConn, Pool};
+use crate::db::{self, DbConn, Pool, WriteTx};
 use crate::error::AppError;
 use crate::models::audit_event::{AuditEvent, NewAuditEvent};
 use crate::models::settings::Settings;
@@ -271,7 +271,10 @@ fn open_sink(target: &SinkTarget) -> Result<Box<dyn Write + Send>, AppError> {
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| {
-                    AppError::Internal(format!("cannot open the audit log {}: {e}", path.display()))
+                    AppError::internal_from(
+                        format!("cannot open the audit log {}", path.display()),
+                        e,
+                    )
                 })?;
             Ok(Box::new(f))
         }
@@ -381,7 +384,7 @@ fn check_key(c: &mut DbConn, key: &AuditKey, data_dir: &Path) -> Result<Settings
         return Ok(s);
     }
     if !s.audit_key_id.is_empty() {
-        return Err(AppError::Internal(format!(
+        return Err(AppError::internal(format!(
             "this database's audit chain is keyed with another audit.key (id {}) than {} holds (id {}): copy audit.key from the data directory that created the database",
             s.audit_key_id,
             data_dir.join(crate::secrets::AUDIT_KEY_FILE).display(),
@@ -391,9 +394,7 @@ fn check_key(c: &mut DbConn, key: &AuditKey, data_dir: &Path) -> Result<Settings
     if AuditEvent::any_keyed(c)? {
         // Only a hand edit empties the key id of a keyed database; keying it again
         // would seal whatever was changed.
-        return Err(AppError::Internal(
-            "the database's audit chain is keyed but its settings no longer say with which key: the settings row was edited; restore it from a backup".into(),
-        ));
+        return Err(AppError::internal("the database's audit chain is keyed but its settings no longer say with which key: the settings row was edited; restore it from a backup"));
     }
     Ok(s)
 }
@@ -450,17 +451,17 @@ pub(crate) fn pending_done(mark: usize, committed: bool) {
 /// Appends an event to the chain. Call it inside the write transaction of the change it
 /// records (`db::write_tx` holds the lock that keeps the chain linear, and writes the
 /// event to the audit sink once the transaction has committed).
-pub fn record(conn: &mut DbConn, e: &Event) -> Result<(), AppError> {
-    let settings = Settings::load(conn)?;
+pub fn record(tx: &mut WriteTx, e: &Event) -> Result<(), AppError> {
+    let settings = tx.settings()?;
     let scope = scope_by_key(&settings.audit_key_id).ok_or_else(|| {
-        AppError::Internal(format!(
+        AppError::internal(format!(
             "the audit key of this database (id '{}') is not loaded: start the server on its data directory",
             settings.audit_key_id
         ))
     })?;
-    let prev = match group_commit::memo_chain_head() {
-        Some(head) => head,
-        None => AuditEvent::latest_hash(conn)?.unwrap_or_else(|| GENESIS.to_string()),
+    let prev = match tx.chain_head() {
+        Some(head) => head.to_string(),
+        None => AuditEvent::latest_hash(tx)?.unwrap_or_else(|| GENESIS.to_string()),
     };
     let at = db::now();
     let hash = keyed_hash(
@@ -479,7 +480,7 @@ pub fn record(conn: &mut DbConn, e: &Event) -> Result<(), AppError> {
         e.last_at,
     );
     let id = AuditEvent::insert(
-        conn,
+        tx,
         &NewAuditEvent {
             at,
             category: e.category,
@@ -497,7 +498,7 @@ pub fn record(conn: &mut DbConn, e: &Event) -> Result<(), AppError> {
             last_at: e.last_at,
         },
     )?;
-    group_commit::remember_chain_head(&hash);
+    tx.set_chain_head(&hash);
     let stored = AuditEvent {
         id,
         at,
@@ -774,7 +775,7 @@ fn key_for(settings: &Settings) -> Result<AuditKey, AppError> {
     scope_by_key(&settings.audit_key_id)
         .map(|s| s.key.clone())
         .ok_or_else(|| {
-            AppError::Internal(format!(
+            AppError::internal(format!(
                 "the audit key of this database (id '{}') is not loaded: verify with the server's data directory",
                 settings.audit_key_id
             ))
@@ -1047,5 +1048,5 @@ pub fn write_restored_sink(
     }
     let mut sink = open_sink(&SinkTarget::File(data_dir.join(AUDIT_LOG_FILE)))?;
     sink.write_all(text.as_bytes())
-        .map_err(|e| AppError::Internal(format!("cannot write the audit log: {e}")))
+        .map_err(|e| AppError::internal_from("cannot write the audit log", e))
 }

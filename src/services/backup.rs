@@ -160,8 +160,7 @@ pub fn backup(
             .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
         contents.files.push((name.to_string(), hex::encode(bytes)));
     }
-    let plain =
-        serde_json::to_vec(&contents).map_err(|e| AppError::Internal(format!("backup: {e}")))?;
+    let plain = serde_json::to_vec(&contents).map_err(|e| AppError::internal_from("backup", e))?;
     let mut salt = [0u8; 16];
     let mut nonce = [0u8; 12];
     rand::fill(&mut salt[..]);
@@ -174,8 +173,7 @@ pub fn backup(
         salt: hex::encode(salt),
         nonce: hex::encode(nonce),
     };
-    let header =
-        serde_json::to_vec(&header).map_err(|e| AppError::Internal(format!("backup: {e}")))?;
+    let header = serde_json::to_vec(&header).map_err(|e| AppError::internal_from("backup", e))?;
     let sealed = cipher_with(passphrase, &salt, KDF_M, KDF_T, KDF_P)?
         .encrypt(
             Nonce::from_slice(&nonce),
@@ -184,7 +182,7 @@ pub fn backup(
                 aad: &header,
             },
         )
-        .map_err(|_| AppError::Internal("backup encryption failed".into()))?;
+        .map_err(|_| AppError::internal("backup encryption failed"))?;
     let mut file = MAGIC.to_vec();
     file.extend_from_slice(&header);
     file.push(b'\n');

@@ -31,6 +31,23 @@ pub fn details(ctx: &Ctx, serial: &str) -> Result<Certificate, AppError> {
     })
 }
 
+/// What the certificate's page shows: the row, what the certificate itself says, and the
+/// time its state was judged at.
+pub struct DetailsPage {
+    pub certificate: Certificate,
+    pub described: crate::pki::Described,
+    pub now: chrono::NaiveDateTime,
+}
+
+pub fn details_page(ctx: &Ctx, serial: &str) -> Result<DetailsPage, AppError> {
+    let certificate = details(ctx, serial)?;
+    Ok(DetailsPage {
+        described: crate::pki::describe(&certificate.pem),
+        certificate,
+        now: db::now(),
+    })
+}
+
 pub fn parse_reason(s: &str) -> Result<Reason, AppError> {
     Reason::parse(s.trim()).ok_or_else(|| {
         AppError::BadRequest(format!(

@@ -7,11 +7,11 @@ use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
 use super::{hosts, mappings, tokens, Ctx};
-use crate::db::{self, DbConn};
+use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, APPROVED};
+use crate::models::host_mapping::APPROVED;
 use crate::models::settings::Settings;
 use crate::models::token::{Token, TokenState, KIND_REISSUE};
 use crate::names::{self, Kind, NamePolicy};
@@ -127,16 +127,18 @@ pub fn enroll(ctx: &Ctx, req: &EnrollRequest) -> Result<Enrolled, AppError> {
             resolved,
         };
         let job_ctx = ctx.clone();
+        let new_host_id = presigned
+            .as_ref()
+            .map_or_else(hosts::new_host_id, |p| p.host_id.clone());
         ctx.writer.write(move |c| {
-            enroll_in(
-                &job_ctx,
-                c,
-                &hostname,
-                &csr,
-                token.as_deref(),
-                from,
-                presigned,
-            )
+            let request = Request {
+                hostname: &hostname,
+                csr: &csr,
+                token: token.as_deref(),
+                origin: from,
+                new_host_id,
+            };
+            enroll_in(&job_ctx, c, &request, presigned)
         })
     })();
     finish(ctx, result, "request", &shown, req.peer)
@@ -226,217 +228,345 @@ fn has_had_certificate(c: &mut DbConn, host: &Host) -> Result<bool, AppError> {
     Ok(Certificate::host_has_any(c, &host.host_id)?)
 }
 
+/// A certificate request on its way through the writer's transaction.
+struct Request<'a> {
+    hostname: &'a str,
+    csr: &'a VerifiedCsr,
+    token: Option<&'a str>,
+    origin: Origin,
+    /// The host ID a new host gets (the pre-signed certificate's, if there is one).
+    new_host_id: String,
+}
+
+/// The steps of an enrollment, in order, inside the writer's transaction. A step that
+/// refuses returns before the next one runs, so a refused request consumes nothing; the
+/// one exception is a renamed host's new name, recorded as a pending mapping for an
+/// administrator and kept (`Step::Refused`). Renewal (`renewal.rs`) runs the same
+/// `certify` steps after its own authorization.
 fn enroll_in(
     ctx: &Ctx,
-    c: &mut DbConn,
-    hostname: &str,
-    csr: &VerifiedCsr,
-    token: Option<&str>,
-    from: Origin,
+    c: &mut WriteTx,
+    req: &Request,
     presigned: Option<Presigned>,
 ) -> Result<Step, AppError> {
-    let Origin { peer, resolved } = from;
-    let now = db::now();
-    let new_host_id = presigned
-        .as_ref()
-        .map_or_else(hosts::new_host_id, |p| p.host_id.clone());
-    let settings = Settings::load(c)?;
-    let policy = mappings::policy(ctx, &settings);
-    // Reserved names, addresses and all-digit names are refused whoever asks and however:
-    // before anything else, so that nothing is written or consumed for them.
-    if let Some(why) = policy.refuse_requested(hostname, true) {
-        return Err(AppError::Unprocessable(why));
-    }
-    let known = hosts::find_by_name(c, hostname)?;
-    let mut new_host = false;
-    let (host, how, token_name, supersede) = match token {
-        Some(value) => {
-            let canonical = token_value::canonical(value).ok_or_else(|| {
-                AppError::Unprocessable(
-                    "the token is not a valid token value (24 characters like K7QF-3MZT-...)"
-                        .into(),
-                )
-            })?;
-            let found = Token::find_by_digest(c, &ctx.token_key.digest(&canonical))?;
-            match found {
-                Some(t) if t.kind == KIND_REISSUE => {
-                    let owner = match &t.host_id {
-                        Some(id) => Host::find_by_host_id(c, id)?,
-                        None => None,
-                    }
-                    .ok_or_else(|| {
-                        AppError::Unprocessable(format!(
-                            "the host of reissue token {} no longer exists",
-                            t.name
-                        ))
-                    })?;
-                    let host = match known {
-                        Some(h) if h.host_id == owner.host_id => h,
-                        Some(_) => {
-                            return Err(AppError::Unprocessable(format!(
-                                "the reissue token {} belongs to another host: {hostname} is an approved name of a different host",
-                                t.name
-                            )))
-                        }
-                        None => {
-                            // An expired or used-up token is refused before the new name
-                            // is recorded: the conditional update refuses it (writing
-                            // nothing) with the usual message.
-                            if t.state(now) != TokenState::Active {
-                                tokens::consume_known(c, &t, hostname)?;
-                            }
-                            // A renamed host: its new name becomes one of its mappings.
-                            let state = mappings::discover_with(
-                                c,
-                                &owner,
-                                hostname,
-                                &policy,
-                                settings.auto_map_host_names,
-                                hostname,
-                                now,
-                            )?;
-                            if state != APPROVED {
-                                return Ok(Step::Refused(refusal(
-                                    ctx,
-                                    peer,
-                                    hostname,
-                                    AppError::Conflict(format!(
-                                        "{hostname} is now a mapping of host {} ({}) waiting for approval ({state}); once an administrator approves it, use the reissue token again",
-                                        owner.primary_name, owner.host_id
-                                    )),
-                                )?));
-                            }
-                            owner
-                        }
-                    };
-                    tokens::consume_known(c, &t, hostname)?;
-                    (
-                        host,
-                        format!("reissue token {}", t.name),
-                        Some(t.name),
-                        true,
-                    )
-                }
-                _ => {
-                    if let Some(h) = &known {
-                        if has_had_certificate(c, h)? {
-                            return Err(AppError::Conflict(format!(
-                                "{hostname} (host ID {}) has already been issued a certificate, so an authorization token cannot give it another: {NEEDS_REISSUE}",
-                                h.host_id
-                            )));
-                        }
-                    }
-                    if known.is_none() {
-                        check_new_name(&policy, hostname)?;
-                    }
-                    let t = match &found {
-                        Some(t) => tokens::consume_known(c, t, hostname)?,
-                        None => tokens::consume_in(ctx, c, value, hostname)?,
-                    };
-                    let host = match known {
-                        Some(h) => h,
-                        None => {
-                            new_host = true;
-                            hosts::create_row(c, &new_host_id, hostname, "enrollment", now)?
-                        }
-                    };
-                    (
-                        host,
-                        format!("authorization token {}", t.name),
-                        Some(t.name),
-                        false,
-                    )
-                }
-            }
-        }
-        None => {
-            let window_open = |h: &Host| h.auto_reissue_until.is_some_and(|u| u > now);
-            match known {
-                Some(h) if window_open(&h) => {
-                    Host::set_auto_reissue(c, &h.host_id, None)?;
-                    (h, "the host's auto-reissue window (now closed)".to_string(), None, true)
-                }
-                Some(h) if has_had_certificate(c, &h)? => {
-                    return Err(AppError::Conflict(format!(
-                        "{hostname} (host ID {}) has already been issued a certificate: {NEEDS_REISSUE}",
-                        h.host_id
-                    )))
-                }
-                known => match settings.security_level.as_str() {
-                    "very_high" => {
-                        return Err(AppError::Unauthorized(
-                            "the security level is very high: every certificate request needs a token".into(),
-                        ))
-                    }
-                    "medium" => match known {
-                        Some(h) => (h, "security level medium (known host)".to_string(), None, false),
-                        None if resolved == Some(true) => (
-                            {
-                            check_new_name(&policy, hostname)?;
-                            new_host = true;
-                            hosts::create_row(c, &new_host_id, hostname, "enrollment", now)?
-                        },
-                            "security level medium (name resolves to the requesting address)".to_string(),
-                            None,
-                            false,
-                        ),
-                        None => {
-                            return Err(AppError::Unauthorized(format!(
-                                "a token is required: {hostname} is not a known host and does not resolve to the address this request came from"
-                            )))
-                        }
-                    },
-                    _ => match known {
-                        Some(h) => (h, "security level high (known host)".to_string(), None, false),
-                        None => {
-                            return Err(AppError::Unauthorized(format!(
-                                "a token is required: {hostname} is not a known host at security level high"
-                            )))
-                        }
-                    },
-                },
-            }
-        }
+    let settings = c.settings()?;
+    let rules = Rules {
+        policy: mappings::policy(ctx, &settings),
+        settings,
+        now: db::now(),
     };
-    let mut revoked_any = false;
-    if supersede {
-        for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
-            revoked_any |=
-                Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
-        }
-    }
-    let (names, ignored) =
-        enrollment_names(c, &policy, &host, new_host, hostname, csr, &settings, now)?;
+    let now = rules.now;
+    refuse_forbidden_name(&rules.policy, req.hostname)?;
+    let grant = match authorize(ctx, c, req, &rules)? {
+        Ok(grant) => grant,
+        Err(kept) => return Ok(Step::Refused(kept)),
+    };
+    let admitted = consume(ctx, c, grant, req, now)?;
+    let revoked_any = if admitted.supersedes {
+        supersede(c, &admitted.host, now)?
+    } else {
+        false
+    };
+    let names = enrollment_names(c, &rules, &admitted, req)?;
     let enrolled = issue_and_store(
         ctx,
         c,
-        &host,
-        &names,
-        csr,
-        token_name.as_deref(),
-        &settings,
+        &admitted.host,
+        &names.certified,
+        req.csr,
+        admitted.token_name(),
+        &rules.settings,
         now,
         presigned,
     )?;
-    audit::record(
-        c,
-        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(
-            format!(
-                "certificate {} issued to {hostname} (host ID {}{}) via {how}",
-                enrolled.serial,
-                host.host_id,
-                if new_host {
-                    ", a new host registered with it"
-                } else {
-                    ""
-                }
-            ) + &ignored_text(&ignored),
-        ),
-    )?;
+    audit_issued(c, req.hostname, &admitted, &enrolled, &names.ignored)?;
     Ok(Step::Issued(Issued {
         enrolled,
         revoked_any,
     }))
+}
+
+/// What every step reads: the settings, the name policy made of them, and the time.
+struct Rules {
+    settings: Settings,
+    policy: NamePolicy,
+    now: NaiveDateTime,
+}
+
+/// Reserved names, addresses and all-digit names are refused whoever asks and however:
+/// before anything else, so that nothing is written or consumed for them.
+fn refuse_forbidden_name(policy: &NamePolicy, hostname: &str) -> Result<(), AppError> {
+    match policy.refuse_requested(hostname, true) {
+        Some(why) => Err(AppError::Unprocessable(why)),
+        None => Ok(()),
+    }
+}
+
+/// What lets a request in, decided before anything is consumed.
+enum Grant {
+    /// A reissue token for this host (the token is used at `consume`).
+    Reissue { token: Token, host: Host },
+    /// An authorization token (`None`: no token has this value; `consume` says so), for
+    /// a known host that never had a certificate or for a new one.
+    Authorization {
+        token: Option<Token>,
+        value: String,
+        host: Option<Host>,
+    },
+    /// The host's auto-reissue window, closed at `consume`.
+    AutoReissue(Host),
+    /// The security level lets the host in without a token (`None`: a new host).
+    Level {
+        host: Option<Host>,
+        why: &'static str,
+    },
+}
+
+/// Who may have the certificate: the token, the host's auto-reissue window, or the
+/// security level. `Ok(Err(e))` is a refusal whose record (a renamed host's pending name)
+/// must be kept.
+fn authorize(
+    ctx: &Ctx,
+    c: &mut WriteTx,
+    req: &Request,
+    rules: &Rules,
+) -> Result<Result<Grant, AppError>, AppError> {
+    let hostname = req.hostname;
+    let known = hosts::find_by_name(c, hostname)?;
+    let Some(value) = req.token else {
+        return authorize_without_token(c, known, req, rules).map(Ok);
+    };
+    let canonical = token_value::canonical(value).ok_or_else(|| {
+        AppError::Unprocessable(
+            "the token is not a valid token value (24 characters like K7QF-3MZT-...)".into(),
+        )
+    })?;
+    let found = Token::find_by_digest(c, &ctx.token_key.digest(&canonical))?;
+    match found {
+        Some(t) if t.kind == KIND_REISSUE => authorize_reissue(ctx, c, t, known, req, rules),
+        found => {
+            if let Some(h) = &known {
+                if has_had_certificate(c, h)? {
+                    return Err(AppError::Conflict(format!(
+                        "{hostname} (host ID {}) has already been issued a certificate, so an authorization token cannot give it another: {NEEDS_REISSUE}",
+                        h.host_id
+                    )));
+                }
+            } else {
+                check_new_name(&rules.policy, hostname)?;
+            }
+            Ok(Ok(Grant::Authorization {
+                token: found,
+                value: value.to_string(),
+                host: known,
+            }))
+        }
+    }
+}
+
+/// A reissue token names its host; a new name for that host (a renamed host) becomes one
+/// of its mappings first, and only an approved one gets the certificate.
+fn authorize_reissue(
+    ctx: &Ctx,
+    c: &mut WriteTx,
+    token: Token,
+    known: Option<Host>,
+    req: &Request,
+    rules: &Rules,
+) -> Result<Result<Grant, AppError>, AppError> {
+    let (hostname, now) = (req.hostname, rules.now);
+    let owner = match &token.host_id {
+        Some(id) => Host::find_by_host_id(c, id)?,
+        None => None,
+    }
+    .ok_or_else(|| {
+        AppError::Unprocessable(format!(
+            "the host of reissue token {} no longer exists",
+            token.name
+        ))
+    })?;
+    match known {
+        Some(h) if h.host_id == owner.host_id => Ok(Ok(Grant::Reissue { token, host: h })),
+        Some(_) => Err(AppError::Unprocessable(format!(
+            "the reissue token {} belongs to another host: {hostname} is an approved name of a different host",
+            token.name
+        ))),
+        None => {
+            // An expired or used-up token is refused before the new name is recorded: the
+            // conditional update refuses it (writing nothing) with the usual message.
+            if token.state(now) != TokenState::Active {
+                tokens::consume_known(c, &token, hostname)?;
+            }
+            let state = mappings::discover_with(
+                c,
+                &owner,
+                hostname,
+                &rules.policy,
+                rules.settings.auto_map_host_names,
+                hostname,
+                now,
+            )?;
+            if state != APPROVED {
+                return Ok(Err(refusal(
+                    ctx,
+                    req.origin.peer,
+                    hostname,
+                    AppError::Conflict(format!(
+                        "{hostname} is now a mapping of host {} ({}) waiting for approval ({state}); once an administrator approves it, use the reissue token again",
+                        owner.primary_name, owner.host_id
+                    )),
+                )?));
+            }
+            Ok(Ok(Grant::Reissue { token, host: owner }))
+        }
+    }
+}
+
+/// Without a token: the host's open auto-reissue window, or what the security level allows
+/// (very high: nothing; high: known hosts; medium: known hosts and names that resolve to
+/// the requesting address).
+fn authorize_without_token(
+    c: &mut DbConn,
+    known: Option<Host>,
+    req: &Request,
+    rules: &Rules,
+) -> Result<Grant, AppError> {
+    let hostname = req.hostname;
+    if let Some(h) = &known {
+        if h.auto_reissue_until.is_some_and(|u| u > rules.now) {
+            return Ok(Grant::AutoReissue(known.expect("checked")));
+        }
+        if has_had_certificate(c, h)? {
+            return Err(AppError::Conflict(format!(
+                "{hostname} (host ID {}) has already been issued a certificate: {NEEDS_REISSUE}",
+                h.host_id
+            )));
+        }
+    }
+    match (rules.settings.security_level.as_str(), known) {
+        ("very_high", _) => Err(AppError::Unauthorized(
+            "the security level is very high: every certificate request needs a token".into(),
+        )),
+        ("medium", Some(h)) => Ok(Grant::Level {
+            host: Some(h),
+            why: "security level medium (known host)",
+        }),
+        ("medium", None) if req.origin.resolved == Some(true) => {
+            check_new_name(&rules.policy, hostname)?;
+            Ok(Grant::Level {
+                host: None,
+                why: "security level medium (name resolves to the requesting address)",
+            })
+        }
+        ("medium", None) => Err(AppError::Unauthorized(format!(
+            "a token is required: {hostname} is not a known host and does not resolve to the address this request came from"
+        ))),
+        (_, Some(h)) => Ok(Grant::Level {
+            host: Some(h),
+            why: "security level high (known host)",
+        }),
+        (_, None) => Err(AppError::Unauthorized(format!(
+            "a token is required: {hostname} is not a known host at security level high"
+        ))),
+    }
+}
+
+/// A request let in, after its grant was used: the host (registered now if it is new),
+/// what let it in, and whether its earlier certificates give way.
+struct Admitted {
+    host: Host,
+    new_host: bool,
+    via: String,
+    token: Option<String>,
+    supersedes: bool,
+}
+
+impl Admitted {
+    fn token_name(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+/// Uses what let the request in: one use of the token (the conditional update decides,
+/// race-safe), the auto-reissue window (closed), and registers a new host.
+fn consume(
+    ctx: &Ctx,
+    c: &mut DbConn,
+    grant: Grant,
+    req: &Request,
+    now: NaiveDateTime,
+) -> Result<Admitted, AppError> {
+    let hostname = req.hostname;
+    let register = |c: &mut DbConn, host: Option<Host>| -> Result<(Host, bool), AppError> {
+        match host {
+            Some(h) => Ok((h, false)),
+            None => Ok((
+                hosts::create_row(c, &req.new_host_id, hostname, "enrollment", now)?,
+                true,
+            )),
+        }
+    };
+    Ok(match grant {
+        Grant::Reissue { token, host } => {
+            let t = tokens::consume_known(c, &token, hostname)?;
+            Admitted {
+                host,
+                new_host: false,
+                via: format!("reissue token {}", t.name),
+                token: Some(t.name),
+                supersedes: true,
+            }
+        }
+        Grant::Authorization { token, value, host } => {
+            let t = match &token {
+                Some(t) => tokens::consume_known(c, t, hostname)?,
+                None => tokens::consume_in(ctx, c, &value, hostname)?,
+            };
+            let (host, new_host) = register(c, host)?;
+            Admitted {
+                host,
+                new_host,
+                via: format!("authorization token {}", t.name),
+                token: Some(t.name),
+                supersedes: false,
+            }
+        }
+        Grant::AutoReissue(host) => {
+            Host::set_auto_reissue(c, &host.host_id, None)?;
+            Admitted {
+                host,
+                new_host: false,
+                via: "the host's auto-reissue window (now closed)".into(),
+                token: None,
+                supersedes: true,
+            }
+        }
+        Grant::Level { host, why } => {
+            let (host, new_host) = register(c, host)?;
+            Admitted {
+                host,
+                new_host,
+                via: why.into(),
+                token: None,
+                supersedes: false,
+            }
+        }
+    })
+}
+
+/// Revokes (superseded) every certificate of the host not yet revoked; whether any was.
+pub(super) fn supersede(c: &mut DbConn, host: &Host, now: NaiveDateTime) -> Result<bool, AppError> {
+    let mut revoked_any = false;
+    for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
+        revoked_any |= Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
+    }
+    Ok(revoked_any)
+}
+
+/// The names that go into the certificate, and those of the CSR left out (to be audited).
+struct Names {
+    certified: Vec<String>,
+    ignored: Vec<String>,
 }
 
 /// The names a certificate carries: the requested one first, then the host's other
@@ -444,32 +574,26 @@ fn enroll_in(
 /// SAN), then any other name the CSR asks for that is discovered now and approved at once
 /// under the name policy. Pending and rejected names are never put in a certificate;
 /// reserved names and all-digit names in the CSR are returned apart, to be audited.
-#[allow(clippy::too_many_arguments)]
 fn enrollment_names(
-    c: &mut DbConn,
-    policy: &NamePolicy,
-    host: &Host,
-    new_host: bool,
-    requested: &str,
-    csr: &VerifiedCsr,
-    settings: &Settings,
-    now: NaiveDateTime,
-) -> Result<(Vec<String>, Vec<String>), AppError> {
+    c: &mut WriteTx,
+    rules: &Rules,
+    admitted: &Admitted,
+    req: &Request,
+) -> Result<Names, AppError> {
+    let policy = &rules.policy;
+    let requested = req.hostname;
+    let host = &admitted.host;
     let mut names = vec![requested.to_string()];
     let mut ignored = Vec::new();
     // A host registered just now has no mapping but its primary name: spare the query.
-    if !new_host {
-        for m in HostMapping::for_host(c, &host.host_id)? {
-            if m.state == APPROVED
-                && !names.contains(&m.name)
-                && !policy.is_reserved(&m.name)
-                && names::kind(&m.name) != Kind::Numeric
-            {
-                names.push(m.name);
+    if !admitted.new_host {
+        for name in mappings::certifiable(c, policy, host)? {
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
     }
-    for n in csr.dns_names.iter().take(20) {
+    for n in req.csr.dns_names.iter().take(20) {
         if names.contains(n) || ignored.contains(n) {
             continue;
         }
@@ -481,9 +605,9 @@ fn enrollment_names(
             host,
             n,
             policy,
-            settings.auto_map_host_names,
+            rules.settings.auto_map_host_names,
             requested,
-            now,
+            rules.now,
         )?;
         if state == APPROVED {
             names.push(n.clone());
@@ -491,7 +615,37 @@ fn enrollment_names(
             ignored.push(n.clone());
         }
     }
-    Ok((names, ignored))
+    Ok(Names {
+        certified: names,
+        ignored,
+    })
+}
+
+/// The issuance's audit event: who, which certificate, what let it in.
+fn audit_issued(
+    c: &mut WriteTx,
+    hostname: &str,
+    admitted: &Admitted,
+    enrolled: &Enrolled,
+    ignored: &[String],
+) -> Result<(), AppError> {
+    audit::record(
+        c,
+        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(
+            format!(
+                "certificate {} issued to {hostname} (host ID {}{}) via {}",
+                enrolled.serial,
+                admitted.host.host_id,
+                if admitted.new_host {
+                    ", a new host registered with it"
+                } else {
+                    ""
+                },
+                admitted.via,
+            ) + &ignored_text(ignored),
+        ),
+    )?;
+    Ok(())
 }
 
 fn ignored_text(ignored: &[String]) -> String {

@@ -2,6 +2,7 @@
 
 use super::audit::{self, Event};
 use crate::db::DbConn;
+use crate::db::WriteTx;
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::{Host, NewHost};
@@ -63,7 +64,7 @@ pub fn new_host_id() -> String {
 /// A new host with a new host ID and its primary name as an approved mapping, with its
 /// own audit event.
 pub fn create(
-    conn: &mut DbConn,
+    conn: &mut WriteTx,
     name: &str,
     actor: &str,
     now: chrono::NaiveDateTime,
@@ -182,6 +183,30 @@ pub fn list(
     Ok(Host::list(
         &mut conn, q, by_created, descending, offset, limit,
     )?)
+}
+
+/// The hosts list: one page of hosts with their names and latest certificate, and the
+/// total, judged at `now`.
+pub struct Page {
+    pub hosts: Vec<HostSummary>,
+    pub total: i64,
+    pub now: chrono::NaiveDateTime,
+}
+
+pub fn page(
+    ctx: &super::Ctx,
+    q: &str,
+    by_created: bool,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<Page, AppError> {
+    let (hosts, total) = list(ctx, q, by_created, descending, offset, limit)?;
+    Ok(Page {
+        hosts: summaries(ctx, hosts)?,
+        total,
+        now: crate::db::now(),
+    })
 }
 
 pub fn details_of(ctx: &super::Ctx, key: &str) -> Result<HostDetails, AppError> {

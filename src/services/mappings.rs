@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use super::audit::{self, Event};
 use super::hosts::normalize_hostname;
 use super::{require, Actor, Ctx};
-use crate::db::{self, DbConn};
+use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED, PENDING, REJECTED};
@@ -137,7 +137,7 @@ pub fn overview(ctx: &Ctx) -> Result<(Vec<MappingView>, Vec<MappingView>), AppEr
 /// `discover` under the settings' own lists only (without this server's names, which
 /// need the `Ctx`): for callers that have no `Ctx` at hand.
 pub fn discover(
-    c: &mut DbConn,
+    c: &mut WriteTx,
     host: &Host,
     name: &str,
     settings: &Settings,
@@ -161,8 +161,26 @@ pub fn discover(
 /// other host has it; pending otherwise. A reserved name, or one that is neither a host
 /// name nor an address, is not recorded at all (`IGNORED`). Returns the state the name
 /// has for this host afterwards.
-pub fn discover_with(
+/// The host's approved names that may go into a certificate today: an administrator
+/// allowed each, and none has since become reserved or turned out all-digit.
+pub fn certifiable(
     c: &mut DbConn,
+    policy: &NamePolicy,
+    host: &Host,
+) -> Result<Vec<String>, AppError> {
+    Ok(HostMapping::for_host(c, &host.host_id)?
+        .into_iter()
+        .filter(|m| {
+            m.state == APPROVED
+                && !policy.is_reserved(&m.name)
+                && names::kind(&m.name) != Kind::Numeric
+        })
+        .map(|m| m.name)
+        .collect())
+}
+
+pub fn discover_with(
+    c: &mut WriteTx,
     host: &Host,
     name: &str,
     policy: &NamePolicy,
@@ -283,7 +301,7 @@ pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<String
     })
 }
 
-/// Approves, rejects or deletes one mapping.
+/// Approves, rejects or deletes one mapping (`decision`: approve | reject | delete).
 pub fn decide(
     ctx: &Ctx,
     actor: &Actor,
@@ -291,6 +309,23 @@ pub fn decide(
     name: &str,
     decision: &str,
 ) -> Result<(), AppError> {
+    decide_many(
+        ctx,
+        actor,
+        &[(host_id.to_string(), name.to_string())],
+        decision,
+    )
+    .map(|_| ())
+}
+
+/// Approves, rejects or deletes every selected `(host ID, name)` mapping in one
+/// transaction: all of them, or (when one cannot be) none. Returns how many.
+pub fn decide_many(
+    ctx: &Ctx,
+    actor: &Actor,
+    selected: &[(String, String)],
+    decision: &str,
+) -> Result<usize, AppError> {
     let action: &'static str = match decision {
         "approve" => "approve_mapping",
         "reject" => "reject_mapping",
@@ -301,69 +336,93 @@ pub fn decide(
             )))
         }
     };
+    if selected.is_empty() {
+        return Err(AppError::BadRequest("select at least one mapping".into()));
+    }
     let mut conn = db::get(&ctx.pool)?;
+    let target = if selected.len() == 1 {
+        selected[0].1.clone()
+    } else {
+        format!("{} mappings", selected.len())
+    };
     require(
         &mut conn,
         actor,
         Role::SecurityAdmin,
         audit::HOST,
         action,
-        name,
+        &target,
     )?;
     if decision == "approve" {
         let policy = policy(ctx, &Settings::load(&mut conn)?);
-        refuse_reserved(&mut conn, &policy, actor, action, name)?;
-        if names::kind(name) == Kind::Numeric {
-            return Err(AppError::Unprocessable(format!(
-                "{name} ends in an all-digit label: it is neither a host name nor an IP address, and cannot be approved; reject or delete it"
-            )));
+        for (_, name) in selected {
+            refuse_reserved(&mut conn, &policy, actor, action, name)?;
+            if names::kind(name) == Kind::Numeric {
+                return Err(AppError::Unprocessable(format!(
+                    "{name} ends in an all-digit label: it is neither a host name nor an IP address, and cannot be approved; reject or delete it"
+                )));
+            }
         }
     }
     db::write_tx(&mut conn, |c| {
-        let host = find_host(c, host_id)?;
-        let m = find_mapping(c, &host, name)?;
-        if m.name == host.primary_name && decision != "approve" {
-            return Err(AppError::Conflict(format!(
-                "{name} is the primary name of this host and cannot be {}",
-                if decision == "reject" {
-                    "rejected"
-                } else {
-                    "deleted"
-                }
-            )));
+        for (host_id, name) in selected {
+            decide_in(c, actor, host_id, name, decision, action)?;
         }
-        match decision {
-            "approve" => {
-                if let Some(o) = others(c, name, &host.host_id)?
-                    .into_iter()
-                    .find(|o| o.state == APPROVED)
-                {
-                    return Err(AppError::Conflict(format!(
-                        "{name} is an approved mapping of host {}: reject or delete it there first",
-                        o.host_id
-                    )));
-                }
-                HostMapping::set_state(c, m.id, APPROVED)?;
-            }
-            "reject" => {
-                HostMapping::set_state(c, m.id, REJECTED)?;
-            }
-            _ => {
-                HostMapping::delete(c, m.id)?;
-            }
-        }
-        audit::record(
-            c,
-            &Event::new(audit::HOST, action, &actor.username, name).describe(format!(
-                "mapping {name} of host {} ({}) {}",
-                host.primary_name,
-                host.host_id,
-                match decision {
-                    "approve" => "approved",
-                    "reject" => "rejected",
-                    _ => "deleted",
-                }
-            )),
-        )
+        Ok(selected.len())
     })
+}
+
+fn decide_in(
+    c: &mut WriteTx,
+    actor: &Actor,
+    host_id: &str,
+    name: &str,
+    decision: &str,
+    action: &'static str,
+) -> Result<(), AppError> {
+    let host = find_host(c, host_id)?;
+    let m = find_mapping(c, &host, name)?;
+    if m.name == host.primary_name && decision != "approve" {
+        return Err(AppError::Conflict(format!(
+            "{name} is the primary name of this host and cannot be {}",
+            if decision == "reject" {
+                "rejected"
+            } else {
+                "deleted"
+            }
+        )));
+    }
+    match decision {
+        "approve" => {
+            if let Some(o) = others(c, name, &host.host_id)?
+                .into_iter()
+                .find(|o| o.state == APPROVED)
+            {
+                return Err(AppError::Conflict(format!(
+                    "{name} is an approved mapping of host {}: reject or delete it there first",
+                    o.host_id
+                )));
+            }
+            HostMapping::set_state(c, m.id, APPROVED)?;
+        }
+        "reject" => {
+            HostMapping::set_state(c, m.id, REJECTED)?;
+        }
+        _ => {
+            HostMapping::delete(c, m.id)?;
+        }
+    }
+    audit::record(
+        c,
+        &Event::new(audit::HOST, action, &actor.username, name).describe(format!(
+            "mapping {name} of host {} ({}) {}",
+            host.primary_name,
+            host.host_id,
+            match decision {
+                "approve" => "approved",
+                "reject" => "rejected",
+                _ => "deleted",
+            }
+        )),
+    )
 }

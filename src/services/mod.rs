@@ -1,5 +1,7 @@
-//! The rules. Each operation is one transaction with its audit event; nothing here knows
-//! about HTTP. Functions block: call them from `web::block`.
+//! The rules. An operation commits its changes and their audit events in one transaction;
+//! a refusal is audited on its own, since it must outlive the work it stopped. Nothing here
+//! reads a request or renders a response: errors are `AppError`s, which `web` turns into
+//! pages and JSON. Functions block: call them from `web::block`.
 
 pub mod api_keys;
 pub mod audit;
@@ -45,7 +47,8 @@ pub struct Ctx {
 #[derive(Clone, Debug, Default)]
 pub struct Site {
     /// The public base URL (`--public-url`, default from `--listen`/`--tls-name`), without a
-    /// trailing slash: certificates point at `{public_url}/crl` and `{public_url}/ca.pem`.
+    /// trailing slash: certificates point at `{public_url}/crl` (CRL distribution point)
+    /// and `{public_url}/ca.crt` (authority information access).
     pub public_url: String,
     /// The server's own names (every `--tls-name`, the machine's host name, `localhost`):
     /// reserved, never certified for a host.
@@ -54,7 +57,8 @@ pub struct Site {
     pub resolver: std::sync::Arc<crate::names::Resolver>,
 }
 
-/// Who is acting: a logged-in user, or a host (role `None`) on the enrollment API.
+/// Who is acting: a logged-in user, or the owner of the API key a script presented. Hosts
+/// on the host API are not actors: they are named by their host ID in the audit trail.
 #[derive(Clone, Debug)]
 pub struct Actor {
     pub username: String,

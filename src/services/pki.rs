@@ -48,7 +48,7 @@ pub fn load_or_create_ca(
     let files_exist = ca::cert_path(dir).exists() || ca::key_path(dir).exists();
     if !settings.ca_fingerprint.is_empty() || files_exist {
         let ca = Ca::load(dir).map_err(|e| {
-            AppError::Internal(format!(
+            AppError::internal(format!(
                 "{e}. This database belongs to the CA with SHA-256 fingerprint {}; restore {} and {} \
                  from a backup of the data directory. hostca will not create a second CA.",
                 if settings.ca_fingerprint.is_empty() { "(unrecorded)" } else { &settings.ca_fingerprint },
@@ -57,9 +57,9 @@ pub fn load_or_create_ca(
             ))
         })?;
         if settings.ca_fingerprint.is_empty() {
-            Settings::set_ca_fingerprint(conn, &ca.sha256)?;
+            db::write_tx(conn, |c| Ok(Settings::set_ca_fingerprint(c, &ca.sha256)?))?;
         } else if settings.ca_fingerprint != ca.sha256 {
-            return Err(AppError::Internal(format!(
+            return Err(AppError::internal(format!(
                 "the CA in {} (SHA-256 {}) is not the CA of this database (SHA-256 {}); restore the matching ca.pem and ca.key",
                 dir.display(),
                 ca.sha256,

@@ -12,11 +12,11 @@ use x509_parser::prelude::FromDer;
 use super::audit::{self, Event};
 use super::enroll::{self, Enrolled};
 use super::{hosts, mappings, require, Actor, Ctx};
-use crate::db::{self, DbConn};
+use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED, PENDING};
+use crate::models::host_mapping::{HostMapping, NewHostMapping, PENDING};
 use crate::models::nonce::Nonce;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
@@ -149,7 +149,7 @@ pub fn renew(
 
 fn renew_in(
     ctx: &Ctx,
-    c: &mut DbConn,
+    c: &mut WriteTx,
     host_id: &str,
     csr: &VerifiedCsr,
     nonce: &str,
@@ -169,7 +169,7 @@ fn renew_in(
         ));
     }
     take_nonce(c, nonce, host_id, now)?;
-    let settings = Settings::load(c)?;
+    let settings = c.settings()?;
     let allowed_early = host.renewal_allowed_until.is_some_and(|u| u > now);
     if let Some(next) = next_renewal(c, &host, &settings)? {
         if next > now && !allowed_early {
@@ -264,7 +264,7 @@ fn next_renewal(
 /// decide on; one that is reserved or already another host's is ignored.
 fn renewal_names(
     ctx: &Ctx,
-    c: &mut DbConn,
+    c: &mut WriteTx,
     host: &Host,
     csr: &VerifiedCsr,
     settings: &Settings,
@@ -274,12 +274,12 @@ fn renewal_names(
     let policy = mappings::policy(ctx, settings);
     let reserved = |name: &str| policy.is_reserved(name);
     let mut names = vec![host.primary_name.clone()];
-    let mappings = HostMapping::for_host(c, &host.host_id)?;
-    for m in &mappings {
-        if m.state == APPROVED && !names.contains(&m.name) && !reserved(&m.name) {
-            names.push(m.name.clone());
+    for name in mappings::certifiable(c, &policy, host)? {
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
+    let mappings = HostMapping::for_host(c, &host.host_id)?;
     for n in csr.dns_names.iter().take(20) {
         if mappings.iter().any(|m| &m.name == n)
             || hosts::normalize_hostname(n).as_deref() != Ok(n.as_str())

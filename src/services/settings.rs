@@ -55,6 +55,11 @@ pub fn load(ctx: &Ctx) -> Result<Settings, AppError> {
     Ok(Settings::load(&mut *db::get(&ctx.pool)?)?)
 }
 
+/// The settings page: the values and the hardening checklist they lead to.
+pub fn page(ctx: &Ctx) -> Result<(Settings, Vec<super::checklist::Check>), AppError> {
+    Ok((load(ctx)?, super::checklist::run(ctx, ctx.tls)?))
+}
+
 fn number(
     errors: &mut FieldErrors,
     field: &'static str,

@@ -42,7 +42,7 @@ pub fn prepare(
         let path = data_dir.join(INITIAL_PASSWORD_FILE);
         let _ = std::fs::remove_file(&path);
         secrets::write_private_file(&path, format!("{p}\n").as_bytes())
-            .map_err(|e| AppError::Internal(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| AppError::internal_from(format!("cannot write {}", path.display()), e))?;
     }
     let ca = super::pki::load_or_create_ca(&mut conn, data_dir, ca_name)?;
     let pki = super::pki::start(&mut conn, ca)?;
@@ -65,7 +65,7 @@ fn create_private_dir(dir: &Path) -> Result<(), AppError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| AppError::Internal(format!("cannot create {}: {e}", dir.display())))
+        .map_err(|e| AppError::internal_from(format!("cannot create {}", dir.display()), e))
 }
 
 /// SQLite creates its database with the process's umask (often world-readable) and its
@@ -77,8 +77,9 @@ fn create_private_sqlite_file(path: &Path) -> Result<(), AppError> {
         return Ok(());
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| AppError::Internal(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| {
+            AppError::internal_from(format!("cannot create {}", parent.display()), e)
+        })?;
     }
     match std::fs::OpenOptions::new()
         .write(true)
@@ -88,7 +89,7 @@ fn create_private_sqlite_file(path: &Path) -> Result<(), AppError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(AppError::Internal(format!(
+        Err(e) => Err(AppError::internal(format!(
             "cannot create the database {}: {e}",
             path.display()
         ))),

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
 use super::{require, Actor, Ctx, FieldErrors, FormError};
-use crate::db::{self, DbConn};
+use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::host::Host;
 use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION, KIND_REISSUE};
@@ -17,8 +17,9 @@ pub const MAX_USES: i32 = 99_999;
 /// Names that are console addresses under /security/tokens/.
 const RESERVED_NAMES: &[&str] = &["new", "delete", "cleanup", "reissue"];
 
-/// What the Add form sends, as typed.
-#[derive(Clone, Debug, Default)]
+/// What the Add form sends, as typed (a field not sent is empty).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct TokenInput {
     pub name: String,
     pub max_uses: String,
@@ -112,7 +113,7 @@ fn validate(input: &TokenInput, now: NaiveDateTime) -> Result<ValidInput, FieldE
 /// Inserts a token with a fresh value, and its audit event, in the caller's transaction.
 fn store(
     ctx: &Ctx,
-    c: &mut DbConn,
+    c: &mut WriteTx,
     actor: &Actor,
     v: &ValidInput,
     host_id: Option<&str>,
@@ -153,11 +154,12 @@ fn store(
             .describe(description)
             .reason(&v.reason),
     )?;
-    Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::Internal("token vanished".into()))
+    Token::find_by_name(c, &v.name)?.ok_or_else(|| AppError::vanished("token"))
 }
 
 /// What the Generate reissue token form sends: a validity as a duration or a date.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default)]
 pub struct ReissueInput {
     pub name: String,
     pub valid_for: String,
@@ -403,8 +405,7 @@ pub fn consume_in(
     let digest = ctx.token_key.digest(&canonical);
     let now = db::now();
     if Token::consume(conn, &digest, host, now)? {
-        return Token::find_by_digest(conn, &digest)?
-            .ok_or_else(|| AppError::Internal("token vanished".into()));
+        return Token::find_by_digest(conn, &digest)?.ok_or_else(|| AppError::vanished("token"));
     }
     Err(refusal(Token::find_by_digest(conn, &digest)?))
 }

@@ -18,7 +18,7 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
+        .map_err(|e| AppError::internal_from("password hashing failed", e))
 }
 
 pub fn verify_password(hash: &str, password: &str) -> bool {
@@ -219,11 +219,12 @@ pub async fn login(
 /// for its current generation (a password change or disabling ends older sessions), and
 /// the session was not logged out (`session_id`, kept in the cookie).
 pub fn session_user(
-    conn: &mut DbConn,
+    ctx: &Ctx,
     id: i64,
     generation: i64,
     session_id: &str,
 ) -> Result<Option<User>, AppError> {
+    let conn = &mut *db::get(&ctx.pool)?;
     let Some(user) =
         User::find(conn, id)?.filter(|u| !u.disabled && u.session_generation == generation)
     else {
@@ -348,8 +349,18 @@ fn keep_an_administrator(c: &mut DbConn, user: &User) -> Result<(), AppError> {
     Ok(())
 }
 
-pub fn list(ctx: &Ctx) -> Result<Vec<User>, AppError> {
-    Ok(User::list(&mut *db::get(&ctx.pool)?)?)
+/// Every user, for an administrator; anyone else is refused (and the refusal audited).
+pub fn list(ctx: &Ctx, actor: &Actor) -> Result<Vec<User>, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    require(
+        &mut conn,
+        actor,
+        Role::Administrator,
+        audit::USER,
+        "view_users",
+        "users",
+    )?;
+    Ok(User::list(&mut conn)?)
 }
 
 /// Adds a user with an initial password they must change at first login.
@@ -573,7 +584,7 @@ pub fn change_own_password(
                 keys_revoked(revoked)
             )),
         )?;
-        User::find(c, user.id)?.ok_or_else(|| AppError::Internal("user vanished".into()))
+        User::find(c, user.id)?.ok_or_else(|| AppError::vanished("user"))
     })?)
 }
 

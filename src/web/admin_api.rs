@@ -13,13 +13,14 @@ use serde_json::{json, Value};
 
 use super::listing::{self, ListQuery, PAGE_SIZE};
 use super::Body;
-use crate::error::{ApiError, AppError};
+use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::token::Token;
 use crate::services::audit_log::{self, AuditQuery};
 use crate::services::settings::SettingsInput;
 use crate::services::tokens::{ReissueInput, TokenInput};
 use crate::services::{self, Actor, Ctx, FormError};
+use crate::web::errors::ApiError;
 
 /// Every admin route, for the OpenAPI document and its test.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -105,7 +106,7 @@ impl FromRequest for ApiAuth {
             .unwrap_or_default();
         let ctx = req.app_data::<web::Data<Ctx>>().cloned();
         Box::pin(async move {
-            let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
+            let ctx = ctx.ok_or_else(|| AppError::internal("no application state"))?;
             let Some(key) = header.as_deref().and_then(bearer_key).map(str::trim) else {
                 return Err(ApiError(AppError::Unauthorized(
                     "send an API key as 'Authorization: Bearer <key>'; create one at /account/api-keys".into(),

@@ -3,9 +3,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, AppError};
+use crate::error::AppError;
 use crate::services::enroll::{self, EnrollRequest, Enrolled};
 use crate::services::{renewal, Ctx};
+use crate::web::errors::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

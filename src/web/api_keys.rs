@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::auth::{Auth, Form};
+use super::auth::{Auth, CsrfForm, Form};
+use super::forms::ApiKeyForm;
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::api_key::ApiKey;
@@ -94,8 +95,11 @@ async fn list(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
     .await
 }
 
-async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse, AppError> {
-    let (name, valid_for) = (form.text("name"), form.text("valid_for"));
+async fn create(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    CsrfForm(ApiKeyForm { name, valid_for }): CsrfForm<ApiKeyForm>,
+) -> Result<HttpResponse, AppError> {
     let (c, u, n, v) = (
         ctx.clone(),
         auth.user.clone(),

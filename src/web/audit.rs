@@ -143,37 +143,24 @@ async fn list(
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
-    let filter = svc::parse(&query)?;
-    let page_no = match query.page.as_deref().unwrap_or("") {
-        "" => 1,
-        p => p
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| AppError::BadRequest(format!("page '{p}' is not a page number")))?,
-    };
-    let offset = (page_no - 1) * PAGE_SIZE;
     let q = query.clone();
-    let ((rows, total, actors), chain) = web::block(move || {
-        Ok::<_, AppError>((
-            svc::list(&ctx, &filter, offset, PAGE_SIZE)?,
-            svc::chain(&ctx, &q)?,
-        ))
-    })
-    .await??;
-    let now = crate::db::now();
-    let (chain_ok, chain_text) = chain_text(&chain);
+    let p = web::block(move || svc::page(&ctx, &q, PAGE_SIZE)).await??;
+    let (chain_ok, chain_text) = chain_text(&p.chain);
     view::ok(&ListPage {
         page: auth.page("Audit events", "audit"),
-        rows: rows.into_iter().map(|e| EventRow::of(e, now)).collect(),
+        rows: p
+            .events
+            .into_iter()
+            .map(|e| EventRow::of(e, p.now))
+            .collect(),
         query,
-        actors,
+        actors: p.actors,
         categories: CATEGORIES.to_vec(),
         chain_ok,
         chain_text,
-        total,
-        page_no,
-        pages: ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
+        total: p.total,
+        page_no: p.page_no,
+        pages: p.pages,
     })
 }
 

@@ -52,7 +52,7 @@ pub fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
     session.renew();
     session.clear();
     let now = chrono::Utc::now().timestamp();
-    let err = |e| AppError::Internal(format!("session: {e}"));
+    let err = |e| AppError::internal_from("session", e);
     session.insert(USER_ID, user.id).map_err(err)?;
     session
         .insert(GENERATION, user.session_generation)
@@ -183,7 +183,7 @@ impl FromRequest for Auth {
 }
 
 async fn authenticate(session: Session, ctx: Option<web::Data<Ctx>>) -> Result<Auth, AppError> {
-    let ctx = ctx.ok_or_else(|| AppError::Internal("no application state".into()))?;
+    let ctx = ctx.ok_or_else(|| AppError::internal("no application state"))?;
     let uid = session.get::<i64>(USER_ID).ok().flatten();
     let generation = session.get::<i64>(GENERATION).ok().flatten();
     let login_at = session.get::<i64>(LOGIN_AT).ok().flatten().unwrap_or(0);
@@ -199,11 +199,7 @@ async fn authenticate(session: Session, ctx: Option<web::Data<Ctx>>) -> Result<A
         session.purge();
         return Err(AppError::Unauthenticated);
     }
-    let user = web::block(move || {
-        let mut conn = crate::db::get(&ctx.pool)?;
-        users::session_user(&mut conn, uid, generation, &sid)
-    })
-    .await??;
+    let user = web::block(move || users::session_user(&ctx, uid, generation, &sid)).await??;
     let Some(user) = user else {
         session.purge();
         return Err(AppError::Unauthenticated);
@@ -266,19 +262,54 @@ impl FromRequest for Form {
     type Future = Pin<Box<dyn Future<Output = Result<Form, AppError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let session = req.get_session();
-        let body = web::Bytes::from_request(req, payload);
+        let checked = checked_form(req, payload);
+        Box::pin(async move { checked.await.map(|(form, _)| form) })
+    }
+}
+
+/// Reads a form body and checks its CSRF token (and that no value holds a NUL): the
+/// fields as sent, and the body for a typed reading.
+fn checked_form(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<(Form, web::Bytes), AppError>> {
+    let session = req.get_session();
+    let body = web::Bytes::from_request(req, payload);
+    async move {
+        let body = body.await;
+        let bytes = super::read_body(&body, "form")?.clone();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| AppError::BadRequest("the form is not valid URL-encoded data".into()))?;
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(AppError::nul_character());
+        }
+        let form = Form { pairs };
+        if !csrf_matches(&session, form.get("csrf_token")) {
+            return Err(AppError::Csrf);
+        }
+        Ok((form, bytes))
+    }
+}
+
+/// A submitted form whose CSRF token matched the session's, read into `T` (missing fields
+/// take `T`'s defaults; a field sent twice, or of the wrong shape, is a 400 naming it).
+/// Forms with a repeated field (a selection of rows) use `Form::all` instead.
+pub struct CsrfForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<CsrfForm<T>, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let checked = checked_form(req, payload);
         Box::pin(async move {
-            let body = body.await;
-            let pairs: Vec<(String, String)> =
-                serde_urlencoded::from_bytes(super::read_body(&body, "form")?).map_err(|_| {
-                    AppError::BadRequest("the form is not valid URL-encoded data".into())
-                })?;
-            let form = Form { pairs };
-            if !csrf_matches(&session, form.get("csrf_token")) {
-                return Err(AppError::Csrf);
-            }
-            Ok(form)
+            let (_, bytes) = checked.await?;
+            serde_urlencoded::from_bytes(&bytes)
+                .map(CsrfForm)
+                .map_err(|e| AppError::BadRequest(format!("the form is not valid: {e}")))
         })
     }
 }

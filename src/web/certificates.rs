@@ -5,7 +5,8 @@ use askama::Template;
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
-use super::auth::{Auth, Form};
+use super::auth::{Auth, CsrfForm};
+use super::forms::RevokeForm;
 use super::listing::{self, ListQuery, Listing, Paging, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
@@ -142,41 +143,6 @@ async fn list(
     })
 }
 
-/// What the details page reads from the certificate itself.
-struct Parsed {
-    issuer: String,
-    key_algorithm: String,
-    sha1: String,
-}
-
-fn parse_pem(pem: &str) -> Parsed {
-    use x509_parser::prelude::FromDer;
-    let unknown = || Parsed {
-        issuer: String::new(),
-        key_algorithm: "unknown".into(),
-        sha1: String::new(),
-    };
-    let Ok((_, p)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else {
-        return unknown();
-    };
-    let Ok((_, x)) = x509_parser::certificate::X509Certificate::from_der(&p.contents) else {
-        return unknown();
-    };
-    let key_algorithm = match x.public_key().parsed() {
-        Ok(x509_parser::public_key::PublicKey::EC(ec)) => format!("ECDSA ({} bits)", ec.key_size()),
-        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
-            format!("RSA ({} bits)", rsa.key_size())
-        }
-        Ok(_) => x.public_key().algorithm.algorithm.to_id_string(),
-        Err(_) => "unknown".into(),
-    };
-    Parsed {
-        issuer: x.issuer().to_string(),
-        key_algorithm,
-        sha1: crate::pki::sha1_fingerprint(&p.contents),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "certificates/details.html")]
 struct DetailsPage {
@@ -195,14 +161,14 @@ async fn details(
     serial: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let serial = serial.into_inner();
-    let cert = web::block(move || svc::details(&ctx, &serial)).await??;
-    let parsed = parse_pem(&cert.pem);
+    let d = web::block(move || svc::details_page(&ctx, &serial)).await??;
+    let cert = d.certificate;
     view::ok(&DetailsPage {
         page: auth.page(&format!("Certificate {}", cert.serial), "certificates"),
-        c: CertView::of(&cert, crate::db::now()),
-        issuer: parsed.issuer,
-        key_algorithm: parsed.key_algorithm,
-        sha1: parsed.sha1,
+        c: CertView::of(&cert, d.now),
+        issuer: d.described.issuer,
+        key_algorithm: d.described.key_algorithm,
+        sha1: d.described.sha1,
         pem: cert.pem,
         reasons: reasons(),
     })
@@ -228,10 +194,9 @@ async fn revoke(
     auth: Auth,
     ctx: web::Data<Ctx>,
     serial: web::Path<String>,
-    form: Form,
+    CsrfForm(RevokeForm { reason, return_to }): CsrfForm<RevokeForm>,
 ) -> Result<HttpResponse, AppError> {
     let serial = serial.into_inner();
-    let reason = form.text("reason");
     let actor = auth.actor();
     let cert = web::block(move || svc::revoke(&ctx, &actor, &serial, &reason)).await??;
     view::flash(
@@ -243,7 +208,7 @@ async fn revoke(
             cert.primary_name()
         ),
     );
-    let back = match form.get("return_to") {
+    let back = match return_to.as_deref() {
         Some(p) if p.starts_with("/security/") && p.chars().all(|c| c.is_ascii_graphic()) => {
             p.to_string()
         }

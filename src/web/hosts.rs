@@ -3,8 +3,9 @@
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::auth::{Auth, Form};
+use super::auth::{Auth, CsrfForm, Form};
 use super::certificates::{reasons, CertView};
+use super::forms::{AutoReissueForm, NameForm, ReturnTo, RevokeForm, Switch};
 use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
@@ -75,12 +76,11 @@ async fn list(
         paging.descending,
         paging.offset(),
     );
-    let (rows, total) = web::block(move || {
-        let (hosts, total) = svc::list(&ctx, &q, by_created, desc, offset, PAGE_SIZE)?;
-        Ok::<_, AppError>((svc::summaries(&ctx, hosts)?, total))
-    })
-    .await??;
-    let now = crate::db::now();
+    let svc::Page {
+        hosts: rows,
+        total,
+        now,
+    } = web::block(move || svc::page(&ctx, &q, by_created, desc, offset, PAGE_SIZE)).await??;
     view::ok(&ListPage {
         page: auth.page("Hosts", "hosts"),
         list: Listing::new(
@@ -113,8 +113,11 @@ async fn list(
     })
 }
 
-async fn add(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse, AppError> {
-    let name = form.text("name");
+async fn add(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    CsrfForm(NameForm { name }): CsrfForm<NameForm>,
+) -> Result<HttpResponse, AppError> {
     let actor = auth.actor();
     let host = web::block(move || svc::add(&ctx, &actor, &name)).await??;
     view::flash(
@@ -243,10 +246,9 @@ async fn revoke(
     auth: Auth,
     ctx: web::Data<Ctx>,
     host_id: web::Path<String>,
-    form: Form,
+    CsrfForm(RevokeForm { reason, .. }): CsrfForm<RevokeForm>,
 ) -> Result<HttpResponse, AppError> {
     let host_id = host_id.into_inner();
-    let reason = form.text("reason");
     let actor = auth.actor();
     let id = host_id.clone();
     let n = web::block(move || cert_svc::revoke_host(&ctx, &actor, &id, &reason)).await??;
@@ -263,15 +265,9 @@ async fn reissue_token(
     auth: Auth,
     ctx: web::Data<Ctx>,
     host_id: web::Path<String>,
-    form: Form,
+    CsrfForm(input): CsrfForm<ReissueInput>,
 ) -> Result<HttpResponse, AppError> {
     let host_key = host_id.into_inner();
-    let input = ReissueInput {
-        name: form.text("name"),
-        valid_for: form.text("valid_for"),
-        valid_until: form.text("valid_until"),
-        reason: form.text("reason"),
-    };
     let actor = auth.actor();
     let (c, k, i) = (ctx.clone(), host_key.clone(), input.clone());
     let result = web::block(move || token_svc::create_reissue(&c, &actor, &k, &i)).await?;
@@ -301,18 +297,10 @@ async fn auto_reissue(
     auth: Auth,
     ctx: web::Data<Ctx>,
     host_id: web::Path<String>,
-    form: Form,
+    CsrfForm(form): CsrfForm<AutoReissueForm>,
 ) -> Result<HttpResponse, AppError> {
     let host_id = host_id.into_inner();
-    let allow = match form.get("action") {
-        Some("allow") => true,
-        Some("disallow") => false,
-        _ => {
-            return Err(AppError::BadRequest(
-                "action must be allow or disallow".into(),
-            ))
-        }
-    };
+    let allow = form.action == Switch::Allow;
     let (actor, id) = (auth.actor(), host_id.clone());
     let until = web::block(move || svc::set_auto_reissue(&ctx, &actor, &id, allow)).await??;
     let message = match until {
@@ -349,9 +337,9 @@ async fn add_mapping(
     auth: Auth,
     ctx: web::Data<Ctx>,
     host_id: web::Path<String>,
-    form: Form,
+    CsrfForm(NameForm { name }): CsrfForm<NameForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (host_id, name, actor) = (host_id.into_inner(), form.text("name"), auth.actor());
+    let (host_id, actor) = (host_id.into_inner(), auth.actor());
     let (id, n) = (host_id.clone(), name.clone());
     let state = web::block(move || map_svc::add(&ctx, &actor, &id, &n)).await??;
     let message = if state == "approved" {
@@ -373,7 +361,7 @@ async fn decide_mapping(
     auth: Auth,
     ctx: web::Data<Ctx>,
     path: web::Path<(String, String, String)>,
-    form: Form,
+    CsrfForm(form): CsrfForm<ReturnTo>,
 ) -> Result<HttpResponse, AppError> {
     let (host_id, name, decision) = path.into_inner();
     let actor = auth.actor();
@@ -384,7 +372,7 @@ async fn decide_mapping(
         "success",
         format!("Mapping {name}: {decision} done."),
     );
-    let back = match form.get("return_to") {
+    let back = match form.return_to.as_deref() {
         Some("mappings") => "/security/host-mappings".to_string(),
         _ => format!("/security/hosts/{host_id}"),
     };
@@ -411,18 +399,9 @@ async fn decide_selected(
                 .map(|(a, b)| (a.to_string(), b.to_string()))
         })
         .collect();
-    if selected.is_empty() {
-        return Err(AppError::BadRequest("select at least one mapping".into()));
-    }
     let actor = auth.actor();
     let d = decision.clone();
-    let n = web::block(move || {
-        for (id, name) in &selected {
-            map_svc::decide(&ctx, &actor, id, name, &d)?;
-        }
-        Ok::<_, AppError>(selected.len())
-    })
-    .await??;
+    let n = web::block(move || map_svc::decide_many(&ctx, &actor, &selected, &d)).await??;
     view::flash(
         &auth.session,
         "success",

@@ -5,7 +5,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::auth::{after_login, client_address, csrf_token, current_session, start_session, Form};
+use super::auth::{
+    after_login, client_address, csrf_token, current_session, start_session, CsrfForm, Form,
+};
+use super::forms::LoginForm;
 use super::view::{self, take_flash, Page};
 use crate::error::AppError;
 use crate::services::{users, Ctx};
@@ -43,10 +46,8 @@ async fn submit(
     req: HttpRequest,
     session: Session,
     ctx: web::Data<Ctx>,
-    form: Form,
+    CsrfForm(LoginForm { username, password }): CsrfForm<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    let username = form.text("username");
-    let password = form.text("password");
     let from = client_address(&req);
     let result = users::login(&ctx, &username, &password, &from).await;
     match result {

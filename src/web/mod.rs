@@ -9,6 +9,8 @@ pub mod audit;
 pub mod auth;
 pub mod ca;
 pub mod certificates;
+pub mod errors;
+pub mod forms;
 pub mod hosts;
 pub mod listing;
 pub mod login;
@@ -42,6 +44,10 @@ pub fn read_body<'a>(body: &'a Body, what: &str) -> Result<&'a web::Bytes, AppEr
 
 /// A JSON document, or a 400 that says what is wrong with it.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    // A JSON string can hold NUL only escaped; no value this server keeps may contain one.
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Err(AppError::nul_character());
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| AppError::BadRequest(format!("the JSON body is not valid: {e}")))
 }
@@ -74,11 +80,30 @@ async fn home() -> HttpResponse {
     view::redirect("/security/tokens")
 }
 
+/// Refuses a NUL character anywhere in the address (`%00`), before any handler: no value
+/// this server keeps may contain one, and PostgreSQL cannot store it.
+pub async fn refuse_nul(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let uri = req.uri().to_string();
+    if uri.contains("%00") {
+        let e = AppError::nul_character();
+        let is_api = req.path() == "/api" || req.path().starts_with("/api/");
+        return Err(if is_api {
+            errors::ApiError(e).into()
+        } else {
+            e.into()
+        });
+    }
+    next.call(req).await
+}
+
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
     let path = req.path();
     // A client of any API version expects JSON, even for a version this server lacks.
     if path == "/api" || path.starts_with("/api/") {
-        return Err(crate::error::ApiError(AppError::NotFound(format!(
+        return Err(errors::ApiError(AppError::NotFound(format!(
             "there is no API resource at {path}; this server speaks /api/v1 (see /api/v1/openapi.json)"
         )))
         .into());

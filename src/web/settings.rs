@@ -4,10 +4,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::auth::{Auth, Form};
+use super::auth::{Auth, CsrfForm};
+use super::forms::SettingsForm;
 use super::view::{self, Page};
 use crate::error::AppError;
-use crate::services::checklist::{self, Check};
+use crate::services::checklist::Check;
 use crate::services::settings::{self as svc, SettingsInput, LEVELS};
 use crate::services::{Ctx, FieldErrors, FormError};
 
@@ -46,9 +47,7 @@ async fn render_page(
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
     let server_names = ctx.site.server_names.join(", ");
-    let (settings, checks) =
-        web::block(move || Ok::<_, AppError>((svc::load(&ctx)?, checklist::run(&ctx, ctx.tls)?)))
-            .await??;
+    let (settings, checks) = web::block(move || svc::page(&ctx)).await??;
     view::render(
         status,
         &SettingsPage {
@@ -66,20 +65,12 @@ async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
     render_page(&auth, ctx, None, FieldErrors::new(), StatusCode::OK).await
 }
 
-async fn save(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse, AppError> {
-    let input = SettingsInput {
-        security_level: form.text("security_level"),
-        auto_map_host_names: form
-            .get("auto_map_host_names")
-            .is_some_and(|v| v == "on" || v == "true"),
-        certificate_validity_days: form.text("certificate_validity_days"),
-        auto_reissue_minutes: form.text("auto_reissue_minutes"),
-        audit_retention_days: form.text("audit_retention_days"),
-        reason: form.text("reason"),
-        renewal_interval_minutes: form.get("renewal_interval_minutes").map(str::to_string),
-        allowed_domains: form.text("allowed_domains"),
-        reserved_names: form.text("reserved_names"),
-    };
+async fn save(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    CsrfForm(form): CsrfForm<SettingsForm>,
+) -> Result<HttpResponse, AppError> {
+    let input = SettingsInput::from(form);
     let actor = auth.actor();
     let (c, i) = (ctx.clone(), input.clone());
     match web::block(move || svc::update(&c, &actor, &i)).await? {

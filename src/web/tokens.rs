@@ -5,7 +5,7 @@ use askama::Template;
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
-use super::auth::{Auth, Form};
+use super::auth::{Auth, CsrfForm, Form};
 use super::listing::{self, ListQuery, Listing, Paging, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
@@ -165,13 +165,11 @@ async fn new_form(auth: Auth) -> Result<HttpResponse, AppError> {
     })
 }
 
-async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse, AppError> {
-    let input = TokenInput {
-        name: form.text("name"),
-        max_uses: form.text("max_uses"),
-        valid_for: form.text("valid_for"),
-        reason: form.text("reason"),
-    };
+async fn create(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    CsrfForm(input): CsrfForm<TokenInput>,
+) -> Result<HttpResponse, AppError> {
     let actor = auth.actor();
     let i = input.clone();
     let result = web::block(move || svc::create(&ctx, &actor, &i)).await?;

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
-use super::auth::{start_session, Auth, Form};
+use super::auth::{start_session, Auth, CsrfForm, Form};
+use super::forms::{ChangePasswordForm, NewUserForm, PasswordForm, RoleForm};
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::user::Role;
@@ -55,27 +56,6 @@ fn roles() -> Vec<(&'static str, &'static str)> {
     Role::ALL.iter().map(|r| (r.as_str(), r.label())).collect()
 }
 
-/// Only administrators see and manage users; anyone else gets a 403 and an audit event.
-async fn only_admins(
-    auth: &Auth,
-    ctx: &web::Data<Ctx>,
-    action: &'static str,
-) -> Result<(), AppError> {
-    let (actor, ctx) = (auth.actor(), ctx.clone());
-    web::block(move || {
-        let mut conn = crate::db::get(&ctx.pool)?;
-        crate::services::require(
-            &mut conn,
-            &actor,
-            Role::Administrator,
-            crate::services::audit::USER,
-            action,
-            "users",
-        )
-    })
-    .await?
-}
-
 async fn users_page(
     auth: &Auth,
     ctx: web::Data<Ctx>,
@@ -84,7 +64,8 @@ async fn users_page(
     errors: FieldErrors,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
-    let users = web::block(move || svc::list(&ctx)).await??;
+    let actor = auth.actor();
+    let users = web::block(move || svc::list(&ctx, &actor)).await??;
     let now = crate::db::now();
     view::render(
         status,
@@ -111,7 +92,6 @@ async fn users_page(
 }
 
 async fn list(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError> {
-    only_admins(&auth, &ctx, "view_users").await?;
     users_page(
         &auth,
         ctx,
@@ -123,12 +103,15 @@ async fn list(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
     .await
 }
 
-async fn create(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse, AppError> {
-    let (username, role, password) = (
-        form.text("username"),
-        form.text("role"),
-        form.text("password"),
-    );
+async fn create(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    CsrfForm(NewUserForm {
+        username,
+        role,
+        password,
+    }): CsrfForm<NewUserForm>,
+) -> Result<HttpResponse, AppError> {
     let actor = auth.actor();
     let (c, u, r) = (ctx.clone(), username.clone(), role.clone());
     match web::block(move || svc::create(&c, &actor, &u, &r, &password)).await? {
@@ -160,9 +143,9 @@ async fn change_role(
     auth: Auth,
     ctx: web::Data<Ctx>,
     name: web::Path<String>,
-    form: Form,
+    CsrfForm(RoleForm { role }): CsrfForm<RoleForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (name, role, actor) = (name.into_inner(), form.text("role"), auth.actor());
+    let (name, actor) = (name.into_inner(), auth.actor());
     let (n, r) = (name.clone(), role.clone());
     web::block(move || svc::set_role(&ctx, &actor, &n, &r)).await??;
     done(
@@ -207,9 +190,9 @@ async fn reset_password(
     auth: Auth,
     ctx: web::Data<Ctx>,
     name: web::Path<String>,
-    form: Form,
+    CsrfForm(PasswordForm { password }): CsrfForm<PasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (name, password, actor) = (name.into_inner(), form.text("password"), auth.actor());
+    let (name, actor) = (name.into_inner(), auth.actor());
     let n = name.clone();
     web::block(move || svc::reset_password(&ctx, &actor, &n, &password)).await??;
     done(
@@ -244,9 +227,12 @@ async fn password_form(auth: Auth) -> Result<HttpResponse, AppError> {
 async fn change_password(
     auth: Auth,
     ctx: web::Data<Ctx>,
-    form: Form,
+    CsrfForm(ChangePasswordForm {
+        current,
+        new,
+        confirm,
+    }): CsrfForm<ChangePasswordForm>,
 ) -> Result<HttpResponse, AppError> {
-    let (current, new, confirm) = (form.text("current"), form.text("new"), form.text("confirm"));
     let id = auth.user.id;
     match web::block(move || svc::change_own_password(&ctx, id, &current, &new, &confirm)).await? {
         Ok(user) => {

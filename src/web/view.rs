@@ -94,7 +94,7 @@ pub fn render<T: Template>(
 ) -> Result<HttpResponse, AppError> {
     let body = t
         .render()
-        .map_err(|e| AppError::Internal(format!("template: {e}")))?;
+        .map_err(|e| AppError::internal_from("template", e))?;
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(body))
