@@ -458,6 +458,7 @@ async fn an_administrators_day_in_a_real_browser() {
         "the copied text is the value"
     );
     shots.take(&c, "token-details").await;
+    axe.check(&c, "token details with the value shown").await;
 
     // Two more tokens, then select two and delete them.
     for n in ["old-a", "old-b", "expiring"] {
