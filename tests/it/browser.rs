@@ -1,7 +1,11 @@
 //! End-to-end in a real headless Chromium (Debian's chromium and chromium-driver, over
-//! WebDriver): the administrator's daily work, keyboard use, and an accessibility check
-//! of labels and contrast on every main page. Screenshots go to target/screenshots (or to
-//! docs/screenshots with HOSTCA_UPDATE_SCREENSHOTS=1, for the README).
+//! WebDriver): the administrator's daily work, keyboard use, and every page judged by two
+//! independent checkers, axe-core (WCAG 2.1 AA, inside the browser, at a desktop's and a
+//! phone's width, light and dark) and vnu, the Nu Html Checker (over the HTML the server
+//! sent). `tests/browser-tools.sh` installs both, pinned, into target/browser-tools;
+//! without them those checks are skipped with a note, unless HOSTCA_BROWSER_TOOLS=1 (CI)
+//! makes that a failure. Screenshots go to target/screenshots (or to docs/screenshots
+//! with HOSTCA_UPDATE_SCREENSHOTS=1, for the README).
 
 use crate::common;
 
@@ -297,6 +301,10 @@ impl Markup {
         eprintln!("vnu: {} pages without an error", self.saved);
     }
 }
+
+/// A form submitted in the browser: the page it is on, the form's selector, the fields to
+/// set (selector, value) and a selector the answer page shows.
+type FormCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
 
 /// Sets fields (selectors inside the form `form`) and submits the form as a person would.
 async fn submit(c: &Client, form: &str, fields: &[(&str, &str)]) {
@@ -785,7 +793,9 @@ async fn check_control_contrast(c: &Client, theme: &str) {
 /// card with a hint; the side menu collapses on a phone and opens without JavaScript;
 /// confirmations close with Escape or a click outside, one at a time, and fit a phone;
 /// the reissue form wires its errors; error pages keep the navigation; the dark theme
-/// passes the contrast check.
+/// passes the contrast check. axe-core judges every page (login, error pages, each list
+/// with data, a host with many long names and certificates, the forms with their errors)
+/// at 1280 and 375 px and in the dark theme, and vnu the HTML of all of them in one run.
 #[tokio::test]
 async fn pages_fit_every_screen() {
     let Some((_driver, c)) = browser().await else {
@@ -959,7 +969,7 @@ async fn pages_fit_every_screen() {
     // the same answers over HTTP for vnu.
     let host_page = format!("/security/hosts/{host_id}");
     let reissue = format!("{host_page}/reissue-token");
-    let forms: [(&str, &str, &[(&str, &str)], &str); 7] = [
+    let forms: [FormCase; 7] = [
         (
             "/security/tokens/new",
             "form[action='/security/tokens']",
