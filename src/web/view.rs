@@ -6,6 +6,7 @@ use askama::Template;
 use chrono::NaiveDateTime;
 
 use crate::error::AppError;
+use crate::models::user::Role;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Flash {
@@ -38,7 +39,83 @@ impl Page {
     pub fn logged_in(&self) -> bool {
         !self.username.is_empty()
     }
+
+    /// The side navigation this user sees: each heading of `NAVIGATION` with the links
+    /// their role reaches, and no heading left without a link. A role that does not parse
+    /// sees what a viewer sees.
+    pub fn navigation(&self) -> Vec<(&'static str, Vec<&'static NavLink>)> {
+        let role = Role::parse(&self.role).unwrap_or(Role::Viewer);
+        NAVIGATION
+            .iter()
+            .map(|(heading, links)| {
+                let shown = links.iter().filter(|l| role.at_least(l.least)).collect();
+                (*heading, shown)
+            })
+            .filter(|(_, links): &(_, Vec<_>)| !links.is_empty())
+            .collect()
+    }
 }
+
+/// A link of the side navigation: where it goes, what it says, the section a page names
+/// in `Page::nav` to be marked as the current one, and the least role that sees it.
+#[derive(Debug)]
+pub struct NavLink {
+    pub path: &'static str,
+    pub label: &'static str,
+    pub section: &'static str,
+    pub least: Role,
+}
+
+const fn link(
+    path: &'static str,
+    label: &'static str,
+    section: &'static str,
+    least: Role,
+) -> NavLink {
+    NavLink {
+        path,
+        label,
+        section,
+        least,
+    }
+}
+
+/// The side navigation, in its order, under its headings; base.html renders it. A page
+/// that a role may not open has that role as its `least`, so the link is not offered to
+/// users who would only get a 403.
+pub const NAVIGATION: &[(&str, &[NavLink])] = &[
+    (
+        "Security",
+        &[
+            link("/security/tokens", "Tokens", "tokens", Role::Viewer),
+            link(
+                "/security/certificates",
+                "Certificates",
+                "certificates",
+                Role::Viewer,
+            ),
+            link("/security/hosts", "Hosts", "hosts", Role::Viewer),
+            link(
+                "/security/host-mappings",
+                "Host mappings",
+                "mappings",
+                Role::Viewer,
+            ),
+            link("/security/ca", "Certificate authority", "ca", Role::Viewer),
+            link(
+                "/security/settings",
+                "Global security settings",
+                "settings",
+                Role::Viewer,
+            ),
+            link("/security/audit", "Audit events", "audit", Role::Viewer),
+        ],
+    ),
+    (
+        "Administration",
+        &[link("/admin/users", "Users", "users", Role::Administrator)],
+    ),
+];
 
 const FLASH_KEY: &str = "flash";
 
@@ -211,6 +288,29 @@ mod tests {
         );
         assert_eq!(capitalised("cannot sort by 'x'"), "Cannot sort by 'x'");
         assert_eq!(capitalised(""), "");
+    }
+
+    #[test]
+    fn the_navigation_offers_each_role_what_it_may_open() {
+        let seen = |role: &str| -> Vec<(&str, Vec<&str>)> {
+            let page = Page {
+                role: role.to_string(),
+                ..Page::default()
+            };
+            page.navigation()
+                .into_iter()
+                .map(|(h, links)| (h, links.iter().map(|l| l.path).collect()))
+                .collect()
+        };
+        let admin = seen("administrator");
+        assert_eq!(admin.len(), 2);
+        assert_eq!(admin[1], ("Administration", vec!["/admin/users"]));
+        assert_eq!(admin[0].1.len(), 7);
+        for role in ["security_admin", "viewer", "no-such-role"] {
+            let links = seen(role);
+            assert_eq!(links.len(), 1, "{role}: no Administration heading");
+            assert_eq!(links[0].1, admin[0].1, "{role}: every Security page");
+        }
     }
 
     #[test]
