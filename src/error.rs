@@ -27,6 +27,14 @@ pub enum AppError {
     Unprocessable(String),
     #[error("the request body is too large")]
     TooLarge,
+    /// A body sent as something other than JSON where JSON is expected.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The path exists, the method does not: carries the methods that do (`Allow`).
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
+    #[error("the address is longer than {0} bytes; send long inputs in a request body")]
+    UriTooLong(usize),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -47,6 +55,9 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Unprocessable(_) => "unprocessable",
             AppError::TooLarge => "payload_too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::UriTooLong(_) => "uri_too_long",
             AppError::TooManyRequests(_) => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
@@ -62,6 +73,9 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,10 +181,21 @@ impl AppError {
         }
         .render()
         .unwrap_or_else(|_| self.public_message());
-        HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        let mut response = HttpResponse::build(status);
+        if let AppError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        response.content_type("text/html; charset=utf-8").body(body)
     }
+}
+
+/// What every JSON error answer is: a stable code for programs, a sentence for people.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code such as `bad_request`, `unauthorized`, `not_found`.
+    pub error: &'static str,
+    /// What was wrong and what to do about it.
+    pub message: String,
 }
 
 /// The same error, rendered for scripts and hosts.
@@ -201,9 +226,12 @@ impl ResponseError for ApiError {
         if self.0.status() == StatusCode::UNAUTHORIZED {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(serde_json::json!({
-            "error": self.0.code(),
-            "message": self.0.public_message(),
-        }))
+        if let AppError::MethodNotAllowed { allow, .. } = &self.0 {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        response.json(ErrorBody {
+            error: self.0.code(),
+            message: self.0.public_message(),
+        })
     }
 }

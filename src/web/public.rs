@@ -10,7 +10,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/crl.pem", web::get().to(crl_pem));
 }
 
-async fn ca_pem(ctx: web::Data<Ctx>) -> HttpResponse {
+#[utoipa::path(get, path = "/ca.pem", tag = "public", summary = "The CA certificate, PEM",
+    responses((status = 200, description = "The CA certificate", content_type = "application/x-pem-file", body = String)))]
+pub async fn ca_pem(ctx: web::Data<Ctx>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/x-pem-file")
         .insert_header(("Cache-Control", "public, max-age=300"))
@@ -18,7 +20,9 @@ async fn ca_pem(ctx: web::Data<Ctx>) -> HttpResponse {
         .body(ctx.pki.ca.cert_pem.clone())
 }
 
-async fn crl_der(ctx: web::Data<Ctx>) -> HttpResponse {
+#[utoipa::path(get, path = "/crl", tag = "public", summary = "The CRL, DER (RFC 5280)",
+    responses((status = 200, description = "The current CRL", content_type = "application/pkix-crl", body = Vec<u8>)))]
+pub async fn crl_der(ctx: web::Data<Ctx>) -> HttpResponse {
     let crl = ctx.pki.crl();
     HttpResponse::Ok()
         .content_type("application/pkix-crl")
@@ -26,7 +30,9 @@ async fn crl_der(ctx: web::Data<Ctx>) -> HttpResponse {
         .body(crl.der.clone())
 }
 
-async fn crl_pem(ctx: web::Data<Ctx>) -> HttpResponse {
+#[utoipa::path(get, path = "/crl.pem", tag = "public", summary = "The CRL, PEM",
+    responses((status = 200, description = "The current CRL", content_type = "application/x-pem-file", body = String)))]
+pub async fn crl_pem(ctx: web::Data<Ctx>) -> HttpResponse {
     let crl = ctx.pki.crl();
     HttpResponse::Ok()
         .content_type("application/x-pem-file")
