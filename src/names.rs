@@ -54,7 +54,13 @@ pub fn without_root_dot(name: &str) -> &str {
 /// A host ID in any form a client may write a UUID (`urn:uuid:` prefix or not, dashes or
 /// not, braces, any case), in the one form hostca stores: lower case with dashes.
 pub fn host_id(input: &str) -> Option<String> {
-    uuid::Uuid::parse_str(input.trim())
+    let t = input.trim();
+    // The uuid crate reads `urn:uuid:` only before the dashed form, and in lower case.
+    let t = match t.get(..9) {
+        Some(p) if p.eq_ignore_ascii_case("urn:uuid:") => &t[9..],
+        _ => t,
+    };
+    uuid::Uuid::parse_str(t)
         .ok()
         .map(|u| u.hyphenated().to_string())
 }

@@ -385,7 +385,10 @@ async fn create_reissue_token(
             )))
         }
     };
-    let until_given = b.valid_until.as_deref().is_some_and(|u| !u.trim().is_empty())
+    let until_given = b
+        .valid_until
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
         && b.valid_for.as_deref().is_none_or(|d| d.trim().is_empty());
     let input = ReissueInput {
         name: b.name.unwrap_or_default(),
@@ -1190,7 +1193,14 @@ async fn put_settings(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(&ctx, &auth.0, audit::SEC_CONFIG, "change_setting", "settings").await?;
+    may_change(
+        &ctx,
+        &auth.0,
+        audit::SEC_CONFIG,
+        "change_setting",
+        "settings",
+    )
+    .await?;
     let b: SettingsChange = body(&req, &bytes)?;
     let s = web::block(move || {
         let current = services::settings::load(&ctx)?;

@@ -89,7 +89,15 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
             content_type.chars().take(80).collect::<String>()
         )));
     }
-    parse_json(read_body(body, "body")?)
+    let bytes = read_body(body, "body")?;
+    // serde reads a struct from a JSON array too (by position): every body here is an
+    // object, so anything else is refused before it can be read that way.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::BadRequest(
+            "the JSON body is not valid: send a JSON object such as {\"name\": ...}".into(),
+        ));
+    }
+    parse_json(bytes)
 }
 
 /// Routes served outside `/api` that answer anything but HTML: the public CA and CRL files.
@@ -154,17 +162,32 @@ pub async fn edges(
     Ok(next.call(req).await?.map_into_left_body())
 }
 
+/// An error as the request's kind of client reads it: JSON under `/api`, HTML elsewhere.
+fn in_kind(req: &HttpRequest, err: AppError) -> actix_web::Error {
+    if is_api(req.path()) {
+        ApiError(err).into()
+    } else {
+        err.into()
+    }
+}
+
 fn is_api(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/")
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-            AppError::BadRequest(format!("the query string is not valid: {e}")).into()
+        .app_data(web::QueryConfig::default().error_handler(|e, req| {
+            in_kind(
+                req,
+                AppError::BadRequest(format!("the query string is not valid: {e}")),
+            )
         }))
-        .app_data(web::PathConfig::default().error_handler(|e, _| {
-            AppError::BadRequest(format!("the address is not valid: {e}")).into()
+        .app_data(web::PathConfig::default().error_handler(|e, req| {
+            in_kind(
+                req,
+                AppError::BadRequest(format!("the address is not valid: {e}")),
+            )
         }))
         .route("/", web::get().to(home))
         .configure(assets::routes)
@@ -212,9 +235,5 @@ pub fn method_not_allowed(req: &HttpRequest, allow: String) -> actix_web::Error 
         ),
         allow,
     };
-    if is_api(req.path()) {
-        ApiError(err).into()
-    } else {
-        err.into()
-    }
+    in_kind(req, err)
 }

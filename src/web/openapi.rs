@@ -102,9 +102,15 @@ impl Modify for Edges {
                 let with_body = op.request_body.is_some();
                 let mut add = |status: &str, why: &str| add_error(op, status, why);
                 if api {
-                    add("400", "Malformed input: the message names the field or parameter");
+                    add(
+                        "400",
+                        "Malformed input: the message names the field or parameter",
+                    );
                     add("404", "No such resource (or no such API route)");
-                    add("405", "Not this method on this path: Allow lists the methods served");
+                    add(
+                        "405",
+                        "Not this method on this path: Allow lists the methods served",
+                    );
                     add("503", "The database is busy or restarting; try again");
                 }
                 if secured {
@@ -133,7 +139,9 @@ fn add_error(op: &mut Operation, status: &str, why: &str) {
                 .build(),
         )
         .build();
-    op.responses.responses.insert(status.to_string(), response.into());
+    op.responses
+        .responses
+        .insert(status.to_string(), response.into());
 }
 
 /// The operations the document describes, for the test that checks them against the server.

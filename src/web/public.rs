@@ -4,6 +4,11 @@ use actix_web::{web, HttpResponse};
 
 use crate::services::Ctx;
 
+/// What the OpenAPI document says a DER body is: bytes, not JSON.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Der(pub Vec<u8>);
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ca.pem", web::get().to(ca_pem))
         .route("/crl", web::get().to(crl_der))
@@ -21,7 +26,7 @@ pub async fn ca_pem(ctx: web::Data<Ctx>) -> HttpResponse {
 }
 
 #[utoipa::path(get, path = "/crl", tag = "public", summary = "The CRL, DER (RFC 5280)",
-    responses((status = 200, description = "The current CRL", content_type = "application/pkix-crl", body = Vec<u8>)))]
+    responses((status = 200, description = "The current CRL", content_type = "application/pkix-crl", body = Der)))]
 pub async fn crl_der(ctx: web::Data<Ctx>) -> HttpResponse {
     let crl = ctx.pki.crl();
     HttpResponse::Ok()
