@@ -108,13 +108,74 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("get", "/crl.pem"),
 ];
 
-/// The methods served at `path`, from the route tables of the API and the public files;
+/// The console's pages and assets (registered by their modules), so that a wrong method on
+/// one is a 405 naming the right ones. A test checks each entry is served; a page missing
+/// here answers a wrong method with a 404 instead.
+pub const PAGE_ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/login"),
+    ("post", "/login"),
+    ("post", "/logout"),
+    ("get", "/static/style.css"),
+    ("get", "/static/app.js"),
+    ("get", "/static/favicon.svg"),
+    ("get", "/favicon.ico"),
+    ("get", "/security/tokens"),
+    ("post", "/security/tokens"),
+    ("get", "/security/tokens/new"),
+    ("post", "/security/tokens/delete"),
+    ("post", "/security/tokens/cleanup"),
+    ("get", "/security/tokens/{name}"),
+    ("post", "/security/tokens/{name}/show"),
+    ("post", "/security/tokens/{name}/delete"),
+    ("get", "/security/certificates"),
+    ("get", "/security/certificates/{serial}"),
+    ("get", "/security/certificates/{serial}/pem"),
+    ("post", "/security/certificates/{serial}/revoke"),
+    ("get", "/security/hosts"),
+    ("post", "/security/hosts"),
+    ("get", "/security/hosts/{host_id}"),
+    ("post", "/security/hosts/{host_id}/revoke"),
+    ("post", "/security/hosts/{host_id}/reissue-token"),
+    ("post", "/security/hosts/{host_id}/auto-reissue"),
+    ("post", "/security/hosts/{host_id}/allow-renewal"),
+    ("post", "/security/hosts/{host_id}/mappings"),
+    (
+        "post",
+        "/security/hosts/{host_id}/mappings/{name}/{decision}",
+    ),
+    ("get", "/security/host-mappings"),
+    ("post", "/security/host-mappings/decide"),
+    ("get", "/security/ca"),
+    ("get", "/security/settings"),
+    ("post", "/security/settings"),
+    ("get", "/security/audit"),
+    ("get", "/security/audit.csv"),
+    ("get", "/security/audit/{id}"),
+    ("get", "/admin/users"),
+    ("post", "/admin/users"),
+    ("post", "/admin/users/{username}/role"),
+    ("post", "/admin/users/{username}/disable"),
+    ("post", "/admin/users/{username}/enable"),
+    ("post", "/admin/users/{username}/password"),
+    ("get", "/account/password"),
+    ("post", "/account/password"),
+    ("get", "/account/api-keys"),
+    ("post", "/account/api-keys"),
+    ("post", "/account/api-keys/{name}/revoke"),
+    ("get", "/admin/api-keys"),
+    ("post", "/admin/api-keys/{id}/revoke"),
+];
+
+/// The methods served at `path`, from the route tables of the API, the public files and
+/// the pages;
 /// `None` when no route there has this path. GET brings HEAD with it.
 pub fn allowed_methods(path: &str) -> Option<String> {
     let mut methods: Vec<&str> = api::ROUTES
         .iter()
         .chain(admin_api::ROUTES)
         .chain(PUBLIC_ROUTES)
+        .chain(PAGE_ROUTES)
         .filter(|(_, pattern)| ResourceDef::new(*pattern).is_match(path))
         .map(|(m, _)| *m)
         .collect();

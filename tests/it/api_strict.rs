@@ -255,6 +255,14 @@ async fn a_wrong_method_is_a_405_with_allow() {
         Some("GET, HEAD")
     );
     assert!(body.contains("<html"), "{body}");
+    // A console page too.
+    let (status, headers, body) = send(&app, "DELETE", "/security/tokens", None, None).await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET, HEAD, POST")
+    );
+    assert!(body.contains("<html"), "{body}");
     // A path no route has is still a 404.
     let (status, _, _) = send(&app, "PUT", "/api/v1/nowhere", None, None).await;
     assert_eq!(status, 404);
@@ -763,4 +771,35 @@ async fn one_trailing_dot_is_dropped_from_host_names_everywhere() {
     )
     .await;
     assert_eq!(status, 400, "{text}");
+}
+
+#[tokio::test]
+async fn every_page_route_in_the_method_table_is_served() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (method, pattern) in hostca::web::PAGE_ROUTES {
+        let path = pattern
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        let r = client
+            .request(
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                app.url(if path.is_empty() { "/" } else { &path }),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        // Served: anything but the router's own answers (no page, or not this method).
+        assert!(
+            status != 405 && !body.contains("there is no page"),
+            "{method} {pattern}: {status}"
+        );
+    }
 }
