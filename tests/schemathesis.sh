@@ -16,6 +16,7 @@ MAX_EXAMPLES=${HOSTCA_ST_MAX_EXAMPLES:-50}
 [ -x "$BIN" ] || { echo "tests/schemathesis.sh: $BIN is missing; run cargo build" >&2; exit 2; }
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+VENV=$(cd "$VENV" && pwd)
 
 work=$(mktemp -d)
 pid=
@@ -89,13 +90,14 @@ status=0
 for who in administrator viewer; do
     if [ "$who" = administrator ]; then key=$admin_key; else key=$viewer_key; fi
     echo "== schemathesis as the $who"
-    "$VENV/bin/st" run "$base/api/v1/openapi.json" --url "$base" \
+    # From the temporary directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+    (cd "$work" && "$VENV/bin/st" run "$base/api/v1/openapi.json" --url "$base" \
         --header "Authorization: Bearer $key" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --max-examples "$MAX_EXAMPLES" \
         --phases examples,coverage,fuzzing \
         --workers 2 \
-        --no-color || status=1
+        --no-color) || status=1
 done
 if [ "$status" != 0 ]; then
     echo "tests/schemathesis.sh: failures above; the server's log:" >&2
