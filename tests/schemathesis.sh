@@ -4,7 +4,8 @@
 # administrator's and a viewer's API key through the console as a person would, and runs
 # `st run` twice (once per key) with bounded examples. Checks: no 5xx, response bodies,
 # status codes and content types as documented. Destructive routes run too: the data
-# directory is thrown away. Installs schemathesis (pinned) into target/py-judges.
+# directory is thrown away. Installs schemathesis (pinned) into target/py-judges; needs
+# python3 (with venv), curl and openssl.
 #
 # HOSTCA_ST_MAX_EXAMPLES (default 50: both runs take about a minute on 2 cores) bounds the examples per operation and phase.
 set -eu
@@ -86,12 +87,63 @@ PY
 admin_key=${keys% *}
 viewer_key=${keys#* }
 
+# Things for the administrator's run to find (a host with a mapping, a token, an enrolled
+# host's certificate), named in a config file: otherwise every {host}, {name} and {serial}
+# it makes up is a 404 and the routes behind them are never reached.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/host.key" \
+    -subj /CN=enrolled.example.com -out "$work/host.csr" 2>/dev/null
+"$VENV/bin/python" - "$base" "$admin_key" "$work" <<'PY'
+import json, sys, urllib.request
+
+base, key, work = sys.argv[1:4]
+
+def call(method, path, body=None, auth=True):
+    req = urllib.request.Request(base + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", "Bearer " + key)
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+call("PUT", "/api/v1/settings", {"allowed_domains": ["example.com"], "reason": "schemathesis"})
+call("POST", "/api/v1/hosts", {"name": "st.example.com"})
+call("POST", "/api/v1/hosts/st.example.com/mappings", {"name": "alias.example.com"})
+call("POST", "/api/v1/tokens", {"name": "st-token", "max_uses": 5, "valid_for": "1d"})
+value = call("POST", "/api/v1/tokens/st-token/show")["value"]
+csr = open(work + "/host.csr").read()
+cert = call("POST", "/api/v1/certificates",
+            {"hostname": "enrolled.example.com", "csr": csr, "token": value}, auth=False)
+with open(work + "/schemathesis.toml", "w") as f:
+    f.write(f"""[parameters]
+"path.host" = "st.example.com"
+"path.serial" = "{cert['serial']}"
+
+[[operations]]
+include-path-regex = "^/api/v1/tokens/"
+parameters = {{ "path.name" = "st-token" }}
+
+[[operations]]
+include-path-regex = "/mappings/"
+parameters = {{ "path.name" = "alias.example.com" }}
+""")
+PY
+
 status=0
 for who in administrator viewer; do
-    if [ "$who" = administrator ]; then key=$admin_key; else key=$viewer_key; fi
+    # The administrator works on the things made above; the viewer's run makes up its
+    # own path values, so between them both real and invented resources are tried.
+    if [ "$who" = administrator ]; then
+        key=$admin_key
+        config="--config-file=$work/schemathesis.toml"
+    else
+        key=$viewer_key
+        config="--config-file=$work/empty.toml"
+        : >"$work/empty.toml"
+    fi
     echo "== schemathesis as the $who"
     # From the temporary directory: schemathesis keeps a cache (.schemathesis/) where it runs.
-    (cd "$work" && "$VENV/bin/st" run "$base/api/v1/openapi.json" --url "$base" \
+    (cd "$work" && "$VENV/bin/st" "$config" run "$base/api/v1/openapi.json" --url "$base" \
         --header "Authorization: Bearer $key" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --max-examples "$MAX_EXAMPLES" \

@@ -1024,6 +1024,7 @@ async fn decide(
     ),
     responses(
         (status = 200, description = "Approved", body = Done),
+        (status = 409, description = "Another host has this name approved", body = ErrorBody),
         (status = 422, description = "A name the rules refuse", body = ErrorBody),
     ),
     security(("bearer" = []))

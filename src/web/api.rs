@@ -148,6 +148,7 @@ async fn request_certificate(
     request_body = RenewRequest,
     responses(
         (status = 201, description = "The renewed certificate", body = CertificateResponse),
+        (status = 409, description = "No active certificate to renew (revoked or expired), or renewed at the same moment", body = crate::error::ErrorBody),
         (status = 403, description = "A CSR for another key, or with another host's nonce", body = crate::error::ErrorBody),
         (status = 422, description = "An unknown, used or expired nonce", body = crate::error::ErrorBody),
         (status = 429, description = "Before the renewal interval is over", body = crate::error::ErrorBody),
