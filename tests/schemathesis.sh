@@ -7,13 +7,16 @@
 # directory is thrown away. Installs schemathesis (pinned) into target/py-judges; needs
 # python3 (with venv), curl and openssl.
 #
-# HOSTCA_ST_MAX_EXAMPLES (default 50: both runs take about a minute on 2 cores) bounds the examples per operation and phase.
+# HOSTCA_ST_MAX_EXAMPLES (default 50: both runs take about a minute on 2 cores) bounds the
+# examples per operation and phase; HOSTCA_ST_SEED repeats a run.
 set -eu
 cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 VENV=${HOSTCA_JUDGES_VENV:-target/py-judges}
 BIN=${HOSTCA_BIN:-target/debug/hostca}
 MAX_EXAMPLES=${HOSTCA_ST_MAX_EXAMPLES:-50}
+# A seed repeats a run exactly (schemathesis prints the one it used); unset, each run differs.
+SEED=${HOSTCA_ST_SEED:-}
 [ -x "$BIN" ] || { echo "tests/schemathesis.sh: $BIN is missing; run cargo build" >&2; exit 2; }
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
@@ -149,6 +152,7 @@ for who in administrator viewer; do
         --max-examples "$MAX_EXAMPLES" \
         --phases examples,coverage,fuzzing \
         --workers 2 \
+        ${SEED:+--seed "$SEED"} \
         --no-color) || status=1
 done
 if [ "$status" != 0 ]; then
