@@ -289,6 +289,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
 /// error page elsewhere.
 pub fn method_not_allowed(req: &HttpRequest, allow: String) -> actix_web::Error {
     let err = AppError::MethodNotAllowed {
+        // An answer to HEAD has no body, so the GET a HEAD became is never shown.
         message: format!(
             "{} is not served at {}; use {allow}",
             req.method(),

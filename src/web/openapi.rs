@@ -156,7 +156,7 @@ pub fn operations() -> Vec<(String, String)> {
     ops
 }
 
-/// This document. (`serde_json::Value`: any JSON object.)
+/// This document, built from `ApiDoc` on each request (it is small, and nobody polls it).
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",

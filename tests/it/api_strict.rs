@@ -263,6 +263,17 @@ async fn a_wrong_method_is_a_405_with_allow() {
         Some("GET, HEAD, POST")
     );
     assert!(body.contains("<html"), "{body}");
+    // HEAD where only POST is served names HEAD.
+    let r = reqwest::Client::new()
+        .head(app.url("/api/v1/certificates/renew/nonce"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        r.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
     // A path no route has is still a 404.
     let (status, _, _) = send(&app, "PUT", "/api/v1/nowhere", None, None).await;
     assert_eq!(status, 404);
