@@ -99,7 +99,7 @@ impl Config {
             .tls_names()
             .into_iter()
             .chain(crate::tls::default_names())
-            .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+            .map(|n| crate::names::without_root_dot(n.trim()).to_ascii_lowercase())
             .filter(|n| !n.is_empty())
             .collect();
         names.sort();

@@ -30,6 +30,14 @@ pub enum AppError {
     Unprocessable(String),
     #[error("the request body is too large")]
     TooLarge,
+    /// A body sent as something other than JSON where JSON is expected.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The path exists, the method does not: carries the methods that do (`Allow`).
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
+    #[error("the address is longer than {0} bytes; send long inputs in a request body")]
+    UriTooLong(usize),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -54,6 +62,9 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Unprocessable(_) => "unprocessable",
             AppError::TooLarge => "payload_too_large",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::UriTooLong(_) => "uri_too_long",
             AppError::TooManyRequests(_) => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal { .. } => "internal",
@@ -69,6 +80,9 @@ impl AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -45,6 +45,32 @@ pub fn canonical_ip(input: &str) -> Option<String> {
     t.parse::<IpAddr>().ok().map(|ip| ip.to_string())
 }
 
+/// A name without the DNS root's dot: `web01.example.com.` and `web01.example.com` are one
+/// name. Exactly one dot goes: `a..` stays wrong rather than being silently repaired.
+pub fn without_root_dot(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// A host ID in any form a client may write a UUID (`urn:uuid:` prefix or not, dashes or
+/// not, braces, any case), in the one form hostca stores: lower case with dashes.
+pub fn host_id(input: &str) -> Option<String> {
+    let t = input.trim();
+    // The uuid crate reads `urn:uuid:` only before the dashed form, and in lower case.
+    let t = match t.get(..9) {
+        Some(p) if p.eq_ignore_ascii_case("urn:uuid:") => &t[9..],
+        _ => t,
+    };
+    uuid::Uuid::parse_str(t)
+        .ok()
+        .map(|u| u.hyphenated().to_string())
+}
+
+/// A host named by host ID or by name, as a path or body gives it: a host ID in its stored
+/// form, anything else as sent (the services read and check names).
+pub fn host_key(input: &str) -> String {
+    host_id(input).unwrap_or_else(|| input.to_string())
+}
+
 /// Most entries in one list: a policy, not a zone file.
 pub const MAX_ENTRIES: usize = 500;
 
@@ -102,7 +128,7 @@ pub fn parse_list(text: &str, ips: bool) -> Result<Vec<String>, String> {
 /// A stored list (as `parse_list` wrote it) back to its entries.
 pub fn stored_list(text: &str) -> Vec<String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
-        .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+        .map(|s| without_root_dot(s.trim()).to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect()
 }

@@ -138,6 +138,8 @@ impl Application {
                 // The request line and status only: no headers, cookies or bodies.
                 .wrap(actix_web::middleware::from_fn(crate::web::refuse_nul))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                // Outermost: HEAD and over-long addresses are settled before anything else.
+                .wrap(actix_web::middleware::from_fn(crate::web::edges))
                 .configure(crate::web::configure)
         });
         let mut server = match &server_cert {

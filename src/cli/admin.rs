@@ -688,8 +688,8 @@ pub fn mapping(c: &Client, cmd: MappingCommand, json_out: bool) -> CliResult<()>
 /// Settings whose value is a list: given comma-separated on the command line.
 const LIST_SETTINGS: &[&str] = &["allowed_domains", "reserved_names"];
 
-/// The JSON body for `settings set`: typed values where the API wants them, text
-/// elsewhere (the server checks ranges and says what is wrong).
+/// The JSON body for `settings set`: typed values where the API wants them (booleans,
+/// integers, lists), text elsewhere (the server checks ranges and says what is wrong).
 fn settings_body(reason: &str, pairs: &[String]) -> CliResult<Value> {
     let mut body = serde_json::Map::new();
     for pair in pairs {
@@ -718,6 +718,10 @@ fn settings_body(reason: &str, pairs: &[String]) -> CliResult<Value> {
                     ))
                 }
             }
+        } else if let Ok(n) = value.trim().parse::<i64>() {
+            // The API takes numbers as JSON numbers; anything else goes as typed, and the
+            // server's 400 names the setting.
+            Value::from(n)
         } else {
             Value::String(value.trim().to_string())
         };

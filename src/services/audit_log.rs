@@ -105,19 +105,18 @@ pub fn event(ctx: &Ctx, id: i64) -> Result<AuditEvent, AppError> {
 /// verified it (and that last event unchanged), so that a page view costs what is new, not
 /// the whole trail. The whole chain is checked hourly (`full_check`), and by
 /// `hostca audit verify`.
-/// The audit page: one page of filtered events, the actors to filter by, and the chain's
-/// state, judged at `now`.
-pub struct Page {
+/// One page of filtered events, newest first, and the actors to filter by, judged at
+/// `now`.
+pub struct Events {
     pub events: Vec<AuditEvent>,
     pub total: i64,
     pub actors: Vec<String>,
-    pub chain: ChainStatus,
     pub page_no: i64,
     pub pages: i64,
     pub now: NaiveDateTime,
 }
 
-pub fn page(ctx: &Ctx, q: &AuditQuery, page_size: i64) -> Result<Page, AppError> {
+pub fn events(ctx: &Ctx, q: &AuditQuery, page_size: i64) -> Result<Events, AppError> {
     let filter = parse(q)?;
     let page_no = match non_empty(&q.page).unwrap_or("") {
         "" => 1,
@@ -128,15 +127,19 @@ pub fn page(ctx: &Ctx, q: &AuditQuery, page_size: i64) -> Result<Page, AppError>
             .ok_or_else(|| AppError::BadRequest(format!("page '{p}' is not a page number")))?,
     };
     let (events, total, actors) = list(ctx, &filter, (page_no - 1) * page_size, page_size)?;
-    Ok(Page {
+    Ok(Events {
         events,
         total,
         actors,
-        chain: chain(ctx, q)?,
         page_no,
         pages: ((total + page_size - 1) / page_size).max(1),
         now: db::now(),
     })
+}
+
+/// The audit page: the events and the chain's state.
+pub fn page(ctx: &Ctx, q: &AuditQuery, page_size: i64) -> Result<(Events, ChainStatus), AppError> {
+    Ok((events(ctx, q, page_size)?, chain(ctx, q)?))
 }
 
 pub fn chain(ctx: &Ctx, q: &AuditQuery) -> Result<ChainStatus, AppError> {

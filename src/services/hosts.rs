@@ -10,7 +10,7 @@ use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED};
 
 /// A host name as it goes into a certificate: lower case, no trailing dot, RFC 1123 labels.
 pub fn normalize_hostname(input: &str) -> Result<String, String> {
-    let name = input.trim().trim_end_matches('.').to_ascii_lowercase();
+    let name = crate::names::without_root_dot(input.trim()).to_ascii_lowercase();
     if name.is_empty() {
         return Err("the host name is empty".into());
     }
@@ -33,9 +33,9 @@ pub fn normalize_hostname(input: &str) -> Result<String, String> {
     Ok(name)
 }
 
-/// Whether `s` looks like a host ID (a UUID).
+/// Whether `s` looks like a host ID (a UUID, in any of the forms `names::host_id` reads).
 pub fn is_host_id(s: &str) -> bool {
-    uuid::Uuid::parse_str(s).is_ok()
+    crate::names::host_id(s).is_some()
 }
 
 /// The one host that owns `name` as its primary name or an approved mapping. A name
@@ -116,7 +116,7 @@ pub fn create_row(
 pub fn resolve_for_reissue(conn: &mut DbConn, key: &str) -> Result<Host, AppError> {
     let key = key.trim();
     if is_host_id(key) {
-        if let Some(h) = Host::find_by_host_id(conn, &key.to_ascii_lowercase())? {
+        if let Some(h) = Host::find_by_host_id(conn, &crate::names::host_key(key))? {
             refuse_server_host(&h)?;
             return Ok(h);
         }
@@ -159,9 +159,12 @@ pub struct HostDetails {
 
 /// A host's page data, by host ID or primary name.
 pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
-    let host = match Host::find_by_host_id(conn, key)? {
+    let host = match Host::find_by_host_id(conn, &crate::names::host_key(key))? {
         Some(h) => Some(h),
-        None => Host::find_by_primary_name(conn, &key.to_ascii_lowercase())?,
+        None => Host::find_by_primary_name(
+            conn,
+            &crate::names::without_root_dot(key.trim()).to_ascii_lowercase(),
+        )?,
     };
     let host = host.ok_or_else(|| AppError::NotFound(format!("there is no host {key}")))?;
     Ok(HostDetails {

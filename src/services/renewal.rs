@@ -51,8 +51,7 @@ pub fn nonce_digest(value: &str) -> String {
 }
 
 fn host_id_of(raw: &str) -> Result<String, AppError> {
-    let host_id = raw.trim().to_ascii_lowercase();
-    if hosts::is_host_id(&host_id) {
+    if let Some(host_id) = crate::names::host_id(raw) {
         Ok(host_id)
     } else {
         let shown: String = raw.trim().chars().take(80).collect();

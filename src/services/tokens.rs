@@ -167,10 +167,13 @@ pub struct ReissueInput {
     pub reason: String,
 }
 
-/// `2026-12-01` (the end of that day, UTC) or `2026-12-01T14:30` / `2026-12-01 14:30`.
+/// `2026-12-01` (the end of that day, UTC), `2026-12-01T14:30` / `2026-12-01 14:30` (UTC),
+/// or RFC 3339 with its offset (`2026-12-01T14:30:00Z`: what the API writes).
 pub fn parse_valid_until(s: &str, now: NaiveDateTime) -> Result<NaiveDateTime, String> {
     let s = s.trim();
-    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M")
+    let t = chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.naive_utc())
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"))
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M"))
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -178,7 +181,7 @@ pub fn parse_valid_until(s: &str, now: NaiveDateTime) -> Result<NaiveDateTime, S
         })
         .map_err(|_| {
             format!(
-                "'{}' is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)",
+                "'{}' is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or RFC 3339 (2026-12-01T14:30:00Z)",
                 s.chars().take(40).collect::<String>()
             )
         })?;

@@ -9,18 +9,20 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::listing::{self, ListQuery, PAGE_SIZE};
 use super::Body;
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::token::Token;
+use crate::models::user::Role;
+use crate::names::host_key;
 use crate::services::audit_log::{self, AuditQuery};
 use crate::services::settings::SettingsInput;
 use crate::services::tokens::{ReissueInput, TokenInput};
-use crate::services::{self, Actor, Ctx, FormError};
-use crate::web::errors::ApiError;
+use crate::services::{self, audit, Actor, Ctx, FormError};
+use crate::web::errors::{ApiError, ErrorBody};
 
 /// Every admin route, for the OpenAPI document and its test.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -148,23 +150,63 @@ fn fields_text(f: &services::FieldErrors) -> String {
         .join("; ")
 }
 
-/// A JSON body; anything else is a 4xx (in JSON) that says what was wrong.
-fn body<T: serde::de::DeserializeOwned>(bytes: &Body) -> Result<T, ApiError> {
-    Ok(super::parse_json(super::read_body(bytes, "body")?)?)
+/// A JSON body: `Content-Type: application/json` (415 otherwise) holding the route's
+/// request type (400 naming the field otherwise). Fields the type does not have are
+/// ignored, unless the type says `deny_unknown_fields`.
+fn body<T: serde::de::DeserializeOwned>(req: &HttpRequest, bytes: &Body) -> Result<T, ApiError> {
+    Ok(super::json_body(req, bytes)?)
 }
 
-#[derive(Serialize)]
+/// The role check of a changing route, made before its body is read: a viewer is refused
+/// (403, audited) whatever they sent, and learns nothing from body validation. The service
+/// checks again inside its transaction.
+async fn may_change(
+    ctx: &web::Data<Ctx>,
+    actor: &Actor,
+    category: &'static str,
+    action: &'static str,
+    target: &str,
+) -> Result<(), ApiError> {
+    if actor.role.at_least(Role::SecurityAdmin) {
+        return Ok(());
+    }
+    let (ctx, actor, target) = (ctx.clone(), actor.clone(), target.to_string());
+    web::block(move || {
+        let mut conn = crate::db::get(&ctx.pool)?;
+        services::require(
+            &mut conn,
+            &actor,
+            Role::SecurityAdmin,
+            category,
+            action,
+            &target,
+        )
+    })
+    .await??;
+    Ok(())
+}
+
+// ---- tokens ----
+
+/// A token as the API shows it: never its value.
+#[derive(Serialize, ToSchema)]
 pub struct TokenJson {
     name: String,
+    /// `authorization` or `reissue`.
     kind: String,
+    /// `active`, `expired` or `used_up`.
     state: &'static str,
     uses: i32,
     max_uses: i32,
+    #[schema(format = DateTime)]
     valid_until: String,
     reason: String,
+    /// The host a reissue token is bound to.
     host_id: Option<String>,
     created_by: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_used_at: Option<String>,
     last_used_by: Option<String>,
 }
@@ -186,51 +228,104 @@ fn token_json(t: &Token, now: NaiveDateTime) -> TokenJson {
     }
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenJson>,
+    total: i64,
+    page: i64,
+    page_size: i64,
+}
+
+/// The list filters: text, state, order and page.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TokenListParams {
+    /// Text in the name, reason or creator.
+    q: Option<String>,
+    /// `active`, `expired` or `used_up`.
+    state: Option<String>,
+    /// The column to sort by.
+    sort: Option<String>,
+    /// `asc` or `desc`.
+    dir: Option<String>,
+    /// A page number, from 1.
+    page: Option<String>,
+}
+
+fn list_query(
+    q: Option<String>,
+    sort: Option<String>,
+    dir: Option<String>,
+    page: Option<String>,
+) -> ListQuery {
+    ListQuery { q, page, sort, dir }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    summary = "List tokens",
+    params(TokenListParams),
+    responses((status = 200, description = "One page of tokens", body = TokenList)),
+    security(("bearer" = []))
+)]
 async fn list_tokens(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    q: web::Query<ListQuery>,
-    s: web::Query<super::tokens::StateQuery>,
+    p: web::Query<TokenListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let (paging, filter) = super::tokens::filter(&q, s.state.as_deref())?;
+    let p = p.into_inner();
+    let q = list_query(p.q, p.sort, p.dir, p.page);
+    let (paging, filter) = super::tokens::filter(&q, p.state.as_deref())?;
     let (rows, total, now) = web::block(move || services::tokens::list(&ctx, &filter)).await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "tokens": rows.iter().map(|t| token_json(t, now)).collect::<Vec<_>>(),
-        "total": total,
-        "page": paging.page_no,
-        "page_size": PAGE_SIZE,
-    })))
+    Ok(HttpResponse::Ok().json(TokenList {
+        tokens: rows.iter().map(|t| token_json(t, now)).collect(),
+        total,
+        page: paging.page_no,
+        page_size: PAGE_SIZE,
+    }))
 }
 
-#[derive(Deserialize)]
-struct NewTokenBody {
+/// A new authorization token. Fields other than these are ignored.
+#[derive(Deserialize, ToSchema)]
+pub struct NewToken {
+    /// Unique; letters, digits, `.`, `-`, `_` (not `.` or `..`).
     name: String,
+    /// How many hosts may enroll with it: a JSON integer, 1 to 99999 (default 1).
     #[serde(default)]
-    max_uses: Option<Value>,
+    max_uses: Option<i64>,
+    /// A duration such as `1d`, `12h`, `2d6h30m` (default 1 day).
     #[serde(default)]
     valid_for: Option<String>,
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    summary = "Create an authorization token",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "The new token (its value: POST .../show)", body = TokenJson),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "A value the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn create_token(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: NewTokenBody = body(&bytes)?;
+    may_change(&ctx, &auth.0, audit::TOKEN, "create", "tokens").await?;
+    let b: NewToken = body(&req, &bytes)?;
     let input = TokenInput {
         name: b.name,
-        max_uses: match b.max_uses {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::Number(n)) => n.to_string(),
-            // A strict client contract: "5" is a string, and scripts that send one have a bug.
-            Some(other) => {
-                return Err(ApiError(AppError::BadRequest(format!(
-                    "max_uses must be a JSON integer such as 5, not {other}"
-                ))))
-            }
-        },
+        max_uses: b.max_uses.map(|n| n.to_string()).unwrap_or_default(),
         valid_for: b.valid_for.unwrap_or_default(),
         reason: b.reason.unwrap_or_default(),
     };
@@ -240,36 +335,62 @@ async fn create_token(
     Ok(HttpResponse::Created().json(token_json(&token, crate::db::now())))
 }
 
-#[derive(Deserialize)]
-struct ReissueBody {
+/// A single-use reissue token for one host: `host` (primary name) or `host_id`, exactly
+/// one; `valid_for` or `valid_until`, at most one (default 1 day).
+#[derive(Deserialize, ToSchema)]
+pub struct NewReissueToken {
     #[serde(default)]
     host: Option<String>,
+    /// A UUID, with or without `urn:uuid:` and dashes, in any case.
     #[serde(default)]
     host_id: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    /// A duration such as `1d`, `12h`, `2d6h30m`.
     #[serde(default)]
     valid_for: Option<String>,
+    /// RFC 3339 (`2026-12-01T14:30:00Z`, as the API writes times), `2026-12-01T14:30`
+    /// (UTC) or `2026-12-01` (the end of that day, UTC).
     #[serde(default)]
     valid_until: Option<String>,
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/reissue",
+    tag = "tokens",
+    summary = "Create a reissue token for a host (by primary name or host ID)",
+    request_body = NewReissueToken,
+    responses(
+        (status = 201, description = "The new token", body = TokenJson),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "A value the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn create_reissue_token(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: ReissueBody = body(&bytes)?;
+    may_change(&ctx, &auth.0, audit::TOKEN, "create", "tokens").await?;
+    let b: NewReissueToken = body(&req, &bytes)?;
     let host = match (b.host, b.host_id) {
-        (Some(h), None) | (None, Some(h)) => h,
+        (Some(h), None) | (None, Some(h)) => host_key(&h),
         _ => {
             return Err(ApiError(AppError::BadRequest(
                 "give exactly one of host (primary name) and host_id".into(),
             )))
         }
     };
+    let until_given = b
+        .valid_until
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+        && b.valid_for.as_deref().is_none_or(|d| d.trim().is_empty());
     let input = ReissueInput {
         name: b.name.unwrap_or_default(),
         valid_for: b.valid_for.unwrap_or_default(),
@@ -278,10 +399,28 @@ async fn create_reissue_token(
     };
     let token = web::block(move || services::tokens::create_reissue(&ctx, &auth.0, &host, &input))
         .await?
-        .map_err(form_error)?;
+        .map_err(|e| match e {
+            // The form shows one validity field; the API names the one the caller sent.
+            FormError::Invalid(mut f) if until_given => {
+                if let Some(m) = f.remove("valid_for") {
+                    f.insert("valid_until", m);
+                }
+                form_error(FormError::Invalid(f))
+            }
+            other => form_error(other),
+        })?;
     Ok(HttpResponse::Created().json(token_json(&token, crate::db::now())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens/{name}",
+    tag = "tokens",
+    summary = "A token's details (never its value)",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 200, description = "The token", body = TokenJson)),
+    security(("bearer" = []))
+)]
 async fn token_details(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
@@ -291,15 +430,48 @@ async fn token_details(
     Ok(HttpResponse::Ok().json(token_json(&t, crate::db::now())))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TokenValue {
+    name: String,
+    /// 24 Crockford base32 characters in groups of four.
+    value: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{name}/show",
+    tag = "tokens",
+    summary = "Reveal a token's value (audited)",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 200, description = "The value", body = TokenValue)),
+    security(("bearer" = []))
+)]
 async fn show_token(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, value) = web::block(move || services::tokens::reveal(&ctx, &auth.0, &name)).await??;
-    Ok(HttpResponse::Ok().json(json!({"name": t.name, "value": value})))
+    Ok(HttpResponse::Ok().json(TokenValue {
+        name: t.name,
+        value,
+    }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    deleted: usize,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{name}",
+    tag = "tokens",
+    summary = "Delete a token",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 200, description = "How many were deleted", body = Deleted)),
+    security(("bearer" = []))
+)]
 async fn delete_token(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
@@ -307,115 +479,310 @@ async fn delete_token(
 ) -> Result<HttpResponse, ApiError> {
     let names = vec![name.into_inner()];
     let n = web::block(move || services::tokens::delete(&ctx, &auth.0, &names)).await??;
-    Ok(HttpResponse::Ok().json(json!({"deleted": n})))
+    Ok(HttpResponse::Ok().json(Deleted { deleted: n }))
 }
 
-#[derive(Deserialize)]
-struct NamesBody {
+/// Token names, all of which must exist (or nothing is deleted).
+#[derive(Deserialize, ToSchema)]
+pub struct Names {
     names: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/delete",
+    tag = "tokens",
+    summary = "Delete several tokens (all or nothing)",
+    request_body = Names,
+    responses((status = 200, description = "How many were deleted", body = Deleted)),
+    security(("bearer" = []))
+)]
 async fn delete_tokens(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: NamesBody = body(&bytes)?;
+    may_change(&ctx, &auth.0, audit::TOKEN, "delete", "tokens").await?;
+    let b: Names = body(&req, &bytes)?;
     let n = web::block(move || services::tokens::delete(&ctx, &auth.0, &b.names)).await??;
-    Ok(HttpResponse::Ok().json(json!({"deleted": n})))
+    Ok(HttpResponse::Ok().json(Deleted { deleted: n }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/cleanup",
+    tag = "tokens",
+    summary = "Delete every expired and used-up token",
+    responses((status = 200, description = "How many were deleted", body = Deleted)),
+    security(("bearer" = []))
+)]
 async fn cleanup_tokens(auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpResponse, ApiError> {
     let n = web::block(move || services::tokens::cleanup(&ctx, &auth.0)).await??;
-    Ok(HttpResponse::Ok().json(json!({"deleted": n})))
+    Ok(HttpResponse::Ok().json(Deleted { deleted: n }))
 }
 
-fn cert_json(c: &Certificate, now: NaiveDateTime) -> Value {
-    json!({
-        "serial": c.serial,
-        "host_id": c.host_id,
-        "host_name": c.primary_name(),
-        "names": c.names.split(',').collect::<Vec<_>>(),
-        "subject": c.subject,
-        "status": c.status(now).key(),
-        "not_before": iso(c.not_before),
-        "not_after": iso(c.not_after),
-        "sha256_fingerprint": c.fingerprint_sha256,
-        "revoked_at": c.revoked_at.map(iso),
-        "revocation_reason": c.revocation_reason,
-        "revoked_by": c.revoked_by,
-        "token_name": c.token_name,
-    })
+// ---- certificates ----
+
+#[derive(Serialize, ToSchema)]
+pub struct CertificateJson {
+    /// Upper-case hexadecimal.
+    serial: String,
+    #[schema(format = Uuid)]
+    host_id: String,
+    host_name: String,
+    names: Vec<String>,
+    subject: String,
+    /// `active`, `expired` or `revoked`.
+    status: &'static str,
+    #[schema(format = DateTime)]
+    not_before: String,
+    #[schema(format = DateTime)]
+    not_after: String,
+    sha256_fingerprint: String,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    revocation_reason: Option<String>,
+    revoked_by: Option<String>,
+    /// The token the host enrolled with.
+    token_name: Option<String>,
 }
 
+fn cert_json(c: &Certificate, now: NaiveDateTime) -> CertificateJson {
+    CertificateJson {
+        serial: c.serial.clone(),
+        host_id: c.host_id.clone(),
+        host_name: c.primary_name().to_string(),
+        names: c.names.split(',').map(str::to_string).collect(),
+        subject: c.subject.clone(),
+        status: c.status(now).key(),
+        not_before: iso(c.not_before),
+        not_after: iso(c.not_after),
+        sha256_fingerprint: c.fingerprint_sha256.clone(),
+        revoked_at: c.revoked_at.map(iso),
+        revocation_reason: c.revocation_reason.clone(),
+        revoked_by: c.revoked_by.clone(),
+        token_name: c.token_name.clone(),
+    }
+}
+
+/// A certificate with its PEM.
+#[derive(Serialize, ToSchema)]
+pub struct CertificateDetails {
+    #[serde(flatten)]
+    certificate: CertificateJson,
+    pem: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CertificateList {
+    certificates: Vec<CertificateJson>,
+    total: i64,
+    page: i64,
+    page_size: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CertificateListParams {
+    /// Text in the serial, names or host ID.
+    q: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    status: Option<String>,
+    /// The column to sort by.
+    sort: Option<String>,
+    /// `asc` or `desc`.
+    dir: Option<String>,
+    /// A page number, from 1.
+    page: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates",
+    tag = "certificates",
+    summary = "List certificates",
+    params(CertificateListParams),
+    responses((status = 200, description = "One page of certificates", body = CertificateList)),
+    security(("bearer" = []))
+)]
 async fn list_certificates(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    q: web::Query<ListQuery>,
-    s: web::Query<super::certificates::StatusQuery>,
+    p: web::Query<CertificateListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let (paging, filter) = super::certificates::filter(&q, s.status.as_deref())?;
+    let p = p.into_inner();
+    let q = list_query(p.q, p.sort, p.dir, p.page);
+    let (paging, filter) = super::certificates::filter(&q, p.status.as_deref())?;
     let (rows, total, now) =
         web::block(move || services::certificates::list(&ctx, &filter)).await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "certificates": rows.iter().map(|c| cert_json(c, now)).collect::<Vec<_>>(),
-        "total": total,
-        "page": paging.page_no,
-        "page_size": PAGE_SIZE,
-    })))
+    Ok(HttpResponse::Ok().json(CertificateList {
+        certificates: rows.iter().map(|c| cert_json(c, now)).collect(),
+        total,
+        page: paging.page_no,
+        page_size: PAGE_SIZE,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{serial}",
+    tag = "certificates",
+    summary = "A certificate's details and PEM",
+    params(("serial" = String, Path, description = "The serial number, hexadecimal")),
+    responses((status = 200, description = "The certificate", body = CertificateDetails)),
+    security(("bearer" = []))
+)]
 async fn certificate_details(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
     serial: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let c = web::block(move || services::certificates::details(&ctx, &serial)).await??;
-    let mut v = cert_json(&c, crate::db::now());
-    v["pem"] = Value::String(c.pem);
-    Ok(HttpResponse::Ok().json(v))
+    Ok(HttpResponse::Ok().json(CertificateDetails {
+        certificate: cert_json(&c, crate::db::now()),
+        pem: c.pem,
+    }))
 }
 
-#[derive(Deserialize)]
-struct ReasonBody {
+/// An RFC 5280 revocation reason.
+#[derive(Deserialize, ToSchema)]
+pub struct Reason {
+    /// `unspecified`, `key_compromise`, `ca_compromise`, `affiliation_changed`,
+    /// `superseded` or `cessation_of_operation`.
+    #[schema(example = "key_compromise")]
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates/{serial}/revoke",
+    tag = "certificates",
+    summary = "Revoke a certificate with an RFC 5280 reason",
+    params(("serial" = String, Path, description = "The serial number, hexadecimal")),
+    request_body = Reason,
+    responses(
+        (status = 200, description = "The revoked certificate", body = CertificateJson),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+        (status = 422, description = "A reason the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn revoke_certificate(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     serial: web::Path<String>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: ReasonBody = body(&bytes)?;
+    may_change(&ctx, &auth.0, audit::CERT, "revoke", &serial).await?;
+    let b: Reason = body(&req, &bytes)?;
     let c = web::block(move || services::certificates::revoke(&ctx, &auth.0, &serial, &b.reason))
         .await??;
     Ok(HttpResponse::Ok().json(cert_json(&c, crate::db::now())))
 }
 
-fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> Value {
-    json!({
-        "host_id": d.host.host_id,
-        "primary_name": d.host.primary_name,
-        "created_at": iso(d.host.created_at),
-        "created_by": d.host.created_by,
-        "auto_reissue_until": d.host.auto_reissue_until.filter(|u| *u > now).map(iso),
-        "mappings": d.mappings.iter().map(|m| json!({
-            "name": m.mapping.name,
-            "state": m.mapping.state,
-            "source": m.mapping.source,
-            "primary": m.is_primary,
-            "shared_with": m.shared_with.iter().map(|(id, _)| id).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "certificates": d.certificates.iter().map(|c| cert_json(c, now)).collect::<Vec<_>>(),
-    })
+// ---- hosts ----
+
+#[derive(Serialize, ToSchema)]
+pub struct MappingJson {
+    name: String,
+    /// `approved`, `pending` or `rejected`.
+    state: String,
+    /// `auto` or `manual`.
+    source: String,
+    primary: bool,
+    /// Host IDs of the other hosts mapped to the same name (a conflict).
+    shared_with: Vec<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct HostJson {
+    #[schema(format = Uuid)]
+    host_id: String,
+    primary_name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    created_by: String,
+    #[schema(format = DateTime)]
+    auto_reissue_until: Option<String>,
+    mappings: Vec<MappingJson>,
+    certificates: Vec<CertificateJson>,
+}
+
+fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> HostJson {
+    HostJson {
+        host_id: d.host.host_id.clone(),
+        primary_name: d.host.primary_name.clone(),
+        created_at: iso(d.host.created_at),
+        created_by: d.host.created_by.clone(),
+        auto_reissue_until: d.host.auto_reissue_until.filter(|u| *u > now).map(iso),
+        mappings: d
+            .mappings
+            .iter()
+            .map(|m| MappingJson {
+                name: m.mapping.name.clone(),
+                state: m.mapping.state.clone(),
+                source: m.mapping.source.clone(),
+                primary: m.is_primary,
+                shared_with: m.shared_with.iter().map(|(id, _)| id.clone()).collect(),
+            })
+            .collect(),
+        certificates: d.certificates.iter().map(|c| cert_json(c, now)).collect(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HostSummaryJson {
+    #[schema(format = Uuid)]
+    host_id: String,
+    primary_name: String,
+    other_names: Vec<String>,
+    /// The status of the newest certificate.
+    certificate_status: Option<&'static str>,
+    #[schema(format = DateTime)]
+    last_issued: Option<String>,
+    #[schema(format = DateTime)]
+    auto_reissue_until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HostList {
+    hosts: Vec<HostSummaryJson>,
+    total: i64,
+    page: i64,
+    page_size: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HostListParams {
+    /// Text in the host ID or names.
+    q: Option<String>,
+    /// `name` or `created`.
+    sort: Option<String>,
+    /// `asc` or `desc`.
+    dir: Option<String>,
+    /// A page number, from 1.
+    page: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/hosts",
+    tag = "hosts-admin",
+    summary = "List hosts",
+    params(HostListParams),
+    responses((status = 200, description = "One page of hosts", body = HostList)),
+    security(("bearer" = []))
+)]
 async fn list_hosts(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    q: web::Query<ListQuery>,
+    p: web::Query<HostListParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let p = p.into_inner();
+    let q = list_query(p.q, p.sort, p.dir, p.page);
     let paging = listing::parse(&q, "name", &["name", "created"])?;
     let (text, by_created, desc, offset) = (
         paging.q.clone(),
@@ -423,39 +790,58 @@ async fn list_hosts(
         paging.descending,
         paging.offset(),
     );
-    let (rows, total) = web::block(move || {
-        let (hosts, total) =
-            services::hosts::list(&ctx, &text, by_created, desc, offset, PAGE_SIZE)?;
-        Ok::<_, AppError>((services::hosts::summaries(&ctx, hosts)?, total))
-    })
-    .await??;
-    let now = crate::db::now();
-    Ok(HttpResponse::Ok().json(json!({
-        "hosts": rows.iter().map(|s| json!({
-            "host_id": s.host.host_id,
-            "primary_name": s.host.primary_name,
-            "other_names": s.other_names,
-            "certificate_status": s.latest.as_ref().map(|c| c.status(now).key()),
-            "last_issued": s.latest.as_ref().map(|c| iso(c.not_before)),
-            "auto_reissue_until": s.host.auto_reissue_until.filter(|u| *u > now).map(iso),
-        })).collect::<Vec<_>>(),
-        "total": total,
-        "page": paging.page_no,
-        "page_size": PAGE_SIZE,
-    })))
+    let services::hosts::Page {
+        hosts: rows,
+        total,
+        now,
+    } = web::block(move || services::hosts::page(&ctx, &text, by_created, desc, offset, PAGE_SIZE))
+        .await??;
+    Ok(HttpResponse::Ok().json(HostList {
+        hosts: rows
+            .iter()
+            .map(|s| HostSummaryJson {
+                host_id: s.host.host_id.clone(),
+                primary_name: s.host.primary_name.clone(),
+                other_names: s.other_names.clone(),
+                certificate_status: s.latest.as_ref().map(|c| c.status(now).key()),
+                last_issued: s.latest.as_ref().map(|c| iso(c.not_before)),
+                auto_reissue_until: s.host.auto_reissue_until.filter(|u| *u > now).map(iso),
+            })
+            .collect(),
+        total,
+        page: paging.page_no,
+        page_size: PAGE_SIZE,
+    }))
 }
 
-#[derive(Deserialize)]
-struct NameBody {
+/// A host name (a trailing dot is dropped).
+#[derive(Deserialize, ToSchema)]
+pub struct NameRequest {
+    #[schema(example = "web02.example.com")]
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts",
+    tag = "hosts-admin",
+    summary = "Register a known host",
+    request_body = NameRequest,
+    responses(
+        (status = 201, description = "The new host", body = HostJson),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 422, description = "A name the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn add_host(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: NameBody = body(&bytes)?;
+    may_change(&ctx, &auth.0, audit::HOST, "add_host", "hosts").await?;
+    let b: NameRequest = body(&req, &bytes)?;
     let d = web::block(move || {
         let h = services::hosts::add(&ctx, &auth.0, &b.name)?;
         services::hosts::details_of(&ctx, &h.host_id)
@@ -464,65 +850,151 @@ async fn add_host(
     Ok(HttpResponse::Created().json(host_json(&d, crate::db::now())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/hosts/{host}",
+    tag = "hosts-admin",
+    summary = "A host (by host ID or primary name) with mappings and certificates",
+    params(("host" = String, Path, description = "A host ID (any UUID form) or primary name")),
+    responses((status = 200, description = "The host", body = HostJson)),
+    security(("bearer" = []))
+)]
 async fn host_details(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
     host: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let host = host_key(&host);
     let d = web::block(move || services::hosts::details_of(&ctx, &host)).await??;
     Ok(HttpResponse::Ok().json(host_json(&d, crate::db::now())))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    revoked: usize,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/{host}/revoke",
+    tag = "hosts-admin",
+    summary = "Revoke all active certificates of a host",
+    params(("host" = String, Path, description = "A host ID (any UUID form) or primary name")),
+    request_body = Reason,
+    responses(
+        (status = 200, description = "How many were revoked", body = Revoked),
+        (status = 422, description = "A reason the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn revoke_host(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     host: web::Path<String>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: ReasonBody = body(&bytes)?;
+    let host = host_key(&host);
+    may_change(&ctx, &auth.0, audit::CERT, "revoke_host", &host).await?;
+    let b: Reason = body(&req, &bytes)?;
     let n = web::block(move || {
         let d = services::hosts::details_of(&ctx, &host)?;
         services::certificates::revoke_host(&ctx, &auth.0, &d.host.host_id, &b.reason)
     })
     .await??;
-    Ok(HttpResponse::Ok().json(json!({"revoked": n})))
+    Ok(HttpResponse::Ok().json(Revoked { revoked: n }))
 }
 
-#[derive(Deserialize)]
-struct AutoReissueBody {
+/// Open (`true`) or close (`false`) the host's auto-reissue window.
+#[derive(Deserialize, ToSchema)]
+pub struct AutoReissue {
     allow: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct AutoReissueState {
+    /// When the window closes; null when it is closed.
+    #[schema(format = DateTime)]
+    auto_reissue_until: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/{host}/auto-reissue",
+    tag = "hosts-admin",
+    summary = "Open (allow: true) or close a host's auto-reissue window",
+    params(("host" = String, Path, description = "A host ID (any UUID form) or primary name")),
+    request_body = AutoReissue,
+    responses((status = 200, description = "The window", body = AutoReissueState)),
+    security(("bearer" = []))
+)]
 async fn auto_reissue(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     host: web::Path<String>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: AutoReissueBody = body(&bytes)?;
+    let host = host_key(&host);
+    may_change(&ctx, &auth.0, audit::HOST, "allow_auto_reissue", &host).await?;
+    let b: AutoReissue = body(&req, &bytes)?;
     let until = web::block(move || {
         let d = services::hosts::details_of(&ctx, &host)?;
         services::hosts::set_auto_reissue(&ctx, &auth.0, &d.host.host_id, b.allow)
     })
     .await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "auto_reissue_until": until.map(|u| u.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-    })))
+    Ok(HttpResponse::Ok().json(AutoReissueState {
+        auto_reissue_until: until.map(iso),
+    }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct MappingState {
+    /// `approved` or `pending`.
+    state: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/{host}/mappings",
+    tag = "hosts-admin",
+    summary = "Map a name to a host",
+    params(("host" = String, Path, description = "A host ID (any UUID form) or primary name")),
+    request_body = NameRequest,
+    responses(
+        (status = 201, description = "The mapping's state", body = MappingState),
+        (status = 409, description = "The host already has this name", body = ErrorBody),
+        (status = 422, description = "A name the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn add_mapping(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     host: web::Path<String>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: NameBody = body(&bytes)?;
+    let host = host_key(&host);
+    may_change(&ctx, &auth.0, audit::HOST, "add_mapping", &host).await?;
+    let b: NameRequest = body(&req, &bytes)?;
     let state = web::block(move || {
         let d = services::hosts::details_of(&ctx, &host)?;
         services::mappings::add(&ctx, &auth.0, &d.host.host_id, &b.name)
     })
     .await??;
-    Ok(HttpResponse::Created().json(json!({"state": state})))
+    Ok(HttpResponse::Created().json(MappingState { state }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Done {
+    /// `approve`, `reject` or `delete`.
+    done: &'static str,
+}
+
+/// A mapping's name from the path: a host name loses its root dot and case, as everywhere.
+fn mapping_name(name: &str) -> String {
+    services::hosts::normalize_hostname(name).unwrap_or_else(|_| name.trim().to_string())
 }
 
 async fn decide(
@@ -532,14 +1004,31 @@ async fn decide(
     name: String,
     decision: &'static str,
 ) -> Result<HttpResponse, ApiError> {
+    let (host, name) = (host_key(&host), mapping_name(&name));
     web::block(move || {
         let d = services::hosts::details_of(&ctx, &host)?;
         services::mappings::decide(&ctx, &auth.0, &d.host.host_id, &name, decision)
     })
     .await??;
-    Ok(HttpResponse::Ok().json(json!({"done": decision})))
+    Ok(HttpResponse::Ok().json(Done { done: decision }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/{host}/mappings/{name}/approve",
+    tag = "hosts-admin",
+    summary = "Approve a mapping",
+    params(
+        ("host" = String, Path, description = "A host ID (any UUID form) or primary name"),
+        ("name" = String, Path, description = "The mapped name"),
+    ),
+    responses(
+        (status = 200, description = "Approved", body = Done),
+        (status = 409, description = "Another host has this name approved", body = ErrorBody),
+        (status = 422, description = "A name the rules refuse", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn approve_mapping(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
@@ -549,6 +1038,21 @@ async fn approve_mapping(
     decide(auth, ctx, host, name, "approve").await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/{host}/mappings/{name}/reject",
+    tag = "hosts-admin",
+    summary = "Reject a mapping",
+    params(
+        ("host" = String, Path, description = "A host ID (any UUID form) or primary name"),
+        ("name" = String, Path, description = "The mapped name"),
+    ),
+    responses(
+        (status = 200, description = "Rejected", body = Done),
+        (status = 409, description = "The host's primary name cannot be rejected", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn reject_mapping(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
@@ -558,6 +1062,21 @@ async fn reject_mapping(
     decide(auth, ctx, host, name, "reject").await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/hosts/{host}/mappings/{name}",
+    tag = "hosts-admin",
+    summary = "Delete a mapping",
+    params(
+        ("host" = String, Path, description = "A host ID (any UUID form) or primary name"),
+        ("name" = String, Path, description = "The mapped name"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = Done),
+        (status = 409, description = "The host's primary name cannot be deleted", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn delete_mapping(
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
@@ -567,110 +1086,151 @@ async fn delete_mapping(
     decide(auth, ctx, host, name, "delete").await
 }
 
-fn settings_json(s: &crate::models::settings::Settings) -> Value {
-    json!({
-        "security_level": s.security_level,
-        "auto_map_host_names": s.auto_map_host_names,
-        "certificate_validity_days": s.certificate_validity_days,
-        "auto_reissue_minutes": s.auto_reissue_minutes,
-        "audit_retention_days": s.audit_retention_days,
-        "renewal_interval_minutes": s.renewal_interval_minutes,
-        "allowed_domains": crate::names::stored_list(&s.allowed_domains),
-        "reserved_names": crate::names::stored_list(&s.reserved_names),
-    })
+// ---- settings ----
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsJson {
+    /// `very_high`, `high` or `medium`.
+    security_level: String,
+    auto_map_host_names: bool,
+    certificate_validity_days: i32,
+    auto_reissue_minutes: i32,
+    audit_retention_days: i32,
+    renewal_interval_minutes: i32,
+    allowed_domains: Vec<String>,
+    reserved_names: Vec<String>,
 }
 
+fn settings_json(s: &crate::models::settings::Settings) -> SettingsJson {
+    SettingsJson {
+        security_level: s.security_level.clone(),
+        auto_map_host_names: s.auto_map_host_names,
+        certificate_validity_days: s.certificate_validity_days,
+        auto_reissue_minutes: s.auto_reissue_minutes,
+        audit_retention_days: s.audit_retention_days,
+        renewal_interval_minutes: s.renewal_interval_minutes,
+        allowed_domains: crate::names::stored_list(&s.allowed_domains),
+        reserved_names: crate::names::stored_list(&s.reserved_names),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/settings",
+    tag = "settings",
+    summary = "The global security settings",
+    responses((status = 200, description = "The settings", body = SettingsJson)),
+    security(("bearer" = []))
+)]
 async fn get_settings(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpResponse, ApiError> {
     let s = web::block(move || services::settings::load(&ctx)).await??;
     Ok(HttpResponse::Ok().json(settings_json(&s)))
 }
 
-/// Changes the given values; the others stay. `reason` is required.
+/// A list of names: a JSON array of strings, or one string separated by commas, spaces or
+/// new lines.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum NameList {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl NameList {
+    fn text(self) -> String {
+        match self {
+            NameList::List(items) => items.join("\n"),
+            NameList::Text(s) => s,
+        }
+    }
+}
+
+/// The values to change (the others stay) and why. An unknown setting is refused rather
+/// than ignored: a misspelt name would otherwise look like a change that was made.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsChange {
+    /// `very_high`, `high` or `medium`.
+    #[serde(default)]
+    security_level: Option<String>,
+    #[serde(default)]
+    auto_map_host_names: Option<bool>,
+    /// Days, 1 to 825.
+    #[serde(default)]
+    certificate_validity_days: Option<i64>,
+    /// Minutes, 0 to 43200.
+    #[serde(default)]
+    auto_reissue_minutes: Option<i64>,
+    /// Days, 30 to 3650; lowering it needs an administrator.
+    #[serde(default)]
+    audit_retention_days: Option<i64>,
+    /// Minutes, 0 to 10080.
+    #[serde(default)]
+    renewal_interval_minutes: Option<i64>,
+    #[serde(default)]
+    allowed_domains: Option<NameList>,
+    #[serde(default)]
+    reserved_names: Option<NameList>,
+    /// Why; required (it goes into every audit event of the change).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/settings",
+    tag = "settings",
+    summary = "Change settings (the given values; reason required)",
+    request_body = SettingsChange,
+    responses(
+        (status = 200, description = "The settings after the change", body = SettingsJson),
+        (status = 422, description = "A value out of range, or no reason", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn put_settings(
+    req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let b: Value = body(&bytes)?;
-    let Value::Object(obj) = b else {
-        return Err(ApiError(AppError::BadRequest("send a JSON object".into())));
-    };
-    let known = [
-        "security_level",
-        "auto_map_host_names",
-        "certificate_validity_days",
-        "auto_reissue_minutes",
-        "audit_retention_days",
-        "reason",
-        "renewal_interval_minutes",
-        "allowed_domains",
-        "reserved_names",
-    ];
-    if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError(AppError::BadRequest(format!(
-            "unknown setting '{k}': use {}",
-            known.join(", ")
-        ))));
-    }
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    may_change(
+        &ctx,
+        &auth.0,
+        audit::SEC_CONFIG,
+        "change_setting",
+        "settings",
+    )
+    .await?;
+    let b: SettingsChange = body(&req, &bytes)?;
     let s = web::block(move || {
         let current = services::settings::load(&ctx)?;
         let mut input = SettingsInput::of(&current);
-        if let Some(v) = obj.get("security_level") {
-            input.security_level = text(v);
+        if let Some(v) = b.security_level {
+            input.security_level = v;
         }
-        if let Some(v) = obj.get("auto_map_host_names") {
-            input.auto_map_host_names = v.as_bool().ok_or_else(|| {
-                FormError::Other(AppError::BadRequest(
-                    "auto_map_host_names must be true or false".into(),
-                ))
-            })?;
+        if let Some(v) = b.auto_map_host_names {
+            input.auto_map_host_names = v;
         }
-        if let Some(v) = obj.get("certificate_validity_days") {
-            input.certificate_validity_days = text(v);
+        if let Some(v) = b.certificate_validity_days {
+            input.certificate_validity_days = v.to_string();
         }
-        if let Some(v) = obj.get("auto_reissue_minutes") {
-            input.auto_reissue_minutes = text(v);
+        if let Some(v) = b.auto_reissue_minutes {
+            input.auto_reissue_minutes = v.to_string();
         }
-        if let Some(v) = obj.get("audit_retention_days") {
-            input.audit_retention_days = text(v);
+        if let Some(v) = b.audit_retention_days {
+            input.audit_retention_days = v.to_string();
         }
-        if let Some(v) = obj.get("renewal_interval_minutes") {
-            input.renewal_interval_minutes = Some(text(v));
+        if let Some(v) = b.renewal_interval_minutes {
+            input.renewal_interval_minutes = Some(v.to_string());
         }
-        for (key, field) in [
-            ("allowed_domains", &mut input.allowed_domains),
-            ("reserved_names", &mut input.reserved_names),
-        ] {
-            match obj.get(key) {
-                None => {}
-                Some(Value::String(s)) => *field = s.clone(),
-                Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-                    *field = items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                }
-                Some(_) => {
-                    return Err(FormError::Other(AppError::BadRequest(format!(
-                        "{key} must be a list of names, e.g. [\"example.com\"]"
-                    ))))
-                }
-            }
+        if let Some(v) = b.allowed_domains {
+            input.allowed_domains = v.text();
         }
-        input.reason = match obj.get("reason") {
-            None => String::new(),
-            Some(Value::String(r)) => r.clone(),
-            Some(_) => {
-                return Err(FormError::Other(AppError::BadRequest(
-                    "reason must be a string".into(),
-                )))
-            }
-        };
+        if let Some(v) = b.reserved_names {
+            input.reserved_names = v.text();
+        }
+        input.reason = b.reason.unwrap_or_default();
         services::settings::update(&ctx, &auth.0, &input)?;
         Ok::<_, FormError>(services::settings::load(&ctx)?)
     })
@@ -679,30 +1239,95 @@ async fn put_settings(
     Ok(HttpResponse::Ok().json(settings_json(&s)))
 }
 
+// ---- audit ----
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventJson {
+    id: i64,
+    #[schema(format = DateTime)]
+    at: String,
+    /// TOKEN, CERT, HOST, SEC_CONFIG, LOGIN or USER.
+    category: String,
+    action: String,
+    user: String,
+    target: String,
+    description: String,
+    reason: String,
+    /// `success` or `failure`.
+    outcome: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditList {
+    events: Vec<AuditEventJson>,
+    total: i64,
+    page: i64,
+    page_size: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// TOKEN, CERT, HOST, SEC_CONFIG, LOGIN or USER.
+    category: Option<String>,
+    /// The acting user.
+    user: Option<String>,
+    /// `success` or `failure`.
+    outcome: Option<String>,
+    /// From this day (YYYY-MM-DD, UTC).
+    from: Option<String>,
+    /// To this day (YYYY-MM-DD, UTC).
+    to: Option<String>,
+    /// Text in the target, description or reason.
+    q: Option<String>,
+    /// A page number, from 1.
+    page: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    summary = "Audit events, newest first",
+    params(AuditParams),
+    responses((status = 200, description = "One page of events", body = AuditList)),
+    security(("bearer" = []))
+)]
 async fn list_audit(
     _auth: ApiAuth,
     ctx: web::Data<Ctx>,
-    q: web::Query<AuditQuery>,
+    p: web::Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = audit_log::parse(&q)?;
-    let page_no = match q.page.as_deref().unwrap_or("") {
-        "" => 1,
-        p => p
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| AppError::BadRequest(format!("page '{p}' is not a page number")))?,
+    let p = p.into_inner();
+    let q = AuditQuery {
+        category: p.category,
+        user: p.user,
+        outcome: p.outcome,
+        from: p.from,
+        to: p.to,
+        q: p.q,
+        page: p.page,
+        verify: None,
     };
-    let (rows, total, _) =
-        web::block(move || audit_log::list(&ctx, &filter, (page_no - 1) * PAGE_SIZE, PAGE_SIZE))
-            .await??;
-    Ok(HttpResponse::Ok().json(json!({
-        "events": rows.iter().map(|e| json!({
-            "id": e.id, "at": iso(e.at), "category": e.category, "action": e.action, "user": e.actor,
-            "target": e.target, "description": e.description, "reason": e.reason, "outcome": e.outcome,
-        })).collect::<Vec<_>>(),
-        "total": total,
-        "page": page_no,
-        "page_size": PAGE_SIZE,
-    })))
+    let found = web::block(move || audit_log::events(&ctx, &q, PAGE_SIZE)).await??;
+    let rows = found.events;
+    Ok(HttpResponse::Ok().json(AuditList {
+        events: rows
+            .iter()
+            .map(|e| AuditEventJson {
+                id: e.id,
+                at: iso(e.at),
+                category: e.category.clone(),
+                action: e.action.clone(),
+                user: e.actor.clone(),
+                target: e.target.clone(),
+                description: e.description.clone(),
+                reason: e.reason.clone(),
+                outcome: e.outcome.clone(),
+            })
+            .collect(),
+        total: found.total,
+        page: found.page_no,
+        page_size: PAGE_SIZE,
+    }))
 }

@@ -2,11 +2,20 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::AppError;
 use crate::services::enroll::{self, EnrollRequest, Enrolled};
 use crate::services::{renewal, Ctx};
 use crate::web::errors::ApiError;
+
+/// The host API's routes and the document's own, for the OpenAPI test and the 405 answers.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/certificates"),
+    ("post", "/api/v1/certificates/renew"),
+    ("post", "/api/v1/certificates/renew/nonce"),
+    ("get", "/api/v1/openapi.json"),
+];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -20,37 +29,57 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
-struct CertificateBody {
-    hostname: String,
-    csr: String,
+/// A host's first certificate. Fields other than these are ignored.
+#[derive(Deserialize, ToSchema)]
+pub struct CertificateRequest {
+    /// The host's name (a trailing dot is dropped).
+    #[schema(example = "web01.example.com")]
+    pub hostname: String,
+    /// A PEM certificate signing request (P-256, P-384, Ed25519 or RSA 2048+ key).
+    pub csr: String,
+    /// An authorization or reissue token; not needed when the security level lets the
+    /// host in without one.
     #[serde(default)]
-    token: Option<String>,
+    pub token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RenewBody {
-    host_id: String,
-    csr: String,
+/// A renewal, proved by the key of the host's active certificate.
+#[derive(Deserialize, ToSchema)]
+pub struct RenewRequest {
+    /// The host ID (a UUID: with or without `urn:uuid:` and dashes, any case).
+    pub host_id: String,
+    /// A PEM CSR for the key of the active certificate, signed by it, with a nonce from
+    /// /api/v1/certificates/renew/nonce in the PKCS#9 challengePassword attribute
+    /// (1.2.840.113549.1.9.7).
+    pub csr: String,
 }
 
-#[derive(Deserialize)]
-struct NonceBody {
-    host_id: String,
+#[derive(Deserialize, ToSchema)]
+pub struct NonceRequest {
+    /// The host ID (a UUID: with or without `urn:uuid:` and dashes, any case).
+    pub host_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct NonceResponse {
+    /// 128 random bits, base64url; single use, bound to the host, 5 minutes.
     pub nonce: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
-#[derive(Serialize)]
+/// A signed certificate and the CA that signed it.
+#[derive(Serialize, ToSchema)]
 pub struct CertificateResponse {
+    #[schema(format = Uuid)]
     pub host_id: String,
+    /// Upper-case hexadecimal.
     pub serial: String,
+    /// PEM.
     pub certificate: String,
+    /// PEM.
     pub ca_certificate: String,
+    #[schema(format = DateTime)]
     pub not_after: String,
 }
 
@@ -71,13 +100,7 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     body: super::Body,
     action: &'static str,
 ) -> Result<T, ApiError> {
-    let content_type = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let parsed = super::read_body(&body, "body").and_then(|b| parse_json(content_type, b));
-    match parsed {
+    match super::json_body(req, &body) {
         Ok(v) => Ok(v),
         Err(e) => {
             let ctx = ctx.clone();
@@ -89,24 +112,25 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(
-    content_type: &str,
-    body: &[u8],
-) -> Result<T, AppError> {
-    if !content_type.starts_with("application/json") {
-        return Err(AppError::BadRequest(
-            "send the body as JSON with Content-Type: application/json".into(),
-        ));
-    }
-    super::parse_json(body)
-}
-
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates",
+    tag = "hosts",
+    summary = "Request a certificate with a CSR (and a token, unless the security level lets the host in)",
+    request_body = CertificateRequest,
+    responses(
+        (status = 201, description = "The certificate", body = CertificateResponse),
+        (status = 401, description = "A token is required at this security level", body = crate::web::errors::ErrorBody),
+        (status = 409, description = "The host has already had a certificate", body = crate::web::errors::ErrorBody),
+        (status = 422, description = "A token or name the rules refuse", body = crate::web::errors::ErrorBody),
+    )
+)]
 async fn request_certificate(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CertificateBody = json_body(&req, &ctx, body, "request").await?;
+    let body: CertificateRequest = json_body(&req, &ctx, body, "request").await?;
     let request = EnrollRequest {
         hostname: body.hostname,
         csr: body.csr,
@@ -117,35 +141,62 @@ async fn request_certificate(
     Ok(created(enrolled))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates/renew",
+    tag = "hosts",
+    summary = "Renew with a CSR for the key of the active certificate, carrying a fresh nonce in its challengePassword attribute",
+    request_body = RenewRequest,
+    responses(
+        (status = 201, description = "The renewed certificate", body = CertificateResponse),
+        (status = 409, description = "No active certificate to renew (revoked or expired), or renewed at the same moment", body = crate::web::errors::ErrorBody),
+        (status = 403, description = "A CSR for another key, or with another host's nonce", body = crate::web::errors::ErrorBody),
+        (status = 422, description = "An unknown, used or expired nonce", body = crate::web::errors::ErrorBody),
+        (status = 429, description = "Before the renewal interval is over", body = crate::web::errors::ErrorBody),
+    )
+)]
 async fn renew_certificate(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let body: RenewBody = json_body(&req, &ctx, body, "renew").await?;
+    let body: RenewRequest = json_body(&req, &ctx, body, "renew").await?;
     let peer = req.peer_addr().map(|a| a.ip());
-    let enrolled =
-        web::block(move || renewal::renew(&ctx, &body.host_id, &body.csr, peer)).await??;
+    let host_id = crate::names::host_key(&body.host_id);
+    let enrolled = web::block(move || renewal::renew(&ctx, &host_id, &body.csr, peer)).await??;
     Ok(created(enrolled))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/certificates/renew/nonce",
+    tag = "hosts",
+    summary = "A single-use nonce (5 minutes) for the host's next renewal",
+    request_body = NonceRequest,
+    responses((status = 201, description = "The nonce", body = NonceResponse))
+)]
 async fn renewal_nonce(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let body: NonceBody = json_body(&req, &ctx, body, "renew_nonce").await?;
-    let nonce = web::block(move || renewal::new_nonce(&ctx, &body.host_id)).await??;
+    let body: NonceRequest = json_body(&req, &ctx, body, "renew_nonce").await?;
+    let host_id = crate::names::host_key(&body.host_id);
+    let nonce = web::block(move || renewal::new_nonce(&ctx, &host_id)).await??;
     Ok(HttpResponse::Created().json(NonceResponse {
         nonce: nonce.value,
         expires_at: nonce.expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     }))
 }
 
-async fn unknown(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn unknown(req: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    if let Some(allow) = super::allowed_methods(req.path()) {
+        return Err(super::method_not_allowed(&req, allow));
+    }
     Err(ApiError(AppError::NotFound(format!(
         "there is no API route {} {}; see /api/v1/openapi.json",
         req.method(),
         req.path()
-    ))))
+    )))
+    .into())
 }

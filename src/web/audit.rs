@@ -144,8 +144,8 @@ async fn list(
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let q = query.clone();
-    let p = web::block(move || svc::page(&ctx, &q, PAGE_SIZE)).await??;
-    let (chain_ok, chain_text) = chain_text(&p.chain);
+    let (p, chain) = web::block(move || svc::page(&ctx, &q, PAGE_SIZE)).await??;
+    let (chain_ok, chain_text) = chain_text(&chain);
     view::ok(&ListPage {
         page: auth.page("Audit events", "audit"),
         rows: p

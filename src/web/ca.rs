@@ -18,7 +18,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// RFC 5280, 4.2.2.1: a caIssuers URI over HTTP names one DER certificate, served as
 /// `application/pkix-cert` (RFC 2585).
-async fn ca_der(ctx: web::Data<Ctx>) -> HttpResponse {
+#[utoipa::path(get, path = "/ca.crt", tag = "public", summary = "The CA certificate, DER (the caIssuers target of issued certificates)",
+    responses((status = 200, description = "The CA certificate", content_type = "application/pkix-cert", body = super::public::Der)))]
+pub async fn ca_der(ctx: web::Data<Ctx>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/pkix-cert")
         .insert_header(("Cache-Control", "public, max-age=300"))

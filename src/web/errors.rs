@@ -48,10 +48,21 @@ impl AppError {
         }
         .render()
         .unwrap_or_else(|_| self.public_message());
-        HttpResponse::build(status)
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        let mut response = HttpResponse::build(status);
+        if let AppError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        response.content_type("text/html; charset=utf-8").body(body)
     }
+}
+
+/// What every JSON error answer is: a stable code for programs, a sentence for people.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code such as `bad_request`, `unauthorized`, `not_found`.
+    pub error: &'static str,
+    /// What was wrong and what to do about it.
+    pub message: String,
 }
 
 /// The same error, rendered for scripts and hosts.
@@ -82,9 +93,12 @@ impl ResponseError for ApiError {
         if self.0.status() == StatusCode::UNAUTHORIZED {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(serde_json::json!({
-            "error": self.0.code(),
-            "message": self.0.public_message(),
-        }))
+        if let AppError::MethodNotAllowed { allow, .. } = &self.0 {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
+        response.json(ErrorBody {
+            error: self.0.code(),
+            message: self.0.public_message(),
+        })
     }
 }

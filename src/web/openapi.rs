@@ -1,127 +1,169 @@
-//! The OpenAPI 3 description of the JSON API, served at /api/v1/openapi.json. A test
-//! checks it against the routes the server really has.
+//! The OpenAPI 3.1 description of the JSON API, served at /api/v1/openapi.json. It is
+//! derived with utoipa from the handlers (`#[utoipa::path]`) and the request and response
+//! types they use (`ToSchema`), so it cannot describe a body the code does not parse or
+//! send. A test checks its operations against the routes the server really has.
 
 use actix_web::HttpResponse;
-use serde_json::{json, Map, Value};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
-/// (method, path, tag, summary, request body schema, success status)
-type Op = (
-    &'static str,
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    u16,
-);
+use super::{admin_api, api, ca, public};
+use crate::web::errors::ErrorBody;
 
-const OPS: &[Op] = &[
-    ("post", "/api/v1/certificates", "hosts", "Request a certificate with a CSR (and a token, unless the security level lets the host in)", Some("CertificateRequest"), 201),
-    ("post", "/api/v1/certificates/renew", "hosts", "Renew with a CSR for the key of the active certificate, carrying a fresh nonce in its challengePassword attribute", Some("RenewRequest"), 201),
-    ("post", "/api/v1/certificates/renew/nonce", "hosts", "A single-use nonce (5 minutes) for the host's next renewal", Some("NonceRequest"), 201),
-    ("get", "/api/v1/tokens", "tokens", "List tokens (q, state, sort, dir, page)", None, 200),
-    ("post", "/api/v1/tokens", "tokens", "Create an authorization token", Some("NewToken"), 201),
-    ("post", "/api/v1/tokens/reissue", "tokens", "Create a reissue token for a host (by primary name or host ID)", Some("NewReissueToken"), 201),
-    ("post", "/api/v1/tokens/delete", "tokens", "Delete several tokens (all or nothing)", Some("Names"), 200),
-    ("post", "/api/v1/tokens/cleanup", "tokens", "Delete every expired and used-up token", None, 200),
-    ("get", "/api/v1/tokens/{name}", "tokens", "A token's details (never its value)", None, 200),
-    ("delete", "/api/v1/tokens/{name}", "tokens", "Delete a token", None, 200),
-    ("post", "/api/v1/tokens/{name}/show", "tokens", "Reveal a token's value (audited)", None, 200),
-    ("get", "/api/v1/certificates", "certificates", "List certificates (q, status, sort, dir, page)", None, 200),
-    ("get", "/api/v1/certificates/{serial}", "certificates", "A certificate's details and PEM", None, 200),
-    ("post", "/api/v1/certificates/{serial}/revoke", "certificates", "Revoke a certificate with an RFC 5280 reason", Some("Reason"), 200),
-    ("get", "/api/v1/hosts", "hosts-admin", "List hosts (q, sort, dir, page)", None, 200),
-    ("post", "/api/v1/hosts", "hosts-admin", "Register a known host", Some("Name"), 201),
-    ("get", "/api/v1/hosts/{host}", "hosts-admin", "A host (by host ID or primary name) with mappings and certificates", None, 200),
-    ("post", "/api/v1/hosts/{host}/revoke", "hosts-admin", "Revoke all active certificates of a host", Some("Reason"), 200),
-    ("post", "/api/v1/hosts/{host}/auto-reissue", "hosts-admin", "Open (allow: true) or close a host's auto-reissue window", Some("AutoReissue"), 200),
-    ("post", "/api/v1/hosts/{host}/mappings", "hosts-admin", "Map a name to a host", Some("Name"), 201),
-    ("post", "/api/v1/hosts/{host}/mappings/{name}/approve", "hosts-admin", "Approve a mapping", None, 200),
-    ("post", "/api/v1/hosts/{host}/mappings/{name}/reject", "hosts-admin", "Reject a mapping", None, 200),
-    ("delete", "/api/v1/hosts/{host}/mappings/{name}", "hosts-admin", "Delete a mapping", None, 200),
-    ("get", "/api/v1/settings", "settings", "The global security settings", None, 200),
-    ("put", "/api/v1/settings", "settings", "Change settings (the given values; reason required)", Some("SettingsChange"), 200),
-    ("get", "/api/v1/audit", "audit", "Audit events, newest first (category, user, outcome, from, to, q, page)", None, 200),
-];
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hostca API",
+        description = "Hosts request and renew certificates; administrators script what they do in the console. Every error is JSON {\"error\", \"message\"}. Request bodies are JSON with Content-Type: application/json; fields a body type does not name are ignored (PUT /api/v1/settings refuses them). Host IDs are accepted as any UUID form and normalised to lower case with dashes; a host name's trailing dot is dropped."
+    ),
+    paths(
+        api::request_certificate,
+        api::renew_certificate,
+        api::renewal_nonce,
+        document,
+        public::ca_pem,
+        ca::ca_der,
+        public::crl_der,
+        public::crl_pem,
+        admin_api::list_tokens,
+        admin_api::create_token,
+        admin_api::create_reissue_token,
+        admin_api::delete_tokens,
+        admin_api::cleanup_tokens,
+        admin_api::token_details,
+        admin_api::delete_token,
+        admin_api::show_token,
+        admin_api::list_certificates,
+        admin_api::certificate_details,
+        admin_api::revoke_certificate,
+        admin_api::list_hosts,
+        admin_api::add_host,
+        admin_api::host_details,
+        admin_api::revoke_host,
+        admin_api::auto_reissue,
+        admin_api::add_mapping,
+        admin_api::approve_mapping,
+        admin_api::reject_mapping,
+        admin_api::delete_mapping,
+        admin_api::get_settings,
+        admin_api::put_settings,
+        admin_api::list_audit,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Edges),
+    tags(
+        (name = "hosts", description = "Enrollment and renewal, for hosts (no API key)"),
+        (name = "public", description = "The CA certificate and the CRL, for anyone"),
+        (name = "tokens", description = "Authorization and reissue tokens"),
+        (name = "certificates", description = "Issued certificates and revocation"),
+        (name = "hosts-admin", description = "Hosts and their name mappings"),
+        (name = "settings", description = "The global security settings"),
+        (name = "audit", description = "The audit trail"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The answers every route shares, added to each operation from what it is: the bearer
+/// scheme; 400, 404, 405 and 503 under /api; 401 and 403 where an API key is needed; 413
+/// and 415 where a body is read. Each is the `Error` body `ErrorBody` renders.
+struct Edges;
+
+const SCHEME: &str = "bearer";
+
+impl Modify for Edges {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = doc.components.as_mut() {
+            components.add_security_scheme(
+                SCHEME,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(
+                            "An API key from /account/api-keys, sent as Authorization: Bearer <key> (the scheme is case-insensitive). A 401 answer carries WWW-Authenticate: Bearer.",
+                        ))
+                        .build(),
+                ),
+            );
+        }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            for op in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let with_body = op.request_body.is_some();
+                let mut add = |status: &str, why: &str| add_error(op, status, why);
+                if api {
+                    add(
+                        "400",
+                        "Malformed input: the message names the field or parameter",
+                    );
+                    add("404", "No such resource (or no such API route)");
+                    add(
+                        "405",
+                        "Not this method on this path: Allow lists the methods served",
+                    );
+                    add("503", "The database is busy or restarting; try again");
+                }
+                if secured {
+                    add("401", "No API key, or one that is unknown, expired or revoked (WWW-Authenticate: Bearer)");
+                    add("403", "The key owner's role may not do this (audited)");
+                }
+                if with_body {
+                    add("413", "A body over 64 KiB");
+                    add("415", "A body that is not Content-Type: application/json");
+                }
+            }
+        }
+    }
+}
+
+fn add_error(op: &mut Operation, status: &str, why: &str) {
+    if op.responses.responses.contains_key(status) {
+        return;
+    }
+    let response = ResponseBuilder::new()
+        .description(why)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    op.responses
+        .responses
+        .insert(status.to_string(), response.into());
+}
 
 /// The operations the document describes, for the test that checks them against the server.
-pub fn operations() -> Vec<(&'static str, &'static str)> {
-    OPS.iter().map(|(m, p, ..)| (*m, *p)).collect()
-}
-
-fn schemas() -> Value {
-    let s = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
-    let text = json!({"type": "string"});
-    json!({
-        "Error": s(json!({"error": text, "message": text}), &["error", "message"]),
-        "CertificateRequest": s(json!({"hostname": text, "csr": {"type": "string", "description": "PEM CSR"}, "token": text}), &["hostname", "csr"]),
-        "RenewRequest": s(json!({"host_id": {"type": "string", "format": "uuid"}, "csr": {"type": "string", "description": "PEM CSR for the key of the active certificate, signed by it, with a nonce from /api/v1/certificates/renew/nonce in the PKCS#9 challengePassword attribute (1.2.840.113549.1.9.7)"}}), &["host_id", "csr"]),
-        "NonceRequest": s(json!({"host_id": {"type": "string", "format": "uuid"}}), &["host_id"]),
-        "Nonce": s(json!({"nonce": {"type": "string", "description": "128 random bits, base64url; single use, bound to the host"}, "expires_at": {"type": "string", "format": "date-time"}}), &["nonce", "expires_at"]),
-        "Certificate": s(json!({"host_id": text, "serial": text, "certificate": text, "ca_certificate": text, "not_after": {"type": "string", "format": "date-time"}}), &["host_id", "serial", "certificate", "ca_certificate", "not_after"]),
-        "NewToken": s(json!({"name": text, "max_uses": {"type": "integer", "minimum": 1, "maximum": 99999}, "valid_for": {"type": "string", "example": "2d6h30m"}, "reason": text}), &["name"]),
-        "NewReissueToken": s(json!({"host": text, "host_id": text, "name": text, "valid_for": text, "valid_until": text, "reason": text}), &[]),
-        "Names": s(json!({"names": {"type": "array", "items": text}}), &["names"]),
-        "Name": s(json!({"name": text}), &["name"]),
-        "AutoReissue": s(json!({"allow": {"type": "boolean"}}), &["allow"]),
-        "Reason": s(json!({"reason": {"type": "string", "enum": ["unspecified", "key_compromise", "ca_compromise", "affiliation_changed", "superseded", "cessation_of_operation"]}}), &["reason"]),
-        "SettingsChange": s(json!({
-            "security_level": {"type": "string", "enum": ["very_high", "high", "medium"]},
-            "auto_map_host_names": {"type": "boolean"},
-            "certificate_validity_days": {"type": "integer", "minimum": 1, "maximum": 825},
-            "auto_reissue_minutes": {"type": "integer", "minimum": 0, "maximum": 43200},
-            "audit_retention_days": {"type": "integer", "minimum": 30, "maximum": 3650},
-            "renewal_interval_minutes": {"type": "integer", "minimum": 0, "maximum": 10080},
-            "allowed_domains": {"type": "array", "items": {"type": "string"}},
-            "reserved_names": {"type": "array", "items": {"type": "string"}},
-            "reason": text
-        }), &["reason"]),
-    })
-}
-
-pub fn build() -> Value {
-    let mut paths = Map::new();
-    for (method, path, tag, summary, request, status) in OPS {
-        let params: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        let mut op = json!({
-            "tags": [tag],
-            "summary": summary,
-            "operationId": format!("{method}{}", path.replace(['/', '{', '}', '.', '-'], "_")),
-            "responses": {
-                status.to_string(): {"description": "Success", "content": {"application/json": {"schema": match (*tag, *request) {
-                    (_, Some("NonceRequest")) => json!({"$ref": "#/components/schemas/Nonce"}),
-                    ("hosts", _) => json!({"$ref": "#/components/schemas/Certificate"}),
-                    _ => json!({"type": "object"}),
-                }}}},
-                "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
-        });
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
+pub fn operations() -> Vec<(String, String)> {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            ops.push((method.clone(), path.clone()));
         }
-        if let Some(schema) = request {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-        }
-        if *tag != "hosts" {
-            op["security"] = json!([{"apiKey": []}]);
-        }
-        let item = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        item[*method] = op;
     }
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "hostca API", "version": env!("CARGO_PKG_VERSION"), "description": "Hosts request and renew certificates; administrators script what they do in the console. Errors are {\"error\", \"message\"}."},
-        "paths": paths,
-        "components": {
-            "schemas": schemas(),
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "An API key from /account/api-keys, sent as Authorization: Bearer <key> (the scheme is case-insensitive). A 401 answer carries WWW-Authenticate: Bearer."}}
-        }
-    })
+    ops
 }
 
+/// This document, built from `ApiDoc` on each request (it is small, and nobody polls it).
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "public",
+    summary = "This OpenAPI document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
 pub async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(build())
+    HttpResponse::Ok().json(ApiDoc::openapi())
 }

@@ -737,9 +737,8 @@ async fn the_admin_api_mirrors_the_pages() {
 async fn the_openapi_document_is_valid_and_matches_the_routes() {
     let app = spawn_app().await;
     let doc: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
-    let parsed: openapiv3::OpenAPI =
-        serde_json::from_value(doc.clone()).expect("a valid OpenAPI 3 document");
-    assert!(parsed.openapi.starts_with("3."));
+    // OpenAPI 3.1, derived from the handlers; tests/openapi-validate.sh validates it.
+    assert_eq!(doc["openapi"], "3.1.0");
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
@@ -748,12 +747,9 @@ async fn the_openapi_document_is_valid_and_matches_the_routes() {
     }
     let mut served: Vec<(String, String)> = hostca::web::admin_api::ROUTES
         .iter()
+        .chain(hostca::web::api::ROUTES)
+        .chain(hostca::web::PUBLIC_ROUTES)
         .map(|(m, p)| (m.to_string(), p.to_string()))
-        .chain([
-            ("post".into(), "/api/v1/certificates".into()),
-            ("post".into(), "/api/v1/certificates/renew".into()),
-            ("post".into(), "/api/v1/certificates/renew/nonce".into()),
-        ])
         .collect();
     documented.sort();
     served.sort();

@@ -343,7 +343,7 @@ async fn every_refusal_is_clear_and_audited() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400, "no JSON content type");
+    assert_eq!(r.status(), 415, "no JSON content type");
     let (s, _) = app
         .post_json("/api/v1/certificates", &serde_json::json!({"csr": csr}))
         .await;
