@@ -7,7 +7,6 @@ use super::{require, Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
-use crate::models::host::Host;
 use crate::models::user::Role;
 use crate::pki::issue::IssuedCert;
 use crate::pki::Reason;
@@ -124,12 +123,10 @@ pub fn revoke_host(
     )?;
     let reason = parse_reason(reason)?;
     let n = db::write_tx(&mut conn, |c| {
-        let host = Host::find_by_host_id(c, host_id)?.ok_or_else(|| {
-            AppError::NotFound(format!("there is no host with host ID {host_id}"))
-        })?;
+        let host = super::hosts::find(c, host_id)?;
         let now = db::now();
         let mut n = 0;
-        for serial in Certificate::unrevoked_serials(c, host_id)? {
+        for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
             if Certificate::revoke(c, &serial, reason.key(), &actor.username, now)? {
                 n += 1;
             }

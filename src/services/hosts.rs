@@ -158,7 +158,9 @@ pub struct HostDetails {
 }
 
 /// A host's page data, by host ID or primary name.
-pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
+/// The host a key names: its host ID (in any UUID form) or its primary name (a trailing
+/// dot dropped, any case).
+pub fn find(conn: &mut DbConn, key: &str) -> Result<Host, AppError> {
     let host = match Host::find_by_host_id(conn, &crate::names::host_key(key))? {
         Some(h) => Some(h),
         None => Host::find_by_primary_name(
@@ -166,7 +168,11 @@ pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
             &crate::names::without_root_dot(key.trim()).to_ascii_lowercase(),
         )?,
     };
-    let host = host.ok_or_else(|| AppError::NotFound(format!("there is no host {key}")))?;
+    host.ok_or_else(|| AppError::NotFound(format!("there is no host {key}")))
+}
+
+pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
+    let host = find(conn, key)?;
     Ok(HostDetails {
         mappings: super::mappings::for_host(conn, &host.host_id)?,
         certificates: Certificate::for_host(conn, &host.host_id)?,
@@ -219,7 +225,8 @@ pub fn details_of(ctx: &super::Ctx, key: &str) -> Result<HostDetails, AppError> 
 
 /// Registers a host by name before it asks for a certificate: at security level high a
 /// known host may enroll without a token.
-pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, AppError> {
+/// Returns the new host as its page shows it.
+pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<HostDetails, AppError> {
     let mut conn = crate::db::get(&ctx.pool)?;
     super::require(
         &mut conn,
@@ -258,7 +265,8 @@ pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, A
                 "{name} is already a host name mapping of another host"
             )));
         }
-        create(c, &name, &actor.username, crate::db::now())
+        let host = create(c, &name, &actor.username, crate::db::now())?;
+        details(c, &host.host_id)
     })
 }
 
@@ -285,15 +293,13 @@ pub fn set_auto_reissue(
         host_id,
     )?;
     crate::db::write_tx(&mut conn, |c| {
-        let host = Host::find_by_host_id(c, host_id)?.ok_or_else(|| {
-            AppError::NotFound(format!("there is no host with host ID {host_id}"))
-        })?;
+        let host = find(c, host_id)?;
         if allow {
             refuse_server_host(&host)?;
         }
         let minutes = crate::models::settings::Settings::load(c)?.auto_reissue_minutes;
         let until = allow.then(|| crate::db::now() + chrono::Duration::minutes(i64::from(minutes)));
-        Host::set_auto_reissue(c, host_id, until)?;
+        Host::set_auto_reissue(c, &host.host_id, until)?;
         audit::record(
             c,
             &Event::new(audit::HOST, action, &actor.username, &host.primary_name).describe(

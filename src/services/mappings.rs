@@ -237,9 +237,8 @@ pub fn discover_with(
     Ok(state.to_string())
 }
 
-fn find_host(c: &mut DbConn, host_id: &str) -> Result<Host, AppError> {
-    Host::find_by_host_id(c, host_id)?
-        .ok_or_else(|| AppError::NotFound(format!("there is no host with host ID {host_id}")))
+fn find_host(c: &mut DbConn, key: &str) -> Result<Host, AppError> {
+    super::hosts::find(c, key)
 }
 
 fn find_mapping(c: &mut DbConn, host: &Host, name: &str) -> Result<HostMapping, AppError> {

@@ -842,11 +842,7 @@ async fn add_host(
 ) -> Result<HttpResponse, ApiError> {
     may_change(&ctx, &auth.0, audit::HOST, "add_host", "hosts").await?;
     let b: NameRequest = body(&req, &bytes)?;
-    let d = web::block(move || {
-        let h = services::hosts::add(&ctx, &auth.0, &b.name)?;
-        services::hosts::details_of(&ctx, &h.host_id)
-    })
-    .await??;
+    let d = web::block(move || services::hosts::add(&ctx, &auth.0, &b.name)).await??;
     Ok(HttpResponse::Created().json(host_json(&d, crate::db::now())))
 }
 
@@ -897,11 +893,9 @@ async fn revoke_host(
     let host = host_key(&host);
     may_change(&ctx, &auth.0, audit::CERT, "revoke_host", &host).await?;
     let b: Reason = body(&req, &bytes)?;
-    let n = web::block(move || {
-        let d = services::hosts::details_of(&ctx, &host)?;
-        services::certificates::revoke_host(&ctx, &auth.0, &d.host.host_id, &b.reason)
-    })
-    .await??;
+    let n =
+        web::block(move || services::certificates::revoke_host(&ctx, &auth.0, &host, &b.reason))
+            .await??;
     Ok(HttpResponse::Ok().json(Revoked { revoked: n }))
 }
 
@@ -938,11 +932,9 @@ async fn auto_reissue(
     let host = host_key(&host);
     may_change(&ctx, &auth.0, audit::HOST, "allow_auto_reissue", &host).await?;
     let b: AutoReissue = body(&req, &bytes)?;
-    let until = web::block(move || {
-        let d = services::hosts::details_of(&ctx, &host)?;
-        services::hosts::set_auto_reissue(&ctx, &auth.0, &d.host.host_id, b.allow)
-    })
-    .await??;
+    let until =
+        web::block(move || services::hosts::set_auto_reissue(&ctx, &auth.0, &host, b.allow))
+            .await??;
     Ok(HttpResponse::Ok().json(AutoReissueState {
         auto_reissue_until: until.map(iso),
     }))
@@ -978,11 +970,8 @@ async fn add_mapping(
     let host = host_key(&host);
     may_change(&ctx, &auth.0, audit::HOST, "add_mapping", &host).await?;
     let b: NameRequest = body(&req, &bytes)?;
-    let state = web::block(move || {
-        let d = services::hosts::details_of(&ctx, &host)?;
-        services::mappings::add(&ctx, &auth.0, &d.host.host_id, &b.name)
-    })
-    .await??;
+    let state =
+        web::block(move || services::mappings::add(&ctx, &auth.0, &host, &b.name)).await??;
     Ok(HttpResponse::Created().json(MappingState { state }))
 }
 
@@ -1005,11 +994,7 @@ async fn decide(
     decision: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let (host, name) = (host_key(&host), mapping_name(&name));
-    web::block(move || {
-        let d = services::hosts::details_of(&ctx, &host)?;
-        services::mappings::decide(&ctx, &auth.0, &d.host.host_id, &name, decision)
-    })
-    .await??;
+    web::block(move || services::mappings::decide(&ctx, &auth.0, &host, &name, decision)).await??;
     Ok(HttpResponse::Ok().json(Done { done: decision }))
 }
 

@@ -119,7 +119,9 @@ async fn add(
     CsrfForm(NameForm { name }): CsrfForm<NameForm>,
 ) -> Result<HttpResponse, AppError> {
     let actor = auth.actor();
-    let host = web::block(move || svc::add(&ctx, &actor, &name)).await??;
+    let host = web::block(move || svc::add(&ctx, &actor, &name))
+        .await??
+        .host;
     view::flash(
         &auth.session,
         "success",
