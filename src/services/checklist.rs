@@ -8,7 +8,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::models::host_mapping::{HostMapping, PENDING};
 use crate::models::settings::Settings;
-use crate::models::user::User;
+use crate::models::user::{Role, User};
 
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -87,7 +87,7 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
     ));
     let admins: Vec<&User> = users
         .iter()
-        .filter(|u| u.role == "administrator" && !u.disabled)
+        .filter(|u| u.role == Role::Administrator && !u.disabled)
         .collect();
     checks.push(check(
         admins.len() >= 2,

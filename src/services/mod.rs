@@ -112,15 +112,15 @@ pub fn require(
         &audit::Event::new(category, action, &actor.username, &target)
             .describe(format!(
                 "permission denied: {action} needs the role {}, {} has {}",
-                needed.as_str(),
+                needed.key(),
                 actor.username,
-                actor.role.as_str()
+                actor.role.key()
             ))
             .failed(),
     )?;
     Err(crate::error::AppError::Forbidden(format!(
         "your role ({}) may not do this: it needs {}; ask an administrator",
-        actor.role.as_str(),
-        needed.as_str()
+        actor.role.key(),
+        needed.key()
     )))
 }

@@ -282,7 +282,7 @@ pub fn ensure_initial_admin(
             &NewUser {
                 username: "admin",
                 password_hash: &hash,
-                role: Role::Administrator.as_str(),
+                role: Role::Administrator,
                 must_change_password: generated,
                 created_at: db::now(),
             },
@@ -402,17 +402,15 @@ pub fn create(
             &NewUser {
                 username: &username,
                 password_hash: &hash,
-                role: role.as_str(),
+                role,
                 must_change_password: true,
                 created_at: db::now(),
             },
         )?;
         audit::record(
             c,
-            &Event::new(audit::USER, "create", &actor.username, &username).describe(format!(
-                "user {username} created with role {}",
-                role.as_str()
-            )),
+            &Event::new(audit::USER, "create", &actor.username, &username)
+                .describe(format!("user {username} created with role {}", role.key())),
         )?;
         find_user(c, &username)
     });
@@ -444,7 +442,7 @@ pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<
             &Event::new(audit::USER, "change_role", &actor.username, username).describe(format!(
                 "role of {username} changed from {} to {}",
                 user.role,
-                role.as_str()
+                role.key()
             )),
         )
     })
@@ -613,7 +611,7 @@ pub fn offline_set_user(
                 &NewUser {
                     username,
                     password_hash: &hash,
-                    role: role.as_str(),
+                    role,
                     must_change_password: true,
                     created_at: db::now(),
                 },
@@ -622,7 +620,7 @@ pub fn offline_set_user(
                 c,
                 &Event::new(audit::USER, "create", "console", username).describe(format!(
                     "user {username} created with role {} by hostca admin",
-                    role.as_str()
+                    role.key()
                 )),
             )
         }

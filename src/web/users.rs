@@ -52,7 +52,7 @@ impl UsersPage {
 }
 
 fn roles() -> Vec<(&'static str, &'static str)> {
-    Role::ALL.iter().map(|r| (r.as_str(), r.label())).collect()
+    Role::ALL.iter().map(|r| (r.key(), r.label())).collect()
 }
 
 /// Only administrators see and manage users; anyone else gets a 403 and an audit event.
@@ -95,7 +95,7 @@ async fn users_page(
                 .map(|u| UserRow {
                     role_label: u.role().label(),
                     username: u.username,
-                    role: u.role,
+                    role: u.role.to_string(),
                     disabled: u.disabled,
                     must_change: u.must_change_password,
                     last_login: When::maybe(u.last_login_at, now),
