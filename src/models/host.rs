@@ -52,7 +52,7 @@ impl Host {
         hosts::table
             .inner_join(host_mappings::table.on(host_mappings::host_id.eq(hosts::host_id)))
             .filter(host_mappings::name.eq(name))
-            .filter(host_mappings::state.eq("approved"))
+            .filter(host_mappings::state.eq(super::kinds::MappingState::Approved))
             .select(hosts::all_columns)
             .load(conn)
     }

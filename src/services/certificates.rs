@@ -68,7 +68,7 @@ pub fn revoke(
                 "there is no certificate with serial number {serial}"
             ))
         })?;
-        if !Certificate::revoke(c, &serial, reason.key(), &actor.username, db::now())? {
+        if !Certificate::revoke(c, &serial, reason, &actor.username, db::now())? {
             return Err(AppError::Conflict(format!(
                 "certificate {serial} is already revoked"
             )));
@@ -113,7 +113,7 @@ pub fn revoke_host(
         let now = db::now();
         let mut n = 0;
         for serial in Certificate::unrevoked_serials(c, host_id)? {
-            if Certificate::revoke(c, &serial, reason.key(), &actor.username, now)? {
+            if Certificate::revoke(c, &serial, reason, &actor.username, now)? {
                 n += 1;
             }
         }

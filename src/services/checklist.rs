@@ -6,7 +6,7 @@ use std::path::Path;
 use super::Ctx;
 use crate::db;
 use crate::error::AppError;
-use crate::models::host_mapping::{HostMapping, PENDING};
+use crate::models::host_mapping::{HostMapping, MappingState};
 use crate::models::settings::Settings;
 use crate::models::user::{Role, User};
 
@@ -61,10 +61,11 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
     ));
     let conflicts: Vec<String> = {
         let names = HostMapping::conflicting_names(&mut conn)?;
-        let pending: Vec<String> = HostMapping::in_state(&mut conn, Some(PENDING), 5000)?
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        let pending: Vec<String> =
+            HostMapping::in_state(&mut conn, Some(MappingState::Pending), 5000)?
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
         names.into_iter().filter(|n| pending.contains(n)).collect()
     };
     checks.push(check(

@@ -11,9 +11,9 @@ use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, APPROVED};
+use crate::models::host_mapping::{HostMapping, MappingState};
 use crate::models::settings::Settings;
-use crate::models::token::{Token, TokenState, KIND_REISSUE};
+use crate::models::token::{Token, TokenKind, TokenState};
 use crate::names::{self, Kind, NamePolicy};
 use crate::pki::csr::{self, VerifiedCsr};
 use crate::pki::issue::{self, IssuedCert, LeafRequest};
@@ -259,7 +259,7 @@ fn enroll_in(
             })?;
             let found = Token::find_by_digest(c, &ctx.token_key.digest(&canonical))?;
             match found {
-                Some(t) if t.kind == KIND_REISSUE => {
+                Some(t) if t.kind == TokenKind::Reissue => {
                     let owner = match &t.host_id {
                         Some(id) => Host::find_by_host_id(c, id)?,
                         None => None,
@@ -295,7 +295,8 @@ fn enroll_in(
                                 hostname,
                                 now,
                             )?;
-                            if state != APPROVED {
+                            if state != Some(MappingState::Approved) {
+                                let state = state.map_or("ignored", MappingState::key);
                                 return Ok(Step::Refused(refusal(
                                     ctx,
                                     peer,
@@ -401,8 +402,7 @@ fn enroll_in(
     let mut revoked_any = false;
     if supersede {
         for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
-            revoked_any |=
-                Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
+            revoked_any |= Certificate::revoke(c, &serial, Reason::Superseded, "reissue", now)?;
         }
     }
     let (names, ignored) =
@@ -460,7 +460,7 @@ fn enrollment_names(
     // A host registered just now has no mapping but its primary name: spare the query.
     if !new_host {
         for m in HostMapping::for_host(c, &host.host_id)? {
-            if m.state == APPROVED
+            if m.state == MappingState::Approved
                 && !names.contains(&m.name)
                 && !policy.is_reserved(&m.name)
                 && names::kind(&m.name) != Kind::Numeric
@@ -485,10 +485,10 @@ fn enrollment_names(
             requested,
             now,
         )?;
-        if state == APPROVED {
-            names.push(n.clone());
-        } else if state == mappings::IGNORED {
-            ignored.push(n.clone());
+        match state {
+            Some(MappingState::Approved) => names.push(n.clone()),
+            None => ignored.push(n.clone()),
+            Some(_) => {}
         }
     }
     Ok((names, ignored))

@@ -5,7 +5,7 @@ use crate::db::DbConn;
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::{Host, NewHost};
-use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED};
+use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
 
 /// A host name as it goes into a certificate: lower case, no trailing dot, RFC 1123 labels.
 pub fn normalize_hostname(input: &str) -> Result<String, String> {
@@ -102,8 +102,8 @@ pub fn create_row(
         &NewHostMapping {
             host_id,
             name,
-            state: APPROVED,
-            source: "auto",
+            state: MappingState::Approved,
+            source: MappingSource::Auto,
             created_at: now,
         },
     )?;
@@ -300,9 +300,7 @@ pub fn summaries(ctx: &super::Ctx, hosts: Vec<Host>) -> Result<Vec<HostSummary>,
         .map(|host| {
             let other_names = HostMapping::for_host(&mut conn, &host.host_id)?
                 .into_iter()
-                .filter(|m| {
-                    m.name != host.primary_name && m.state == crate::models::host_mapping::APPROVED
-                })
+                .filter(|m| m.name != host.primary_name && m.state == MappingState::Approved)
                 .map(|m| m.name)
                 .collect();
             let latest = Certificate::latest_for_host(&mut conn, &host.host_id)?;

@@ -109,10 +109,7 @@ fn revoked_entries(
         .map(|(serial_hex, at, reason)| RevokedEntry {
             serial_hex,
             revoked_at: chrono::DateTime::from_timestamp(at, 0).map_or(now, |t| t.naive_utc()),
-            reason: reason
-                .as_deref()
-                .and_then(Reason::parse)
-                .unwrap_or(Reason::Unspecified),
+            reason: reason.unwrap_or(Reason::Unspecified),
         })
         .collect())
 }
@@ -253,7 +250,7 @@ pub fn record_server_certificate(
         }
         super::certificates::store_issued(c, cert, SERVER_HOST_ID, names, None, now)?;
         if let Some(old) = previous {
-            Certificate::revoke(c, old, Reason::Superseded.key(), "system", now)?;
+            Certificate::revoke(c, old, Reason::Superseded, "system", now)?;
         }
         super::audit::record(
             c,

@@ -16,7 +16,7 @@ use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED, PENDING};
+use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
 use crate::models::nonce::Nonce;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
@@ -188,7 +188,7 @@ fn renew_in(
     if !Certificate::revoke(
         c,
         &active.serial,
-        Reason::Superseded.key(),
+        Reason::Superseded,
         REVOKED_BY_RENEWAL,
         now,
     )? {
@@ -276,7 +276,7 @@ fn renewal_names(
     let mut names = vec![host.primary_name.clone()];
     let mappings = HostMapping::for_host(c, &host.host_id)?;
     for m in &mappings {
-        if m.state == APPROVED && !names.contains(&m.name) && !reserved(&m.name) {
+        if m.state == MappingState::Approved && !names.contains(&m.name) && !reserved(&m.name) {
             names.push(m.name.clone());
         }
     }
@@ -294,8 +294,8 @@ fn renewal_names(
             &NewHostMapping {
                 host_id: &host.host_id,
                 name: n,
-                state: PENDING,
-                source: "auto",
+                state: MappingState::Pending,
+                source: MappingSource::Auto,
                 created_at: now,
             },
         )?;

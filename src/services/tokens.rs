@@ -7,7 +7,7 @@ use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::host::Host;
-use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION, KIND_REISSUE};
+use crate::models::token::{NewToken, Token, TokenFilter, TokenKind};
 use crate::models::user::Role;
 use crate::{token_value, valid_for};
 
@@ -132,9 +132,9 @@ fn store(
         &NewToken {
             name: &v.name,
             kind: if host_id.is_some() {
-                KIND_REISSUE
+                TokenKind::Reissue
             } else {
-                KIND_AUTHORIZATION
+                TokenKind::Authorization
             },
             value_encrypted: &encrypted,
             value_digest: &digest,

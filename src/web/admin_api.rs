@@ -171,7 +171,7 @@ pub struct TokenJson {
 fn token_json(t: &Token, now: NaiveDateTime) -> TokenJson {
     TokenJson {
         name: t.name.clone(),
-        kind: t.kind.clone(),
+        kind: t.kind.to_string(),
         state: t.state(now).key(),
         uses: t.uses,
         max_uses: t.max_uses,
@@ -334,7 +334,7 @@ fn cert_json(c: &Certificate, now: NaiveDateTime) -> Value {
         "serial": c.serial,
         "host_id": c.host_id,
         "host_name": c.primary_name(),
-        "names": c.names.split(',').collect::<Vec<_>>(),
+        "names": c.names(),
         "subject": c.subject,
         "status": c.status(now).key(),
         "not_before": iso(c.not_before),

@@ -8,6 +8,7 @@ use super::certificates::{reasons, CertView};
 use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
+use crate::models::kinds::{HostSort, MappingState};
 use crate::services::mappings::{self as map_svc, MappingView};
 use crate::services::tokens::{self as token_svc, ReissueInput};
 use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors};
@@ -68,10 +69,10 @@ async fn list(
     ctx: web::Data<Ctx>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let paging = listing::parse(&query, "name", &["name", "created"])?;
+    let paging = listing::parse(&query, HostSort::Name.key(), HostSort::KEYS)?;
     let (q, by_created, desc, offset) = (
         paging.q.clone(),
-        paging.sort == "created",
+        paging.sort == HostSort::Created.key(),
         paging.descending,
         paging.offset(),
     );
@@ -146,8 +147,8 @@ impl MappingRow {
             created_at: When::of(v.mapping.created_at, now),
             host_id: v.mapping.host_id,
             name: v.mapping.name,
-            state: v.mapping.state,
-            source: v.mapping.source,
+            state: v.mapping.state.to_string(),
+            source: v.mapping.source.to_string(),
             is_primary: v.is_primary,
             primary_name: v.primary_name,
             shared_with: v.shared_with,
@@ -354,7 +355,7 @@ async fn add_mapping(
     let (host_id, name, actor) = (host_id.into_inner(), form.text("name"), auth.actor());
     let (id, n) = (host_id.clone(), name.clone());
     let state = web::block(move || map_svc::add(&ctx, &actor, &id, &n)).await??;
-    let message = if state == "approved" {
+    let message = if state == MappingState::Approved {
         format!(
             "The name {} is mapped to this host.",
             name.trim().to_ascii_lowercase()
