@@ -8,6 +8,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
 use crate::models::host::Host;
+use crate::models::kinds::AuditCategory;
 use crate::models::user::Role;
 use crate::pki::issue::IssuedCert;
 use crate::pki::Reason;
@@ -56,7 +57,7 @@ pub fn revoke(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::CERT,
+        AuditCategory::Cert,
         "revoke",
         serial,
     )?;
@@ -75,7 +76,7 @@ pub fn revoke(
         }
         audit::record(
             c,
-            &Event::new(audit::CERT, "revoke", &actor.username, &serial)
+            &Event::new(AuditCategory::Cert, "revoke", &actor.username, &serial)
                 .describe(format!(
                     "certificate {serial} of {} (host ID {}) revoked",
                     cert.primary_name(),
@@ -101,7 +102,7 @@ pub fn revoke_host(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::CERT,
+        AuditCategory::Cert,
         "revoke_host",
         host_id,
     )?;
@@ -120,7 +121,7 @@ pub fn revoke_host(
         audit::record(
             c,
             &Event::new(
-                audit::CERT,
+                AuditCategory::Cert,
                 "revoke_host",
                 &actor.username,
                 &host.primary_name,

@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, MappingState};
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::models::token::{Token, TokenKind, TokenState};
 use crate::names::{self, Kind, NamePolicy};
@@ -60,7 +61,7 @@ fn refusal(
     audit::refused(
         ctx,
         peer,
-        audit::CERT,
+        AuditCategory::Cert,
         "request",
         target,
         format!("certificate request refused ({}): {e}", e.status().as_u16()),
@@ -161,7 +162,7 @@ pub(super) fn audit_refusal(
     audit::refused(
         ctx,
         peer,
-        audit::CERT,
+        AuditCategory::Cert,
         action,
         target,
         format!("{what} refused ({}): {error}", error.status().as_u16()),
@@ -420,7 +421,7 @@ fn enroll_in(
     )?;
     audit::record(
         c,
-        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(
+        &Event::new(AuditCategory::Cert, "issue", hostname, &enrolled.serial).describe(
             format!(
                 "certificate {} issued to {hostname} (host ID {}{}) via {how}",
                 enrolled.serial,

@@ -6,6 +6,7 @@ use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::{Host, NewHost};
 use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
+use crate::models::kinds::AuditCategory;
 
 /// A host name as it goes into a certificate: lower case, no trailing dot, RFC 1123 labels.
 pub fn normalize_hostname(input: &str) -> Result<String, String> {
@@ -71,7 +72,7 @@ pub fn create(
     let host = create_row(conn, &new_host_id(), name, actor, now)?;
     audit::record(
         conn,
-        &Event::new(audit::HOST, "create", actor, name).describe(format!(
+        &Event::new(AuditCategory::Host, "create", actor, name).describe(format!(
             "host {name} registered with host ID {}",
             host.host_id
         )),
@@ -197,7 +198,7 @@ pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<Host, A
         &mut conn,
         actor,
         crate::models::user::Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         "add_host",
         name,
     )?;
@@ -252,7 +253,7 @@ pub fn set_auto_reissue(
         &mut conn,
         actor,
         crate::models::user::Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         action,
         host_id,
     )?;
@@ -268,19 +269,23 @@ pub fn set_auto_reissue(
         Host::set_auto_reissue(c, host_id, until)?;
         audit::record(
             c,
-            &Event::new(audit::HOST, action, &actor.username, &host.primary_name).describe(
-                match until {
-                    Some(u) => format!(
-                        "auto reissue allowed for {} ({host_id}) until {} UTC",
-                        host.primary_name,
-                        u.format("%Y-%m-%d %H:%M")
-                    ),
-                    None => format!(
-                        "auto reissue disallowed for {} ({host_id})",
-                        host.primary_name
-                    ),
-                },
-            ),
+            &Event::new(
+                AuditCategory::Host,
+                action,
+                &actor.username,
+                &host.primary_name,
+            )
+            .describe(match until {
+                Some(u) => format!(
+                    "auto reissue allowed for {} ({host_id}) until {} UTC",
+                    host.primary_name,
+                    u.format("%Y-%m-%d %H:%M")
+                ),
+                None => format!(
+                    "auto reissue disallowed for {} ({host_id})",
+                    host.primary_name
+                ),
+            }),
         )?;
         Ok(until)
     })

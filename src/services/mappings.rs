@@ -12,6 +12,7 @@ use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
 use crate::names::{self, Kind, NamePolicy};
@@ -53,7 +54,7 @@ pub fn refuse_reserved(
     };
     audit::record_alone(
         conn,
-        &Event::new(audit::HOST, action, &actor.username, name)
+        &Event::new(AuditCategory::Host, action, &actor.username, name)
             .describe(format!("refused: {why}"))
             .failed(),
     )?;
@@ -208,7 +209,7 @@ pub fn discover_with(
     };
     audit::record(
         c,
-        &Event::new(audit::HOST, "discover_mapping", actor, name).describe(format!(
+        &Event::new(AuditCategory::Host, "discover_mapping", actor, name).describe(format!(
             "name {name} seen for host {} ({}): {why}",
             host.primary_name, host.host_id
         )),
@@ -235,7 +236,7 @@ pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<Mappin
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         "add_mapping",
         name,
     )?;
@@ -269,16 +270,18 @@ pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<Mappin
         )?;
         audit::record(
             c,
-            &Event::new(audit::HOST, "add_mapping", &actor.username, &name).describe(format!(
-                "name {name} mapped to host {} ({}): {state}{}",
-                host.primary_name,
-                host.host_id,
-                if shared.is_empty() {
-                    ""
-                } else {
-                    ", because other hosts share the name"
-                }
-            )),
+            &Event::new(AuditCategory::Host, "add_mapping", &actor.username, &name).describe(
+                format!(
+                    "name {name} mapped to host {} ({}): {state}{}",
+                    host.primary_name,
+                    host.host_id,
+                    if shared.is_empty() {
+                        ""
+                    } else {
+                        ", because other hosts share the name"
+                    }
+                ),
+            ),
         )?;
         Ok(state)
     })
@@ -307,7 +310,7 @@ pub fn decide(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         action,
         name,
     )?;
@@ -355,7 +358,7 @@ pub fn decide(
         }
         audit::record(
             c,
-            &Event::new(audit::HOST, action, &actor.username, name).describe(format!(
+            &Event::new(AuditCategory::Host, action, &actor.username, name).describe(format!(
                 "mapping {name} of host {} ({}) {}",
                 host.primary_name,
                 host.host_id,

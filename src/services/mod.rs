@@ -99,7 +99,7 @@ pub fn require(
     conn: &mut crate::db::DbConn,
     actor: &Actor,
     needed: Role,
-    category: &'static str,
+    category: crate::models::kinds::AuditCategory,
     action: &'static str,
     target: &str,
 ) -> Result<(), crate::error::AppError> {

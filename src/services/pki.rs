@@ -9,6 +9,7 @@ use super::Ctx;
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::pki::ca::{self, Ca};
 use crate::pki::crl::{self, RevokedEntry, SignedCrl};
@@ -84,7 +85,7 @@ pub fn load_or_create_ca(
         Settings::set_ca_fingerprint(c, &ca.sha256)?;
         super::audit::record(
             c,
-            &super::audit::Event::new(super::audit::SEC_CONFIG, "create_ca", "system", &ca.subject)
+            &super::audit::Event::new(AuditCategory::SecConfig, "create_ca", "system", &ca.subject)
                 .describe(format!("root CA created, SHA-256 {}", ca.sha256)),
         )
     })?;
@@ -254,7 +255,7 @@ pub fn record_server_certificate(
         }
         super::audit::record(
             c,
-            &super::audit::Event::new(super::audit::CERT, "issue_tls", "system", &cert.serial)
+            &super::audit::Event::new(AuditCategory::Cert, "issue_tls", "system", &cert.serial)
                 .describe(format!(
                     "TLS certificate {} issued to this server for {} until {} UTC{}",
                     cert.serial,

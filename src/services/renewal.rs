@@ -17,6 +17,7 @@ use crate::error::AppError;
 use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
+use crate::models::kinds::AuditCategory;
 use crate::models::nonce::Nonce;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
@@ -201,7 +202,13 @@ fn renew_in(
     let enrolled = enroll::issue_and_store(ctx, c, &host, &names, csr, None, &settings, now, None)?;
     audit::record(
         c,
-        &Event::new(audit::CERT, "renew", &host.primary_name, &enrolled.serial).describe(format!(
+        &Event::new(
+            AuditCategory::Cert,
+            "renew",
+            &host.primary_name,
+            &enrolled.serial,
+        )
+        .describe(format!(
             "certificate {} renewed as {} for {} (host ID {}){}",
             active.serial,
             enrolled.serial,
@@ -301,7 +308,7 @@ fn renewal_names(
         )?;
         audit::record(
             c,
-            &Event::new(audit::HOST, "discover_mapping", &host.primary_name, n).describe(format!(
+            &Event::new(AuditCategory::Host, "discover_mapping", &host.primary_name, n).describe(format!(
                 "name {n} seen in a renewal request of host {} ({}): pending, a renewal never approves a name",
                 host.primary_name, host.host_id
             )),
@@ -331,7 +338,7 @@ pub fn allow_early_renewal(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         "allow_renewal",
         host_id,
     )?;
@@ -344,7 +351,7 @@ pub fn allow_early_renewal(
         audit::record(
             c,
             &Event::new(
-                audit::HOST,
+                AuditCategory::Host,
                 "allow_renewal",
                 &actor.username,
                 &host.primary_name,

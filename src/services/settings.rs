@@ -4,6 +4,7 @@ use super::audit::{self, Event};
 use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db;
 use crate::error::AppError;
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::{Settings, SettingsChange};
 use crate::models::user::Role;
 
@@ -167,7 +168,7 @@ pub fn update(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::SEC_CONFIG,
+        AuditCategory::SecConfig,
         "change_setting",
         "settings",
     )?;
@@ -180,7 +181,7 @@ pub fn update(
             &mut conn,
             actor,
             Role::Administrator,
-            audit::SEC_CONFIG,
+            AuditCategory::SecConfig,
             "change_setting",
             "audit_retention_days",
         )?;
@@ -245,9 +246,14 @@ pub fn update(
         for (name, a, b) in &changed {
             audit::record(
                 c,
-                &Event::new(audit::SEC_CONFIG, "change_setting", &actor.username, name)
-                    .describe(format!("{name} changed from {a} to {b}"))
-                    .reason(&reason),
+                &Event::new(
+                    AuditCategory::SecConfig,
+                    "change_setting",
+                    &actor.username,
+                    name,
+                )
+                .describe(format!("{name} changed from {a} to {b}"))
+                .reason(&reason),
             )?;
         }
         Ok(changed.iter().map(|(n, _, _)| *n).collect())

@@ -7,6 +7,7 @@ use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::host::Host;
+use crate::models::kinds::AuditCategory;
 use crate::models::token::{NewToken, Token, TokenFilter, TokenKind};
 use crate::models::user::Role;
 use crate::{token_value, valid_for};
@@ -149,7 +150,7 @@ fn store(
     )?;
     audit::record(
         c,
-        &Event::new(audit::TOKEN, "create", &actor.username, &v.name)
+        &Event::new(AuditCategory::Token, "create", &actor.username, &v.name)
             .describe(description)
             .reason(&v.reason),
     )?;
@@ -201,7 +202,7 @@ pub fn create_reissue(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "create",
         input.name.trim(),
     )?;
@@ -268,7 +269,7 @@ pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, For
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "create",
         input.name.trim(),
     )?;
@@ -318,7 +319,7 @@ pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), A
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "show",
         name,
     )?;
@@ -327,7 +328,8 @@ pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), A
         let value = ctx.token_key.decrypt(&token.name, &token.value_encrypted)?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "show", &actor.username, name).describe("token value shown"),
+            &Event::new(AuditCategory::Token, "show", &actor.username, name)
+                .describe("token value shown"),
         )?;
         Ok((token, value))
     })
@@ -340,7 +342,7 @@ pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppEr
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "delete",
         &names.join(", "),
     )?;
@@ -355,10 +357,12 @@ pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppEr
             Token::delete_by_name(c, name)?;
             audit::record(
                 c,
-                &Event::new(audit::TOKEN, "delete", &actor.username, name).describe(format!(
-                    "{} token deleted ({} of {} uses)",
-                    token.kind, token.uses, token.max_uses
-                )),
+                &Event::new(AuditCategory::Token, "delete", &actor.username, name).describe(
+                    format!(
+                        "{} token deleted ({} of {} uses)",
+                        token.kind, token.uses, token.max_uses
+                    ),
+                ),
             )?;
         }
         Ok(names.len())
@@ -372,7 +376,7 @@ pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "cleanup",
         "tokens",
     )?;
@@ -380,7 +384,7 @@ pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
         let n = Token::delete_inactive(c, db::now())?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "cleanup", &actor.username, "tokens")
+            &Event::new(AuditCategory::Token, "cleanup", &actor.username, "tokens")
                 .describe(format!("{n} expired or used-up tokens deleted")),
         )?;
         Ok(n)
@@ -447,7 +451,7 @@ pub fn consume_for_host(ctx: &Ctx, value: &str, host: &str) -> Result<Token, App
         let token = consume_in(ctx, c, value, host)?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "use", host, &token.name).describe(format!(
+            &Event::new(AuditCategory::Token, "use", host, &token.name).describe(format!(
                 "token used by {host} ({} of {})",
                 token.uses, token.max_uses
             )),
@@ -457,7 +461,7 @@ pub fn consume_for_host(ctx: &Ctx, value: &str, host: &str) -> Result<Token, App
     if let Err(e @ AppError::Unprocessable(_)) = &result {
         audit::record_alone(
             &mut conn,
-            &Event::new(audit::TOKEN, "use", host, "token")
+            &Event::new(AuditCategory::Token, "use", host, "token")
                 .describe(format!("token refused for {host}: {e}"))
                 .failed(),
         )?;

@@ -9,6 +9,7 @@ use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::api_key::ApiKey;
+use crate::models::kinds::AuditCategory;
 use crate::models::login_attempt::{LoginAttempt, NewLoginAttempt};
 use crate::models::user::{EndedSession, NewUser, Role, User};
 
@@ -122,7 +123,7 @@ pub async fn login(
             audit::refused(
                 &c,
                 addr.as_str(),
-                audit::LOGIN,
+                AuditCategory::Login,
                 "login",
                 &name,
                 format!("failed login as {name}: throttled after repeated failures"),
@@ -174,7 +175,7 @@ pub async fn login(
                     )?;
                     audit::record(
                         c,
-                        &Event::new(audit::LOGIN, "login", &u.username, &u.username)
+                        &Event::new(AuditCategory::Login, "login", &u.username, &u.username)
                             .describe(format!("logged in from {addr}")),
                     )
                 })?;
@@ -201,7 +202,7 @@ pub async fn login(
                 audit::refused(
                     &c,
                     addr.as_str(),
-                    audit::LOGIN,
+                    AuditCategory::Login,
                     "login",
                     &shown,
                     format!("failed login as {shown}: {why}"),
@@ -289,7 +290,7 @@ pub fn ensure_initial_admin(
         )?;
         audit::record(
             c,
-            &Event::new(audit::USER, "create", "system", "admin")
+            &Event::new(AuditCategory::User, "create", "system", "admin")
                 .describe("initial administrator created at first start"),
         )
     })?;
@@ -365,7 +366,7 @@ pub fn create(
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "create",
         username,
     )?;
@@ -409,7 +410,7 @@ pub fn create(
         )?;
         audit::record(
             c,
-            &Event::new(audit::USER, "create", &actor.username, &username)
+            &Event::new(AuditCategory::User, "create", &actor.username, &username)
                 .describe(format!("user {username} created with role {}", role.key())),
         )?;
         find_user(c, &username)
@@ -423,7 +424,7 @@ pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "change_role",
         username,
     )?;
@@ -439,7 +440,13 @@ pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<
         User::set_role(c, user.id, role)?;
         audit::record(
             c,
-            &Event::new(audit::USER, "change_role", &actor.username, username).describe(format!(
+            &Event::new(
+                AuditCategory::User,
+                "change_role",
+                &actor.username,
+                username,
+            )
+            .describe(format!(
                 "role of {username} changed from {} to {}",
                 user.role,
                 role.key()
@@ -460,7 +467,7 @@ pub fn set_disabled(
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         action,
         username,
     )?;
@@ -477,11 +484,13 @@ pub fn set_disabled(
         User::set_disabled(c, user.id, disabled)?;
         audit::record(
             c,
-            &Event::new(audit::USER, action, &actor.username, username).describe(if disabled {
-                format!("user {username} disabled; their sessions ended")
-            } else {
-                format!("user {username} enabled")
-            }),
+            &Event::new(AuditCategory::User, action, &actor.username, username).describe(
+                if disabled {
+                    format!("user {username} disabled; their sessions ended")
+                } else {
+                    format!("user {username} enabled")
+                },
+            ),
         )
     })
 }
@@ -498,7 +507,7 @@ pub fn reset_password(
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "reset_password",
         username,
     )?;
@@ -515,12 +524,16 @@ pub fn reset_password(
         LoginAttempt::clear_for_user(c, username)?;
         audit::record(
             c,
-            &Event::new(audit::USER, "reset_password", &actor.username, username).describe(
-                format!(
-                    "password of {username} reset; their sessions ended{}",
-                    keys_revoked(revoked)
-                ),
-            ),
+            &Event::new(
+                AuditCategory::User,
+                "reset_password",
+                &actor.username,
+                username,
+            )
+            .describe(format!(
+                "password of {username} reset; their sessions ended{}",
+                keys_revoked(revoked)
+            )),
         )
     })
 }
@@ -561,7 +574,7 @@ pub fn change_own_password(
         audit::record(
             c,
             &Event::new(
-                audit::USER,
+                AuditCategory::User,
                 "change_password",
                 &user.username,
                 &user.username,
@@ -618,7 +631,7 @@ pub fn offline_set_user(
             )?;
             audit::record(
                 c,
-                &Event::new(audit::USER, "create", "console", username).describe(format!(
+                &Event::new(AuditCategory::User, "create", "console", username).describe(format!(
                     "user {username} created with role {} by hostca admin",
                     role.key()
                 )),
@@ -636,7 +649,7 @@ pub fn offline_set_user(
             let revoked = ApiKey::revoke_all_for_user(c, user.id, now)?;
             audit::record(
                 c,
-                &Event::new(audit::USER, "reset_password", "console", username).describe(format!(
+                &Event::new(AuditCategory::User, "reset_password", "console", username).describe(format!(
                     "password of {username} reset by hostca admin; account enabled; failed logins forgotten{}",
                     keys_revoked(revoked)
                 )),

@@ -7,6 +7,7 @@ use askama::Template;
 use super::auth::{start_session, Auth, Form};
 use super::view::{self, Page, When};
 use crate::error::AppError;
+use crate::models::kinds::AuditCategory;
 use crate::models::user::Role;
 use crate::services::{users as svc, Ctx, FieldErrors, FormError};
 
@@ -68,7 +69,7 @@ async fn only_admins(
             &mut conn,
             &actor,
             Role::Administrator,
-            crate::services::audit::USER,
+            AuditCategory::User,
             action,
             "users",
         )

@@ -254,13 +254,13 @@ fn legacy_hash(prev: &str, e: &hostca::models::audit_event::AuditEvent) -> Strin
     for part in [
         prev,
         &hostca::services::audit::format_at(e.at),
-        &e.category,
+        e.category.key(),
         &e.action,
         &e.actor,
         &e.target,
         &e.description,
         &e.reason,
-        &e.outcome,
+        e.outcome.key(),
     ] {
         h.update(part.as_bytes());
         h.update([0x1f]);
