@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::db;
 use crate::error::AppError;
 use crate::models::host_mapping::{HostMapping, MappingState};
-use crate::models::settings::Settings;
+use crate::models::settings::{SecurityLevel, Settings};
 use crate::models::user::{Role, User};
 
 #[derive(Clone, Debug)]
@@ -44,9 +44,9 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
         "The console is served over plain HTTP: passwords and token values cross the network in clear. Serve it over TLS.".into(),
     ));
     checks.push(check(
-        settings.security_level != "medium",
+        settings.security_level != SecurityLevel::Medium,
         "Security level high or very high",
-        format!("The security level is {}.", settings.security_level.replace('_', " ")),
+        format!("The security level is {}.", settings.security_level.label().to_lowercase()),
         "The security level is medium: a name that resolves to the caller gets a certificate without a token. Raise it to high or very high.".into(),
     ));
     let allowed = crate::names::stored_list(&settings.allowed_domains);

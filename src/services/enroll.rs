@@ -13,6 +13,7 @@ use crate::models::certificate::Certificate;
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, MappingState};
 use crate::models::kinds::AuditCategory;
+use crate::models::settings::SecurityLevel;
 use crate::models::settings::Settings;
 use crate::models::token::{Token, TokenKind, TokenState};
 use crate::names::{self, Kind, NamePolicy};
@@ -207,7 +208,7 @@ struct Origin {
 
 fn lookup_if_medium(ctx: &Ctx, hostname: &str, peer: IpAddr) -> Result<Option<bool>, AppError> {
     let level = Settings::load(&mut *db::get(&ctx.pool)?)?.security_level;
-    if level != "medium" {
+    if level != SecurityLevel::Medium {
         return Ok(None);
     }
     Ok(Some(
@@ -364,13 +365,13 @@ fn enroll_in(
                         h.host_id
                     )))
                 }
-                known => match settings.security_level.as_str() {
-                    "very_high" => {
+                known => match settings.security_level {
+                    SecurityLevel::VeryHigh => {
                         return Err(AppError::Unauthorized(
                             "the security level is very high: every certificate request needs a token".into(),
                         ))
                     }
-                    "medium" => match known {
+                    SecurityLevel::Medium => match known {
                         Some(h) => (h, "security level medium (known host)".to_string(), None, false),
                         None if resolved == Some(true) => (
                             {
@@ -388,7 +389,7 @@ fn enroll_in(
                             )))
                         }
                     },
-                    _ => match known {
+                    SecurityLevel::High => match known {
                         Some(h) => (h, "security level high (known host)".to_string(), None, false),
                         None => {
                             return Err(AppError::Unauthorized(format!(
