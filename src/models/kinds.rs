@@ -210,6 +210,15 @@ kinds! {
 }
 
 kinds! {
+    /// An API key's state, computed from its revocation and expiry (not stored).
+    pub enum ApiKeyState ("API key state", parse = exact) {
+        Active = "active", "Active";
+        Expired = "expired", "Expired";
+        Revoked = "revoked", "Revoked";
+    }
+}
+
+kinds! {
     /// A certificate's status, computed from its revocation and validity (not stored).
     pub enum CertStatus ("certificate status", parse = exact) {
         Active = "active", "Active";
@@ -346,6 +355,7 @@ mod tests {
         round_trips(TokenKind::ALL, TokenKind::key, TokenKind::label);
         round_trips(TokenState::ALL, TokenState::key, TokenState::label);
         round_trips(TokenSort::ALL, TokenSort::key, TokenSort::label);
+        round_trips(ApiKeyState::ALL, ApiKeyState::key, ApiKeyState::label);
         round_trips(CertStatus::ALL, CertStatus::key, CertStatus::label);
         round_trips(CertSort::ALL, CertSort::key, CertSort::label);
         round_trips(HostSort::ALL, HostSort::key, HostSort::label);

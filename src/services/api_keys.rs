@@ -7,7 +7,7 @@ use super::audit::{self, Event};
 use super::{Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
-use crate::models::api_key::{ApiKey, NewApiKey};
+use crate::models::api_key::{ApiKey, ApiKeyState, NewApiKey};
 use crate::models::kinds::AuditCategory;
 use crate::models::user::{Role, User};
 
@@ -195,15 +195,10 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     let Some(key) = ApiKey::find_by_digest(&mut conn, &ctx.token_key.digest(presented))? else {
         return Err(refuse(&mut conn, "unknown"));
     };
-    if !key.is_usable(now) {
-        return Err(refuse(
-            &mut conn,
-            if key.revoked_at.is_some() {
-                "revoked"
-            } else {
-                "expired"
-            },
-        ));
+    match key.state(now) {
+        ApiKeyState::Active => {}
+        ApiKeyState::Revoked => return Err(refuse(&mut conn, "revoked")),
+        ApiKeyState::Expired => return Err(refuse(&mut conn, "expired")),
     }
     let Some(user) = User::find(&mut conn, key.user_id)?.filter(|u| !u.disabled) else {
         return Err(refuse(&mut conn, "of a disabled user"));

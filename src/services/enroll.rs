@@ -353,7 +353,7 @@ fn enroll_in(
             }
         }
         None => {
-            let window_open = |h: &Host| h.auto_reissue_until.is_some_and(|u| u > now);
+            let window_open = |h: &Host| h.auto_reissue_open(now);
             match known {
                 Some(h) if window_open(&h) => {
                     Host::set_auto_reissue(c, &h.host_id, None)?;

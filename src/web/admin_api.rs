@@ -398,7 +398,7 @@ fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> Value {
         "primary_name": d.host.primary_name,
         "created_at": iso(d.host.created_at),
         "created_by": d.host.created_by,
-        "auto_reissue_until": d.host.auto_reissue_until.filter(|u| *u > now).map(iso),
+        "auto_reissue_until": d.host.auto_reissue_window(now).map(iso),
         "mappings": d.mappings.iter().map(|m| json!({
             "name": m.mapping.name,
             "state": m.mapping.state,
@@ -436,7 +436,7 @@ async fn list_hosts(
             "other_names": s.other_names,
             "certificate_status": s.latest.as_ref().map(|c| c.status(now).key()),
             "last_issued": s.latest.as_ref().map(|c| iso(c.not_before)),
-            "auto_reissue_until": s.host.auto_reissue_until.filter(|u| *u > now).map(iso),
+            "auto_reissue_until": s.host.auto_reissue_window(now).map(iso),
         })).collect::<Vec<_>>(),
         "total": total,
         "page": paging.page_no,

@@ -102,10 +102,7 @@ async fn list(
                     status_key: status.map(|st| st.key()).unwrap_or("none"),
                     status_label: status.map(|st| st.label()).unwrap_or("No certificate"),
                     last_issued: s.latest.as_ref().map(|c| When::of(c.not_before, now)),
-                    auto_reissue_until: When::maybe(
-                        s.host.auto_reissue_until.filter(|u| *u > now),
-                        now,
-                    ),
+                    auto_reissue_until: When::maybe(s.host.auto_reissue_window(now), now),
                     host_id: s.host.host_id,
                     primary_name: s.host.primary_name,
                 }
@@ -215,7 +212,7 @@ async fn host_page(
             .into_iter()
             .map(|m| MappingRow::of(m, now))
             .collect(),
-        auto_reissue_until: When::maybe(d.host.auto_reissue_until.filter(|u| *u > now), now),
+        auto_reissue_until: When::maybe(d.host.auto_reissue_window(now), now),
         renewal_allowed_until: When::maybe(d.host.renewal_allowed_until.filter(|u| *u > now), now),
         created: When::of(d.host.created_at, now),
         created_by: d.host.created_by,
