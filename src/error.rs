@@ -33,6 +33,11 @@ pub enum AppError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A stored row holds a value this version does not know (edited by hand, or written by
+    /// a newer version). Not the client's fault, so a 500; but the message names the value,
+    /// so that an administrator can find and correct the row.
+    #[error("a stored record cannot be read: {0}; someone may have edited the database: correct the row or restore a backup")]
+    StoredValue(String),
 }
 
 impl AppError {
@@ -50,6 +55,7 @@ impl AppError {
             AppError::TooManyRequests(_) => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
+            AppError::StoredValue(_) => "stored_value_unknown",
         }
     }
 
@@ -64,7 +70,7 @@ impl AppError {
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Internal(_) | AppError::StoredValue(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -79,8 +85,10 @@ impl AppError {
     }
 
     fn log(&self) {
-        if let AppError::Internal(detail) = self {
-            log::error!("internal error: {detail}");
+        match self {
+            AppError::Internal(detail) => log::error!("internal error: {detail}"),
+            AppError::StoredValue(_) => log::error!("{self}"),
+            _ => {}
         }
     }
 }
@@ -108,8 +116,35 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(_, info) if is_transient(info.message()) => {
                 AppError::Unavailable("the database is busy or restarting; try again".into())
             }
+            DieselError::DeserializationError(e) => match unknown_key(&*e) {
+                Some(detail) => AppError::StoredValue(detail),
+                None => AppError::Internal(format!("database: {}", deserialization_detail(&*e))),
+            },
             other => AppError::Internal(format!("database: {other}")),
         }
+    }
+}
+
+/// The column and value of a stored text that is none of its type's keys, if that is what
+/// failed to load. Diesel wraps a column's error in one that names only the column.
+fn unknown_key(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<String> {
+    use crate::models::kinds::UnknownKey;
+    if let Some(k) = e.downcast_ref::<UnknownKey>() {
+        return Some(k.to_string());
+    }
+    let field = e.downcast_ref::<diesel::result::DeserializeFieldError>()?;
+    let k = field.error.downcast_ref::<UnknownKey>()?;
+    Some(match &field.field_name {
+        Some(name) => format!("column {name}: {k}"),
+        None => k.to_string(),
+    })
+}
+
+/// A deserialization error with its cause: diesel's wrapper names only the column.
+fn deserialization_detail(e: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+    match e.downcast_ref::<diesel::result::DeserializeFieldError>() {
+        Some(field) => format!("{e}: {}", field.error),
+        None => e.to_string(),
     }
 }
 

@@ -195,10 +195,9 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     let Some(key) = ApiKey::find_by_digest(&mut conn, &ctx.token_key.digest(presented))? else {
         return Err(refuse(&mut conn, "unknown"));
     };
-    match key.state(now) {
-        ApiKeyState::Active => {}
-        ApiKeyState::Revoked => return Err(refuse(&mut conn, "revoked")),
-        ApiKeyState::Expired => return Err(refuse(&mut conn, "expired")),
+    let state = key.state(now);
+    if state != ApiKeyState::Active {
+        return Err(refuse(&mut conn, state.key()));
     }
     let Some(user) = User::find(&mut conn, key.user_id)?.filter(|u| !u.disabled) else {
         return Err(refuse(&mut conn, "of a disabled user"));

@@ -8,7 +8,7 @@ use super::certificates::{reasons, CertView};
 use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
-use crate::models::kinds::{HostSort, MappingState};
+use crate::models::kinds::{CertStatus, HostSort, MappingState};
 use crate::services::mappings::{self as map_svc, MappingView};
 use crate::services::tokens::{self as token_svc, ReissueInput};
 use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors};
@@ -205,7 +205,10 @@ async fn host_page(
         .collect();
     Ok(DetailsPage {
         page: auth.page(&format!("Host {}", d.host.primary_name), "hosts"),
-        active: certs.iter().filter(|c| c.status_key == "active").count(),
+        active: certs
+            .iter()
+            .filter(|c| c.status_key == CertStatus::Active.key())
+            .count(),
         certs,
         mappings: d
             .mappings

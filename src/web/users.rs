@@ -117,7 +117,7 @@ async fn list(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
         &auth,
         ctx,
         String::new(),
-        "viewer".into(),
+        Role::Viewer.key().into(),
         FieldErrors::new(),
         StatusCode::OK,
     )
