@@ -89,6 +89,8 @@ struct ListPage {
     rows: Vec<CertView>,
     list: Listing,
     reasons: Vec<(&'static str, &'static str)>,
+    /// The status filter's choices: key and label.
+    statuses: Vec<(&'static str, &'static str)>,
 }
 
 /// The certificate list's query (search, status, sort, page), for the page and the API.
@@ -135,6 +137,7 @@ async fn list(
         ),
         rows: rows.iter().map(|c| CertView::of(c, now)).collect(),
         reasons: reasons(),
+        statuses: CertStatus::ALL.iter().map(|s| (s.key(), s.label())).collect(),
     })
 }
 

@@ -75,6 +75,8 @@ struct ListPage {
     page: Page,
     rows: Vec<TokenView>,
     list: Listing,
+    /// The state filter's choices: key and label.
+    states: Vec<(&'static str, &'static str)>,
 }
 
 /// The token list's query (search, state, sort, page), for the page and the API.
@@ -123,6 +125,7 @@ async fn list(
             rows.len(),
         ),
         rows: rows.iter().map(|t| TokenView::of(t, now)).collect(),
+        states: TokenState::ALL.iter().map(|s| (s.key(), s.label())).collect(),
     })
 }
 
