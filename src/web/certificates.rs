@@ -137,7 +137,10 @@ async fn list(
         ),
         rows: rows.iter().map(|c| CertView::of(c, now)).collect(),
         reasons: reasons(),
-        statuses: CertStatus::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        statuses: CertStatus::ALL
+            .iter()
+            .map(|s| (s.key(), s.label()))
+            .collect(),
     })
 }
 

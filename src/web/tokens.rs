@@ -125,7 +125,10 @@ async fn list(
             rows.len(),
         ),
         rows: rows.iter().map(|t| TokenView::of(t, now)).collect(),
-        states: TokenState::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        states: TokenState::ALL
+            .iter()
+            .map(|s| (s.key(), s.label()))
+            .collect(),
     })
 }
 
