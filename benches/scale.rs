@@ -45,7 +45,7 @@ fn insert_tokens(ctx: &hostca::services::Ctx, valid_until: NaiveDateTime) {
                 c,
                 &NewToken {
                     name: &name,
-                    kind: "authorization",
+                    kind: hostca::models::kinds::TokenKind::Authorization,
                     value_encrypted: &[0u8; 40],
                     value_digest: &format!("{i:064}"),
                     max_uses: 10,

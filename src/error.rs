@@ -48,6 +48,11 @@ pub enum AppError {
         #[source]
         source: Option<Cause>,
     },
+    /// A stored row holds a value this version does not know (edited by hand, or written by
+    /// a newer version). Not the client's fault, so a 500; but the message names the value,
+    /// so that an administrator can find and correct the row.
+    #[error("a stored record cannot be read: {0}; someone may have edited the database: correct the row or restore a backup")]
+    StoredValue(String),
 }
 
 impl AppError {
@@ -68,6 +73,7 @@ impl AppError {
             AppError::TooManyRequests(_) => "too_many_requests",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal { .. } => "internal",
+            AppError::StoredValue(_) => "stored_value_unknown",
         }
     }
 
@@ -85,7 +91,9 @@ impl AppError {
             AppError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Internal { .. } | AppError::StoredValue(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -110,6 +118,8 @@ impl AppError {
                 cause = e.source();
             }
             log::error!("{line}");
+        } else if let AppError::StoredValue(_) = self {
+            log::error!("{self}");
         }
     }
 
@@ -161,8 +171,37 @@ impl From<DieselError> for AppError {
                 _,
             ) => AppError::database_busy(),
             _ if crate::db::is_transient(&e) => AppError::database_busy(),
+            DieselError::DeserializationError(inner) => match unknown_key(&**inner) {
+                Some(detail) => AppError::StoredValue(detail),
+                None => {
+                    AppError::internal(format!("database: {}", deserialization_detail(&**inner)))
+                }
+            },
             _ => AppError::internal_from("database", e),
         }
+    }
+}
+
+/// The column and value of a stored text that is none of its type's keys, if that is what
+/// failed to load. Diesel wraps a column's error in one that names only the column.
+fn unknown_key(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<String> {
+    use crate::models::kinds::UnknownKey;
+    if let Some(k) = e.downcast_ref::<UnknownKey>() {
+        return Some(k.to_string());
+    }
+    let field = e.downcast_ref::<diesel::result::DeserializeFieldError>()?;
+    let k = field.error.downcast_ref::<UnknownKey>()?;
+    Some(match &field.field_name {
+        Some(name) => format!("column {name}: {k}"),
+        None => k.to_string(),
+    })
+}
+
+/// A deserialization error with its cause: diesel's wrapper names only the column.
+fn deserialization_detail(e: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+    match e.downcast_ref::<diesel::result::DeserializeFieldError>() {
+        Some(field) => format!("{e}: {}", field.error),
+        None => e.to_string(),
     }
 }
 

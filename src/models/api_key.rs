@@ -4,6 +4,8 @@ use diesel::prelude::*;
 use crate::db::schema::api_keys;
 use crate::db::DbConn;
 
+pub use super::kinds::ApiKeyState;
+
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = api_keys)]
 pub struct ApiKey {
@@ -30,8 +32,15 @@ pub struct NewApiKey<'a> {
 }
 
 impl ApiKey {
-    pub fn is_usable(&self, now: NaiveDateTime) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    /// Revoked wins over expired: it says what someone did to the key.
+    pub fn state(&self, now: NaiveDateTime) -> ApiKeyState {
+        if self.revoked_at.is_some() {
+            ApiKeyState::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            ApiKeyState::Expired
+        } else {
+            ApiKeyState::Active
+        }
     }
 
     pub fn insert(conn: &mut DbConn, new: &NewApiKey) -> QueryResult<usize> {

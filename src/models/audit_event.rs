@@ -4,18 +4,20 @@ use diesel::prelude::*;
 use crate::db::schema::audit_events;
 use crate::db::DbConn;
 
+pub use super::kinds::{AuditCategory, Outcome};
+
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_events)]
 pub struct AuditEvent {
     pub id: i64,
     pub at: NaiveDateTime,
-    pub category: String,
+    pub category: AuditCategory,
     pub action: String,
     pub actor: String,
     pub target: String,
     pub description: String,
     pub reason: String,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub prev_hash: String,
     pub hash: String,
     /// 1: the old SHA-256 chain (before the key); 2: HMAC-SHA256 with audit.key.
@@ -42,13 +44,13 @@ fn one_i64() -> i64 {
 #[diesel(table_name = audit_events)]
 pub struct NewAuditEvent<'a> {
     pub at: NaiveDateTime,
-    pub category: &'a str,
+    pub category: AuditCategory,
     pub action: &'a str,
     pub actor: &'a str,
     pub target: &'a str,
     pub description: &'a str,
     pub reason: &'a str,
-    pub outcome: &'a str,
+    pub outcome: Outcome,
     pub prev_hash: &'a str,
     pub hash: &'a str,
     pub chain: i32,
@@ -120,12 +122,12 @@ impl AuditEvent {
     /// The newest events first, optionally of one category (used by tests and pages).
     pub fn recent(
         conn: &mut DbConn,
-        category: Option<&str>,
+        category: Option<AuditCategory>,
         limit: i64,
     ) -> QueryResult<Vec<AuditEvent>> {
         let mut q = audit_events::table.into_boxed();
         if let Some(c) = category {
-            q = q.filter(audit_events::category.eq(c.to_string()));
+            q = q.filter(audit_events::category.eq(c));
         }
         q.order(audit_events::id.desc()).limit(limit).load(conn)
     }
@@ -134,9 +136,9 @@ impl AuditEvent {
 /// What the audit page filters by.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
-    pub category: Option<String>,
+    pub category: Option<AuditCategory>,
     pub actor: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub from: Option<NaiveDateTime>,
     pub to: Option<NaiveDateTime>,
     pub q: String,
@@ -145,13 +147,13 @@ pub struct AuditFilter {
 fn filtered<'a>(f: &AuditFilter) -> audit_events::BoxedQuery<'a, super::Db> {
     let mut q = audit_events::table.into_boxed();
     if let Some(c) = &f.category {
-        q = q.filter(audit_events::category.eq(c.clone()));
+        q = q.filter(audit_events::category.eq(*c));
     }
     if let Some(a) = &f.actor {
         q = q.filter(audit_events::actor.eq(a.clone()));
     }
     if let Some(o) = &f.outcome {
-        q = q.filter(audit_events::outcome.eq(o.clone()));
+        q = q.filter(audit_events::outcome.eq(*o));
     }
     if let Some(t) = f.from {
         q = q.filter(audit_events::at.ge(t));
@@ -243,7 +245,7 @@ impl AuditEvent {
     pub fn last_of_action(conn: &mut DbConn, action: &str) -> QueryResult<Option<NaiveDateTime>> {
         audit_events::table
             .filter(audit_events::action.eq(action))
-            .filter(audit_events::outcome.eq("success"))
+            .filter(audit_events::outcome.eq(Outcome::Success))
             .order(audit_events::id.desc())
             .select(audit_events::at)
             .first(conn)

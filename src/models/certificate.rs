@@ -5,43 +5,7 @@ use super::{contains_pattern, lower, Db};
 use crate::db::schema::certificates;
 use crate::db::DbConn;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CertStatus {
-    Active,
-    Revoked,
-    Expired,
-    Superseded,
-}
-
-impl CertStatus {
-    pub fn parse(s: &str) -> Option<CertStatus> {
-        match s {
-            "active" => Some(CertStatus::Active),
-            "revoked" => Some(CertStatus::Revoked),
-            "expired" => Some(CertStatus::Expired),
-            "superseded" => Some(CertStatus::Superseded),
-            _ => None,
-        }
-    }
-
-    pub fn key(self) -> &'static str {
-        match self {
-            CertStatus::Active => "active",
-            CertStatus::Revoked => "revoked",
-            CertStatus::Expired => "expired",
-            CertStatus::Superseded => "superseded",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CertStatus::Active => "Active",
-            CertStatus::Revoked => "Revoked",
-            CertStatus::Expired => "Expired",
-            CertStatus::Superseded => "Superseded",
-        }
-    }
-}
+pub use super::kinds::{CertSort, CertStatus, RevocationReason};
 
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = certificates)]
@@ -59,12 +23,12 @@ pub struct Certificate {
     pub token_name: Option<String>,
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
-    pub revocation_reason: Option<String>,
+    pub revocation_reason: Option<RevocationReason>,
     pub revoked_by: Option<String>,
 }
 
 /// Serial, revocation time and reason of a revoked certificate.
-pub type RevokedRow = (String, i64, Option<String>);
+pub type RevokedRow = (String, i64, Option<RevocationReason>);
 
 #[derive(Insertable)]
 #[diesel(table_name = certificates)]
@@ -79,26 +43,6 @@ pub struct NewCertificate<'a> {
     pub pem: &'a str,
     pub token_name: Option<&'a str>,
     pub created_at: NaiveDateTime,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CertSort {
-    Host,
-    Serial,
-    Issued,
-    Expires,
-}
-
-impl CertSort {
-    pub fn parse(s: &str) -> Option<CertSort> {
-        match s {
-            "host" => Some(CertSort::Host),
-            "serial" => Some(CertSort::Serial),
-            "issued" => Some(CertSort::Issued),
-            "expires" => Some(CertSort::Expires),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -138,10 +82,10 @@ fn filtered<'a>(f: &CertFilter, now: NaiveDateTime) -> certificates::BoxedQuery<
         Some(CertStatus::Revoked) => {
             q = q
                 .filter(certificates::revoked_at.is_not_null())
-                .filter(certificates::revocation_reason.ne("superseded"))
+                .filter(certificates::revocation_reason.ne(RevocationReason::Superseded))
         }
         Some(CertStatus::Superseded) => {
-            q = q.filter(certificates::revocation_reason.eq("superseded"))
+            q = q.filter(certificates::revocation_reason.eq(RevocationReason::Superseded))
         }
     }
     q
@@ -149,8 +93,8 @@ fn filtered<'a>(f: &CertFilter, now: NaiveDateTime) -> certificates::BoxedQuery<
 
 impl Certificate {
     pub fn status(&self, now: NaiveDateTime) -> CertStatus {
-        match (&self.revoked_at, self.revocation_reason.as_deref()) {
-            (Some(_), Some("superseded")) => CertStatus::Superseded,
+        match (&self.revoked_at, self.revocation_reason) {
+            (Some(_), Some(RevocationReason::Superseded)) => CertStatus::Superseded,
             (Some(_), _) => CertStatus::Revoked,
             (None, _) if self.not_after <= now => CertStatus::Expired,
             _ => CertStatus::Active,
@@ -159,6 +103,11 @@ impl Certificate {
 
     pub fn primary_name(&self) -> &str {
         self.names.split(',').next().unwrap_or_default()
+    }
+
+    /// The DNS names of the certificate, primary name first, as stored.
+    pub fn names(&self) -> Vec<&str> {
+        self.names.split(',').collect()
     }
 
     pub fn insert(conn: &mut DbConn, new: &NewCertificate) -> QueryResult<usize> {
@@ -210,7 +159,7 @@ impl Certificate {
     pub fn revoke(
         conn: &mut DbConn,
         serial: &str,
-        reason: &str,
+        reason: RevocationReason,
         by: &str,
         at: NaiveDateTime,
     ) -> QueryResult<bool> {

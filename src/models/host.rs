@@ -52,7 +52,7 @@ impl Host {
         hosts::table
             .inner_join(host_mappings::table.on(host_mappings::host_id.eq(hosts::host_id)))
             .filter(host_mappings::name.eq(name))
-            .filter(host_mappings::state.eq("approved"))
+            .filter(host_mappings::state.eq(super::kinds::MappingState::Approved))
             .select(hosts::all_columns)
             .load(conn)
     }
@@ -93,6 +93,17 @@ impl Host {
 }
 
 impl Host {
+    /// The end of the auto-reissue window, if it is open at `now`.
+    pub fn auto_reissue_window(&self, now: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.auto_reissue_until.filter(|u| *u > now)
+    }
+
+    /// Whether an administrator's auto-reissue window is open at `now`: the host may then
+    /// get a new certificate without a token.
+    pub fn auto_reissue_open(&self, now: NaiveDateTime) -> bool {
+        self.auto_reissue_window(now).is_some()
+    }
+
     pub fn set_auto_reissue(
         conn: &mut DbConn,
         host_id: &str,

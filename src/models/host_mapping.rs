@@ -4,9 +4,7 @@ use diesel::prelude::*;
 use crate::db::schema::host_mappings;
 use crate::db::DbConn;
 
-pub const APPROVED: &str = "approved";
-pub const PENDING: &str = "pending";
-pub const REJECTED: &str = "rejected";
+pub use super::kinds::{MappingSource, MappingState};
 
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = host_mappings)]
@@ -14,8 +12,8 @@ pub struct HostMapping {
     pub id: i64,
     pub host_id: String,
     pub name: String,
-    pub state: String,
-    pub source: String,
+    pub state: MappingState,
+    pub source: MappingSource,
     pub created_at: NaiveDateTime,
 }
 
@@ -24,8 +22,8 @@ pub struct HostMapping {
 pub struct NewHostMapping<'a> {
     pub host_id: &'a str,
     pub name: &'a str,
-    pub state: &'a str,
-    pub source: &'a str,
+    pub state: MappingState,
+    pub source: MappingSource,
     pub created_at: NaiveDateTime,
 }
 
@@ -60,7 +58,7 @@ impl HostMapping {
 }
 
 impl HostMapping {
-    pub fn set_state(conn: &mut DbConn, id: i64, state: &str) -> QueryResult<usize> {
+    pub fn set_state(conn: &mut DbConn, id: i64, state: MappingState) -> QueryResult<usize> {
         diesel::update(host_mappings::table.find(id))
             .set(host_mappings::state.eq(state))
             .execute(conn)
@@ -73,12 +71,12 @@ impl HostMapping {
     /// Mappings in `state` (all if `None`), by name; at most `limit`.
     pub fn in_state(
         conn: &mut DbConn,
-        state: Option<&str>,
+        state: Option<MappingState>,
         limit: i64,
     ) -> QueryResult<Vec<HostMapping>> {
         let mut q = host_mappings::table.into_boxed::<super::Db>();
         if let Some(s) = state {
-            q = q.filter(host_mappings::state.eq(s.to_string()));
+            q = q.filter(host_mappings::state.eq(s));
         }
         q.order((host_mappings::name.asc(), host_mappings::host_id.asc()))
             .limit(limit)

@@ -3,12 +3,14 @@ use diesel::prelude::*;
 use crate::db::schema::settings;
 use crate::db::{DbConn, WriteTx};
 
+pub use super::kinds::SecurityLevel;
+
 /// The domain's global security settings: one row.
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = settings)]
 pub struct Settings {
     pub id: i64,
-    pub security_level: String,
+    pub security_level: SecurityLevel,
     pub auto_map_host_names: bool,
     pub certificate_validity_days: i32,
     pub auto_reissue_minutes: i32,
@@ -84,7 +86,7 @@ impl Settings {
 #[derive(AsChangeset, Clone, Debug, PartialEq, Eq)]
 #[diesel(table_name = settings)]
 pub struct SettingsChange {
-    pub security_level: String,
+    pub security_level: SecurityLevel,
     pub auto_map_host_names: bool,
     pub certificate_validity_days: i32,
     pub auto_reissue_minutes: i32,

@@ -5,49 +5,14 @@ use super::{contains_pattern, lower, Db};
 use crate::db::schema::tokens;
 use crate::db::DbConn;
 
-pub const KIND_AUTHORIZATION: &str = "authorization";
-pub const KIND_REISSUE: &str = "reissue";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenState {
-    Active,
-    Expired,
-    UsedUp,
-}
-
-impl TokenState {
-    pub fn parse(s: &str) -> Option<TokenState> {
-        match s {
-            "active" => Some(TokenState::Active),
-            "expired" => Some(TokenState::Expired),
-            "used_up" => Some(TokenState::UsedUp),
-            _ => None,
-        }
-    }
-
-    pub fn key(self) -> &'static str {
-        match self {
-            TokenState::Active => "active",
-            TokenState::Expired => "expired",
-            TokenState::UsedUp => "used_up",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            TokenState::Active => "Active",
-            TokenState::Expired => "Expired",
-            TokenState::UsedUp => "Used up",
-        }
-    }
-}
+pub use super::kinds::{TokenKind, TokenSort, TokenState};
 
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = tokens)]
 pub struct Token {
     pub id: i64,
     pub name: String,
-    pub kind: String,
+    pub kind: TokenKind,
     pub value_encrypted: Vec<u8>,
     pub value_digest: String,
     pub max_uses: i32,
@@ -65,7 +30,7 @@ pub struct Token {
 #[diesel(table_name = tokens)]
 pub struct NewToken<'a> {
     pub name: &'a str,
-    pub kind: &'a str,
+    pub kind: TokenKind,
     pub value_encrypted: &'a [u8],
     pub value_digest: &'a str,
     pub max_uses: i32,
@@ -75,30 +40,6 @@ pub struct NewToken<'a> {
     pub host_id: Option<&'a str>,
     pub created_by: &'a str,
     pub created_at: NaiveDateTime,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenSort {
-    Name,
-    Kind,
-    Uses,
-    ValidUntil,
-    CreatedBy,
-    CreatedAt,
-}
-
-impl TokenSort {
-    pub fn parse(s: &str) -> Option<TokenSort> {
-        match s {
-            "name" => Some(TokenSort::Name),
-            "kind" => Some(TokenSort::Kind),
-            "uses" => Some(TokenSort::Uses),
-            "valid_until" => Some(TokenSort::ValidUntil),
-            "created_by" => Some(TokenSort::CreatedBy),
-            "created_at" => Some(TokenSort::CreatedAt),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

@@ -4,58 +4,7 @@ use diesel::prelude::*;
 use crate::db::schema::users;
 use crate::db::DbConn;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Administrator,
-    SecurityAdmin,
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Administrator => "administrator",
-            Role::SecurityAdmin => "security_admin",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "administrator" => Some(Role::Administrator),
-            "security_admin" => Some(Role::SecurityAdmin),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-
-    fn rank(self) -> u8 {
-        match self {
-            Role::Viewer => 0,
-            Role::SecurityAdmin => 1,
-            Role::Administrator => 2,
-        }
-    }
-
-    pub fn at_least(self, other: Role) -> bool {
-        self.rank() >= other.rank()
-    }
-
-    /// Whether this role may change security objects (tokens, certificates, hosts).
-    pub fn can_change(self) -> bool {
-        self.at_least(Role::SecurityAdmin)
-    }
-
-    pub const ALL: [Role; 3] = [Role::Administrator, Role::SecurityAdmin, Role::Viewer];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::Administrator => "Administrator",
-            Role::SecurityAdmin => "Security administrator",
-            Role::Viewer => "Viewer",
-        }
-    }
-}
+pub use super::kinds::Role;
 
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = users)]
@@ -63,7 +12,7 @@ pub struct User {
     pub id: i64,
     pub username: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     pub session_generation: i64,
     pub must_change_password: bool,
@@ -77,14 +26,14 @@ pub struct User {
 pub struct NewUser<'a> {
     pub username: &'a str,
     pub password_hash: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub must_change_password: bool,
     pub created_at: NaiveDateTime,
 }
 
 impl User {
     pub fn role(&self) -> Role {
-        Role::parse(&self.role).unwrap_or(Role::Viewer)
+        self.role
     }
 
     pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
@@ -120,14 +69,14 @@ impl User {
 
     pub fn active_administrators(conn: &mut DbConn) -> QueryResult<Vec<User>> {
         users::table
-            .filter(users::role.eq(Role::Administrator.as_str()))
+            .filter(users::role.eq(Role::Administrator))
             .filter(users::disabled.eq(false))
             .load(conn)
     }
 
     pub fn set_role(conn: &mut DbConn, id: i64, role: Role) -> QueryResult<usize> {
         diesel::update(users::table.find(id))
-            .set(users::role.eq(role.as_str()))
+            .set(users::role.eq(role))
             .execute(conn)
     }
 

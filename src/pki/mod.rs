@@ -66,53 +66,8 @@ fn colon_hex(bytes: &[u8]) -> String {
         .join(":")
 }
 
-/// The RFC 5280 revocation reasons an administrator may choose.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 6] = [
-        Reason::Unspecified,
-        Reason::KeyCompromise,
-        Reason::CaCompromise,
-        Reason::AffiliationChanged,
-        Reason::Superseded,
-        Reason::CessationOfOperation,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Reason::Unspecified => "unspecified",
-            Reason::KeyCompromise => "key_compromise",
-            Reason::CaCompromise => "ca_compromise",
-            Reason::AffiliationChanged => "affiliation_changed",
-            Reason::Superseded => "superseded",
-            Reason::CessationOfOperation => "cessation_of_operation",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Reason::Unspecified => "Unspecified",
-            Reason::KeyCompromise => "Key compromise",
-            Reason::CaCompromise => "CA compromise",
-            Reason::AffiliationChanged => "Affiliation changed",
-            Reason::Superseded => "Superseded",
-            Reason::CessationOfOperation => "Cessation of operation",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Reason> {
-        Reason::ALL.into_iter().find(|r| r.key() == s)
-    }
-}
+/// The RFC 5280 revocation reasons (defined with the other stored values).
+pub use crate::models::kinds::RevocationReason as Reason;
 
 /// Errors of the cryptography, phrased for the person who sent the input.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,8 @@ use super::audit::{self, Event};
 use super::{Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
-use crate::models::api_key::{ApiKey, NewApiKey};
+use crate::models::api_key::{ApiKey, ApiKeyState, NewApiKey};
+use crate::models::kinds::AuditCategory;
 use crate::models::user::{Role, User};
 
 pub const PREFIX: &str = "hca_";
@@ -79,12 +80,14 @@ pub fn create(
         )?;
         audit::record(
             c,
-            &Event::new(audit::USER, "create_api_key", &user.username, &name).describe(format!(
-                "API key {name} ({prefix}…) created{}",
-                expires_at
-                    .map(|e| format!(", expires {} UTC", e.format("%Y-%m-%d %H:%M")))
-                    .unwrap_or_default()
-            )),
+            &Event::new(AuditCategory::User, "create_api_key", &user.username, &name).describe(
+                format!(
+                    "API key {name} ({prefix}…) created{}",
+                    expires_at
+                        .map(|e| format!(", expires {} UTC", e.format("%Y-%m-%d %H:%M")))
+                        .unwrap_or_default()
+                ),
+            ),
         )?;
         ApiKey::find_for_user(c, user.id, &name)?.ok_or_else(|| AppError::vanished("key"))
     });
@@ -107,7 +110,7 @@ pub fn revoke(ctx: &Ctx, user: &User, name: &str) -> Result<(), AppError> {
         }
         audit::record(
             c,
-            &Event::new(audit::USER, "revoke_api_key", &user.username, name)
+            &Event::new(AuditCategory::User, "revoke_api_key", &user.username, name)
                 .describe(format!("API key {name} ({}…) revoked", key.prefix)),
         )
     })
@@ -120,7 +123,7 @@ pub fn list_all(ctx: &Ctx, actor: &Actor) -> Result<Vec<(ApiKey, String)>, AppEr
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "view_api_keys",
         "api keys",
     )?;
@@ -134,7 +137,7 @@ pub fn revoke_any(ctx: &Ctx, actor: &Actor, id: i64) -> Result<(ApiKey, String),
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "revoke_api_key",
         &format!("api key {id}"),
     )?;
@@ -152,12 +155,16 @@ pub fn revoke_any(ctx: &Ctx, actor: &Actor, id: i64) -> Result<(ApiKey, String),
         }
         audit::record(
             c,
-            &Event::new(audit::USER, "revoke_api_key", &actor.username, &key.name).describe(
-                format!(
-                    "API key {} ({}…) of {owner} revoked by an administrator",
-                    key.name, key.prefix
-                ),
-            ),
+            &Event::new(
+                AuditCategory::User,
+                "revoke_api_key",
+                &actor.username,
+                &key.name,
+            )
+            .describe(format!(
+                "API key {} ({}…) of {owner} revoked by an administrator",
+                key.name, key.prefix
+            )),
         )?;
         Ok((key, owner))
     })
@@ -172,7 +179,7 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
         audit::refused(
             ctx,
             from,
-            audit::LOGIN,
+            AuditCategory::Login,
             "api_key",
             "api",
             format!("API call refused: the key is {why}"),
@@ -187,15 +194,9 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     let Some(key) = ApiKey::find_by_digest(&mut conn, &ctx.token_key.digest(presented))? else {
         return Err(refuse(&mut conn, "unknown"));
     };
-    if !key.is_usable(now) {
-        return Err(refuse(
-            &mut conn,
-            if key.revoked_at.is_some() {
-                "revoked"
-            } else {
-                "expired"
-            },
-        ));
+    let state = key.state(now);
+    if state != ApiKeyState::Active {
+        return Err(refuse(&mut conn, state.key()));
     }
     let Some(user) = User::find(&mut conn, key.user_id)?.filter(|u| !u.disabled) else {
         return Err(refuse(&mut conn, "of a disabled user"));
@@ -203,7 +204,7 @@ pub fn authenticate(ctx: &Ctx, presented: &str, from: &str) -> Result<Actor, App
     if user.must_change_password {
         audit::record_alone(
             &mut conn,
-            &Event::new(audit::LOGIN, "api_key", &user.username, "api")
+            &Event::new(AuditCategory::Login, "api_key", &user.username, "api")
                 .describe(format!(
                     "API call from {from} with key {} refused: {} must change their password first",
                     key.prefix, user.username

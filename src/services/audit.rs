@@ -27,18 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::db::{self, DbConn, Pool, WriteTx};
 use crate::error::AppError;
 use crate::models::audit_event::{AuditEvent, NewAuditEvent};
+use crate::models::kinds::{AuditCategory, Outcome};
 use crate::models::settings::Settings;
 use crate::secrets::AuditKey;
-
-pub const TOKEN: &str = "TOKEN";
-pub const CERT: &str = "CERT";
-pub const HOST: &str = "HOST";
-pub const SEC_CONFIG: &str = "SEC_CONFIG";
-pub const LOGIN: &str = "LOGIN";
-pub const USER: &str = "USER";
-
-pub const SUCCESS: &str = "success";
-pub const FAILURE: &str = "failure";
 
 /// The hash every chain starts from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -52,13 +43,13 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 
 #[derive(Clone, Debug)]
 pub struct Event {
-    pub category: &'static str,
+    pub category: AuditCategory,
     pub action: &'static str,
     pub actor: String,
     pub target: String,
     pub description: String,
     pub reason: String,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// How many occurrences this event stands for (aggregated refusals), with the first
     /// and last time.
     pub occurrences: i64,
@@ -67,7 +58,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(category: &'static str, action: &'static str, actor: &str, target: &str) -> Event {
+    pub fn new(category: AuditCategory, action: &'static str, actor: &str, target: &str) -> Event {
         Event {
             category,
             action,
@@ -75,7 +66,7 @@ impl Event {
             target: target.to_string(),
             description: String::new(),
             reason: String::new(),
-            outcome: SUCCESS,
+            outcome: Outcome::Success,
             occurrences: 1,
             first_at: None,
             last_at: None,
@@ -93,7 +84,7 @@ impl Event {
     }
 
     pub fn failed(mut self) -> Event {
-        self.outcome = FAILURE;
+        self.outcome = Outcome::Failure;
         self
     }
 }
@@ -187,25 +178,25 @@ fn expected_hash(key: &AuditKey, prev: &str, ev: &AuditEvent) -> Option<String> 
         CHAIN_SHA256 => Some(chain_hash(
             prev,
             ev.at,
-            &ev.category,
+            ev.category.key(),
             &ev.action,
             &ev.actor,
             &ev.target,
             &ev.description,
             &ev.reason,
-            &ev.outcome,
+            ev.outcome.key(),
         )),
         CHAIN_KEYED => Some(keyed_hash(
             key,
             prev,
             ev.at,
-            &ev.category,
+            ev.category.key(),
             &ev.action,
             &ev.actor,
             &ev.target,
             &ev.description,
             &ev.reason,
-            &ev.outcome,
+            ev.outcome.key(),
             ev.occurrences,
             ev.first_at,
             ev.last_at,
@@ -361,7 +352,7 @@ pub fn open(pool: &Pool, data_dir: &Path, sink: &SinkTarget) -> Result<(), AppEr
         if legacy > 0 {
             record(
                 c,
-                &Event::new(SEC_CONFIG, "audit_chain_rekeyed", "system", "audit events").describe(format!(
+                &Event::new(AuditCategory::SecConfig, "audit_chain_rekeyed", "system", "audit events").describe(format!(
                     "audit chain re-keyed: events through {legacy} keep their SHA-256 chain; from this event on each is an HMAC-SHA256 with the data directory's audit.key"
                 )),
             )?;
@@ -468,13 +459,13 @@ pub fn record(tx: &mut WriteTx, e: &Event) -> Result<(), AppError> {
         &scope.key,
         &prev,
         at,
-        e.category,
+        e.category.key(),
         e.action,
         &e.actor,
         &e.target,
         &e.description,
         &e.reason,
-        e.outcome,
+        e.outcome.key(),
         e.occurrences,
         e.first_at,
         e.last_at,
@@ -502,13 +493,13 @@ pub fn record(tx: &mut WriteTx, e: &Event) -> Result<(), AppError> {
     let stored = AuditEvent {
         id,
         at,
-        category: e.category.to_string(),
+        category: e.category,
         action: e.action.to_string(),
         actor: e.actor.clone(),
         target: e.target.clone(),
         description: e.description.clone(),
         reason: e.reason.clone(),
-        outcome: e.outcome.to_string(),
+        outcome: e.outcome,
         prev_hash: prev,
         hash,
         chain: CHAIN_KEYED,
@@ -568,7 +559,7 @@ impl From<&str> for Source {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RefusalKey {
     source: Source,
-    category: &'static str,
+    category: AuditCategory,
     action: &'static str,
     minute: i64,
 }
@@ -600,7 +591,7 @@ fn minute_of(t: NaiveDateTime) -> i64 {
 pub fn refused(
     ctx: &super::Ctx,
     source: impl Into<Source>,
-    category: &'static str,
+    category: AuditCategory,
     action: &'static str,
     target: &str,
     message: impl Into<String>,
@@ -1020,7 +1011,7 @@ pub fn apply_retention(conn: &mut DbConn) -> Result<usize, AppError> {
         )?;
         record(
             c,
-            &Event::new(SEC_CONFIG, "audit_retention", "system", "audit events").describe(format!(
+            &Event::new(AuditCategory::SecConfig, "audit_retention", "system", "audit events").describe(format!(
                 "{n} audit events older than {days} days removed (through event {}); the chain now starts after it",
                 last.id
             )),

@@ -7,8 +7,7 @@ use super::Ctx;
 use crate::db;
 use crate::error::AppError;
 use crate::models::audit_event::{AuditEvent, AuditFilter};
-
-pub const CATEGORIES: [&str; 6] = ["TOKEN", "CERT", "HOST", "SEC_CONFIG", "LOGIN", "USER"];
+use crate::models::kinds::{AuditCategory, Outcome};
 
 /// The audit page's query as typed.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -41,25 +40,19 @@ fn date(field: &str, s: &str) -> Result<NaiveDate, AppError> {
 pub fn parse(q: &AuditQuery) -> Result<AuditFilter, AppError> {
     let category = match non_empty(&q.category) {
         None => None,
-        Some(c) => {
-            let c = c.to_ascii_uppercase();
-            if !CATEGORIES.contains(&c.as_str()) {
-                return Err(AppError::BadRequest(format!(
-                    "unknown category '{c}': use {}",
-                    CATEGORIES.join(", ")
-                )));
-            }
-            Some(c)
-        }
+        Some(c) => Some(AuditCategory::parse(c).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "unknown category '{}': use {}",
+                c.to_ascii_uppercase(),
+                AuditCategory::KEYS.join(", ")
+            ))
+        })?),
     };
     let outcome = match non_empty(&q.outcome) {
         None => None,
-        Some(o @ ("success" | "failure")) => Some(o.to_string()),
-        Some(o) => {
-            return Err(AppError::BadRequest(format!(
-                "unknown outcome '{o}': use success or failure"
-            )))
-        }
+        Some(o) => Some(Outcome::parse(o).ok_or_else(|| {
+            AppError::BadRequest(format!("unknown outcome '{o}': use success or failure"))
+        })?),
     };
     let from: Option<NaiveDateTime> = match non_empty(&q.from) {
         None => None,
@@ -195,13 +188,13 @@ pub fn csv_line(e: &AuditEvent) -> String {
         "{},{},{},{},{},{},{},{},{},{}\r\n",
         e.id,
         super::audit::format_at(e.at),
-        csv_field(&e.category),
+        csv_field(e.category.key()),
         csv_field(&e.action),
         csv_field(&e.actor),
         csv_field(&e.target),
         csv_field(&e.description),
         csv_field(&e.reason),
-        csv_field(&e.outcome),
+        csv_field(e.outcome.key()),
         e.hash
     )
 }

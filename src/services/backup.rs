@@ -20,6 +20,7 @@ use crate::models::audit_event::AuditEvent;
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
 use crate::models::host_mapping::HostMapping;
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::models::token::Token;
 use crate::models::user::User;
@@ -201,7 +202,7 @@ pub fn backup(
     audit::record_alone(
         &mut conn,
         &Event::new(
-            audit::SEC_CONFIG,
+            AuditCategory::SecConfig,
             "backup",
             "console",
             &out.display().to_string(),

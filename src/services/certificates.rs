@@ -7,6 +7,7 @@ use super::{require, Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
+use crate::models::kinds::AuditCategory;
 use crate::models::user::Role;
 use crate::pki::issue::IssuedCert;
 use crate::pki::Reason;
@@ -72,7 +73,7 @@ pub fn revoke(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::CERT,
+        AuditCategory::Cert,
         "revoke",
         serial,
     )?;
@@ -84,14 +85,14 @@ pub fn revoke(
                 "there is no certificate with serial number {serial}"
             ))
         })?;
-        if !Certificate::revoke(c, &serial, reason.key(), &actor.username, db::now())? {
+        if !Certificate::revoke(c, &serial, reason, &actor.username, db::now())? {
             return Err(AppError::Conflict(format!(
                 "certificate {serial} is already revoked"
             )));
         }
         audit::record(
             c,
-            &Event::new(audit::CERT, "revoke", &actor.username, &serial)
+            &Event::new(AuditCategory::Cert, "revoke", &actor.username, &serial)
                 .describe(format!(
                     "certificate {serial} of {} (host ID {}) revoked",
                     cert.primary_name(),
@@ -117,7 +118,7 @@ pub fn revoke_host(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::CERT,
+        AuditCategory::Cert,
         "revoke_host",
         host_id,
     )?;
@@ -127,14 +128,14 @@ pub fn revoke_host(
         let now = db::now();
         let mut n = 0;
         for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
-            if Certificate::revoke(c, &serial, reason.key(), &actor.username, now)? {
+            if Certificate::revoke(c, &serial, reason, &actor.username, now)? {
                 n += 1;
             }
         }
         audit::record(
             c,
             &Event::new(
-                audit::CERT,
+                AuditCategory::Cert,
                 "revoke_host",
                 &actor.username,
                 &host.primary_name,

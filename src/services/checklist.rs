@@ -6,9 +6,9 @@ use std::path::Path;
 use super::Ctx;
 use crate::db;
 use crate::error::AppError;
-use crate::models::host_mapping::{HostMapping, PENDING};
-use crate::models::settings::Settings;
-use crate::models::user::User;
+use crate::models::host_mapping::{HostMapping, MappingState};
+use crate::models::settings::{SecurityLevel, Settings};
+use crate::models::user::{Role, User};
 
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -44,9 +44,9 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
         "The console is served over plain HTTP: passwords and token values cross the network in clear. Serve it over TLS.".into(),
     ));
     checks.push(check(
-        settings.security_level != "medium",
+        settings.security_level != SecurityLevel::Medium,
         "Security level high or very high",
-        format!("The security level is {}.", settings.security_level.replace('_', " ")),
+        format!("The security level is {}.", settings.security_level.label().to_lowercase()),
         "The security level is medium: a name that resolves to the caller gets a certificate without a token. Raise it to high or very high.".into(),
     ));
     let allowed = crate::names::stored_list(&settings.allowed_domains);
@@ -61,10 +61,11 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
     ));
     let conflicts: Vec<String> = {
         let names = HostMapping::conflicting_names(&mut conn)?;
-        let pending: Vec<String> = HostMapping::in_state(&mut conn, Some(PENDING), 5000)?
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        let pending: Vec<String> =
+            HostMapping::in_state(&mut conn, Some(MappingState::Pending), 5000)?
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
         names.into_iter().filter(|n| pending.contains(n)).collect()
     };
     checks.push(check(
@@ -87,7 +88,7 @@ pub fn run(ctx: &Ctx, tls: bool) -> Result<Vec<Check>, AppError> {
     ));
     let admins: Vec<&User> = users
         .iter()
-        .filter(|u| u.role == "administrator" && !u.disabled)
+        .filter(|u| u.role == Role::Administrator && !u.disabled)
         .collect();
     checks.push(check(
         admins.len() >= 2,

@@ -11,9 +11,11 @@ use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
-use crate::models::host_mapping::APPROVED;
+use crate::models::host_mapping::MappingState;
+use crate::models::kinds::AuditCategory;
+use crate::models::settings::SecurityLevel;
 use crate::models::settings::Settings;
-use crate::models::token::{Token, TokenState, KIND_REISSUE};
+use crate::models::token::{Token, TokenKind, TokenState};
 use crate::names::{self, Kind, NamePolicy};
 use crate::pki::csr::{self, VerifiedCsr};
 use crate::pki::issue::{self, IssuedCert, LeafRequest};
@@ -60,7 +62,7 @@ fn refusal(
     audit::refused(
         ctx,
         peer,
-        audit::CERT,
+        AuditCategory::Cert,
         "request",
         target,
         format!("certificate request refused ({}): {e}", e.status().as_u16()),
@@ -163,7 +165,7 @@ pub(super) fn audit_refusal(
     audit::refused(
         ctx,
         peer,
-        audit::CERT,
+        AuditCategory::Cert,
         action,
         target,
         format!("{what} refused ({}): {error}", error.status().as_u16()),
@@ -208,7 +210,7 @@ struct Origin {
 
 fn lookup_if_medium(ctx: &Ctx, hostname: &str, peer: IpAddr) -> Result<Option<bool>, AppError> {
     let level = Settings::load(&mut *db::get(&ctx.pool)?)?.security_level;
-    if level != "medium" {
+    if level != SecurityLevel::Medium {
         return Ok(None);
     }
     Ok(Some(
@@ -343,7 +345,7 @@ fn authorize(
     })?;
     let found = Token::find_by_digest(c, &ctx.token_key.digest(&canonical))?;
     match found {
-        Some(t) if t.kind == KIND_REISSUE => authorize_reissue(ctx, c, t, known, req, rules),
+        Some(t) if t.kind == TokenKind::Reissue => authorize_reissue(ctx, c, t, known, req, rules),
         found => {
             if let Some(h) = &known {
                 if has_had_certificate(c, h)? {
@@ -406,14 +408,16 @@ fn authorize_reissue(
                 hostname,
                 now,
             )?;
-            if state != APPROVED {
+            if state != Some(MappingState::Approved) {
                 return Ok(Err(refusal(
                     ctx,
                     req.origin.peer,
                     hostname,
                     AppError::Conflict(format!(
-                        "{hostname} is now a mapping of host {} ({}) waiting for approval ({state}); once an administrator approves it, use the reissue token again",
-                        owner.primary_name, owner.host_id
+                        "{hostname} is now a mapping of host {} ({}) waiting for approval ({}); once an administrator approves it, use the reissue token again",
+                        owner.primary_name,
+                        owner.host_id,
+                        state.map_or("not recorded", |s| s.key())
                     )),
                 )?));
             }
@@ -433,7 +437,7 @@ fn authorize_without_token(
 ) -> Result<Grant, AppError> {
     let hostname = req.hostname;
     if let Some(h) = &known {
-        if h.auto_reissue_until.is_some_and(|u| u > rules.now) {
+        if h.auto_reissue_open(rules.now) {
             return Ok(Grant::AutoReissue(known.expect("checked")));
         }
         if has_had_certificate(c, h)? {
@@ -443,22 +447,22 @@ fn authorize_without_token(
             )));
         }
     }
-    match (rules.settings.security_level.as_str(), known) {
-        ("very_high", _) => Err(AppError::Unauthorized(
+    match (rules.settings.security_level, known) {
+        (SecurityLevel::VeryHigh, _) => Err(AppError::Unauthorized(
             "the security level is very high: every certificate request needs a token".into(),
         )),
-        ("medium", Some(h)) => Ok(Grant::Level {
+        (SecurityLevel::Medium, Some(h)) => Ok(Grant::Level {
             host: Some(h),
             why: "security level medium (known host)",
         }),
-        ("medium", None) if req.origin.resolved == Some(true) => {
+        (SecurityLevel::Medium, None) if req.origin.resolved == Some(true) => {
             check_new_name(&rules.policy, hostname)?;
             Ok(Grant::Level {
                 host: None,
                 why: "security level medium (name resolves to the requesting address)",
             })
         }
-        ("medium", None) => Err(AppError::Unauthorized(format!(
+        (SecurityLevel::Medium, None) => Err(AppError::Unauthorized(format!(
             "a token is required: {hostname} is not a known host and does not resolve to the address this request came from"
         ))),
         (_, Some(h)) => Ok(Grant::Level {
@@ -558,7 +562,7 @@ fn consume(
 pub(super) fn supersede(c: &mut DbConn, host: &Host, now: NaiveDateTime) -> Result<bool, AppError> {
     let mut revoked_any = false;
     for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
-        revoked_any |= Certificate::revoke(c, &serial, Reason::Superseded.key(), "reissue", now)?;
+        revoked_any |= Certificate::revoke(c, &serial, Reason::Superseded, "reissue", now)?;
     }
     Ok(revoked_any)
 }
@@ -609,10 +613,10 @@ fn enrollment_names(
             requested,
             rules.now,
         )?;
-        if state == APPROVED {
-            names.push(n.clone());
-        } else if state == mappings::IGNORED {
-            ignored.push(n.clone());
+        match state {
+            Some(MappingState::Approved) => names.push(n.clone()),
+            None => ignored.push(n.clone()),
+            Some(_) => {}
         }
     }
     Ok(Names {
@@ -631,7 +635,7 @@ fn audit_issued(
 ) -> Result<(), AppError> {
     audit::record(
         c,
-        &Event::new(audit::CERT, "issue", hostname, &enrolled.serial).describe(
+        &Event::new(AuditCategory::Cert, "issue", hostname, &enrolled.serial).describe(
             format!(
                 "certificate {} issued to {hostname} (host ID {}{}) via {}",
                 enrolled.serial,

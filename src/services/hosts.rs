@@ -6,7 +6,8 @@ use crate::db::WriteTx;
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host::{Host, NewHost};
-use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED};
+use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
+use crate::models::kinds::AuditCategory;
 
 /// A host name as it goes into a certificate: lower case, no trailing dot, RFC 1123 labels.
 pub fn normalize_hostname(input: &str) -> Result<String, String> {
@@ -72,7 +73,7 @@ pub fn create(
     let host = create_row(conn, &new_host_id(), name, actor, now)?;
     audit::record(
         conn,
-        &Event::new(audit::HOST, "create", actor, name).describe(format!(
+        &Event::new(AuditCategory::Host, "create", actor, name).describe(format!(
             "host {name} registered with host ID {}",
             host.host_id
         )),
@@ -103,8 +104,8 @@ pub fn create_row(
         &NewHostMapping {
             host_id,
             name,
-            state: APPROVED,
-            source: "auto",
+            state: MappingState::Approved,
+            source: MappingSource::Auto,
             created_at: now,
         },
     )?;
@@ -232,7 +233,7 @@ pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<HostDet
         &mut conn,
         actor,
         crate::models::user::Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         "add_host",
         name,
     )?;
@@ -288,7 +289,7 @@ pub fn set_auto_reissue(
         &mut conn,
         actor,
         crate::models::user::Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         action,
         host_id,
     )?;
@@ -302,19 +303,23 @@ pub fn set_auto_reissue(
         Host::set_auto_reissue(c, &host.host_id, until)?;
         audit::record(
             c,
-            &Event::new(audit::HOST, action, &actor.username, &host.primary_name).describe(
-                match until {
-                    Some(u) => format!(
-                        "auto reissue allowed for {} ({host_id}) until {} UTC",
-                        host.primary_name,
-                        u.format("%Y-%m-%d %H:%M")
-                    ),
-                    None => format!(
-                        "auto reissue disallowed for {} ({host_id})",
-                        host.primary_name
-                    ),
-                },
-            ),
+            &Event::new(
+                AuditCategory::Host,
+                action,
+                &actor.username,
+                &host.primary_name,
+            )
+            .describe(match until {
+                Some(u) => format!(
+                    "auto reissue allowed for {} ({host_id}) until {} UTC",
+                    host.primary_name,
+                    u.format("%Y-%m-%d %H:%M")
+                ),
+                None => format!(
+                    "auto reissue disallowed for {} ({host_id})",
+                    host.primary_name
+                ),
+            }),
         )?;
         Ok(until)
     })
@@ -334,9 +339,7 @@ pub fn summaries(ctx: &super::Ctx, hosts: Vec<Host>) -> Result<Vec<HostSummary>,
         .map(|host| {
             let other_names = HostMapping::for_host(&mut conn, &host.host_id)?
                 .into_iter()
-                .filter(|m| {
-                    m.name != host.primary_name && m.state == crate::models::host_mapping::APPROVED
-                })
+                .filter(|m| m.name != host.primary_name && m.state == MappingState::Approved)
                 .map(|m| m.name)
                 .collect();
             let latest = Certificate::latest_for_host(&mut conn, &host.host_id)?;

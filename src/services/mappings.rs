@@ -11,14 +11,11 @@ use super::{require, Actor, Ctx};
 use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, NewHostMapping, APPROVED, PENDING, REJECTED};
+use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
 use crate::names::{self, Kind, NamePolicy};
-
-/// What `discover` answers for a name it will not record: one of the reserved names, or
-/// one that is neither a host name nor an address.
-pub const IGNORED: &str = "ignored";
 
 /// The name policy in force: the settings' lists and this server's own names.
 pub fn policy(ctx: &Ctx, settings: &Settings) -> NamePolicy {
@@ -57,7 +54,7 @@ pub fn refuse_reserved(
     };
     audit::record_alone(
         conn,
-        &Event::new(audit::HOST, action, &actor.username, name)
+        &Event::new(AuditCategory::Host, action, &actor.username, name)
             .describe(format!("refused: {why}"))
             .failed(),
     )?;
@@ -122,10 +119,11 @@ pub fn for_host(c: &mut DbConn, host_id: &str) -> Result<Vec<MappingView>, AppEr
 pub fn overview(ctx: &Ctx) -> Result<(Vec<MappingView>, Vec<MappingView>), AppError> {
     let mut conn = db::get(&ctx.pool)?;
     let mut names = BTreeMap::new();
-    let mut pending: Vec<MappingView> = HostMapping::in_state(&mut conn, Some(PENDING), 1000)?
-        .into_iter()
-        .map(|m| view(&mut conn, m, &mut names))
-        .collect::<Result<_, _>>()?;
+    let mut pending: Vec<MappingView> =
+        HostMapping::in_state(&mut conn, Some(MappingState::Pending), 1000)?
+            .into_iter()
+            .map(|m| view(&mut conn, m, &mut names))
+            .collect::<Result<_, _>>()?;
     pending.sort_by_key(|v| (v.shared_with.is_empty(), v.mapping.name.clone()));
     let all = HostMapping::in_state(&mut conn, None, 5000)?
         .into_iter()
@@ -143,7 +141,7 @@ pub fn discover(
     settings: &Settings,
     actor: &str,
     now: NaiveDateTime,
-) -> Result<String, AppError> {
+) -> Result<Option<MappingState>, AppError> {
     let policy = NamePolicy::new(&settings.allowed_domains, &settings.reserved_names, &[]);
     discover_with(
         c,
@@ -171,7 +169,7 @@ pub fn certifiable(
     Ok(HostMapping::for_host(c, &host.host_id)?
         .into_iter()
         .filter(|m| {
-            m.state == APPROVED
+            m.state == MappingState::Approved
                 && !policy.is_reserved(&m.name)
                 && names::kind(&m.name) != Kind::Numeric
         })
@@ -187,19 +185,19 @@ pub fn discover_with(
     auto_map: bool,
     actor: &str,
     now: NaiveDateTime,
-) -> Result<String, AppError> {
+) -> Result<Option<MappingState>, AppError> {
     if policy.is_reserved(name) || names::kind(name) == Kind::Numeric {
-        return Ok(IGNORED.to_string());
+        return Ok(None);
     }
     if let Some(m) = HostMapping::find(c, &host.host_id, name)? {
-        return Ok(m.state);
+        return Ok(Some(m.state));
     }
     let conflict = !others(c, name, &host.host_id)?.is_empty();
     let allowed = policy.auto_approvable(name);
     let state = if auto_map && allowed && !conflict {
-        APPROVED
+        MappingState::Approved
     } else {
-        PENDING
+        MappingState::Pending
     };
     HostMapping::insert(
         c,
@@ -207,12 +205,12 @@ pub fn discover_with(
             host_id: &host.host_id,
             name,
             state,
-            source: "auto",
+            source: MappingSource::Auto,
             created_at: now,
         },
     )?;
     let why = match (state, conflict) {
-        (APPROVED, _) => "approved automatically".to_string(),
+        (MappingState::Approved, _) => "approved automatically".to_string(),
         (_, true) => "pending: the name is also mapped to another host".to_string(),
         _ if !auto_map => "pending: automatic mapping is off".to_string(),
         _ => match names::kind(name) {
@@ -229,12 +227,12 @@ pub fn discover_with(
     };
     audit::record(
         c,
-        &Event::new(audit::HOST, "discover_mapping", actor, name).describe(format!(
+        &Event::new(AuditCategory::Host, "discover_mapping", actor, name).describe(format!(
             "name {name} seen for host {} ({}): {why}",
             host.primary_name, host.host_id
         )),
     )?;
-    Ok(state.to_string())
+    Ok(Some(state))
 }
 
 fn find_host(c: &mut DbConn, key: &str) -> Result<Host, AppError> {
@@ -249,13 +247,13 @@ fn find_mapping(c: &mut DbConn, host: &Host, name: &str) -> Result<HostMapping, 
 
 /// An administrator maps a name to a host by hand. A name another host already has waits
 /// for an explicit approval.
-pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<String, AppError> {
+pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<MappingState, AppError> {
     let mut conn = db::get(&ctx.pool)?;
     require(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         "add_mapping",
         name,
     )?;
@@ -272,31 +270,37 @@ pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<String
             )));
         }
         let shared = others(c, &name, &host.host_id)?;
-        let state = if shared.is_empty() { APPROVED } else { PENDING };
+        let state = if shared.is_empty() {
+            MappingState::Approved
+        } else {
+            MappingState::Pending
+        };
         HostMapping::insert(
             c,
             &NewHostMapping {
                 host_id: &host.host_id,
                 name: &name,
                 state,
-                source: "manual",
+                source: MappingSource::Manual,
                 created_at: db::now(),
             },
         )?;
         audit::record(
             c,
-            &Event::new(audit::HOST, "add_mapping", &actor.username, &name).describe(format!(
-                "name {name} mapped to host {} ({}): {state}{}",
-                host.primary_name,
-                host.host_id,
-                if shared.is_empty() {
-                    ""
-                } else {
-                    ", because other hosts share the name"
-                }
-            )),
+            &Event::new(AuditCategory::Host, "add_mapping", &actor.username, &name).describe(
+                format!(
+                    "name {name} mapped to host {} ({}): {state}{}",
+                    host.primary_name,
+                    host.host_id,
+                    if shared.is_empty() {
+                        ""
+                    } else {
+                        ", because other hosts share the name"
+                    }
+                ),
+            ),
         )?;
-        Ok(state.to_string())
+        Ok(state)
     })
 }
 
@@ -348,7 +352,7 @@ pub fn decide_many(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         action,
         &target,
     )?;
@@ -395,17 +399,17 @@ fn decide_in(
         "approve" => {
             if let Some(o) = others(c, name, &host.host_id)?
                 .into_iter()
-                .find(|o| o.state == APPROVED)
+                .find(|o| o.state == MappingState::Approved)
             {
                 return Err(AppError::Conflict(format!(
                     "{name} is an approved mapping of host {}: reject or delete it there first",
                     o.host_id
                 )));
             }
-            HostMapping::set_state(c, m.id, APPROVED)?;
+            HostMapping::set_state(c, m.id, MappingState::Approved)?;
         }
         "reject" => {
-            HostMapping::set_state(c, m.id, REJECTED)?;
+            HostMapping::set_state(c, m.id, MappingState::Rejected)?;
         }
         _ => {
             HostMapping::delete(c, m.id)?;
@@ -413,7 +417,7 @@ fn decide_in(
     }
     audit::record(
         c,
-        &Event::new(audit::HOST, action, &actor.username, name).describe(format!(
+        &Event::new(AuditCategory::Host, action, &actor.username, name).describe(format!(
             "mapping {name} of host {} ({}) {}",
             host.primary_name,
             host.host_id,

@@ -103,7 +103,7 @@ pub fn require(
     conn: &mut crate::db::DbConn,
     actor: &Actor,
     needed: Role,
-    category: &'static str,
+    category: crate::models::kinds::AuditCategory,
     action: &'static str,
     target: &str,
 ) -> Result<(), crate::error::AppError> {
@@ -116,15 +116,15 @@ pub fn require(
         &audit::Event::new(category, action, &actor.username, &target)
             .describe(format!(
                 "permission denied: {action} needs the role {}, {} has {}",
-                needed.as_str(),
+                needed.key(),
                 actor.username,
-                actor.role.as_str()
+                actor.role.key()
             ))
             .failed(),
     )?;
     Err(crate::error::AppError::Forbidden(format!(
         "your role ({}) may not do this: it needs {}; ask an administrator",
-        actor.role.as_str(),
-        needed.as_str()
+        actor.role.key(),
+        needed.key()
     )))
 }

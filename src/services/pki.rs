@@ -9,6 +9,7 @@ use super::Ctx;
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
+use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::pki::ca::{self, Ca};
 use crate::pki::crl::{self, RevokedEntry, SignedCrl};
@@ -84,7 +85,7 @@ pub fn load_or_create_ca(
         Settings::set_ca_fingerprint(c, &ca.sha256)?;
         super::audit::record(
             c,
-            &super::audit::Event::new(super::audit::SEC_CONFIG, "create_ca", "system", &ca.subject)
+            &super::audit::Event::new(AuditCategory::SecConfig, "create_ca", "system", &ca.subject)
                 .describe(format!("root CA created, SHA-256 {}", ca.sha256)),
         )
     })?;
@@ -109,10 +110,7 @@ fn revoked_entries(
         .map(|(serial_hex, at, reason)| RevokedEntry {
             serial_hex,
             revoked_at: chrono::DateTime::from_timestamp(at, 0).map_or(now, |t| t.naive_utc()),
-            reason: reason
-                .as_deref()
-                .and_then(Reason::parse)
-                .unwrap_or(Reason::Unspecified),
+            reason: reason.unwrap_or(Reason::Unspecified),
         })
         .collect())
 }
@@ -253,11 +251,11 @@ pub fn record_server_certificate(
         }
         super::certificates::store_issued(c, cert, SERVER_HOST_ID, names, None, now)?;
         if let Some(old) = previous {
-            Certificate::revoke(c, old, Reason::Superseded.key(), "system", now)?;
+            Certificate::revoke(c, old, Reason::Superseded, "system", now)?;
         }
         super::audit::record(
             c,
-            &super::audit::Event::new(super::audit::CERT, "issue_tls", "system", &cert.serial)
+            &super::audit::Event::new(AuditCategory::Cert, "issue_tls", "system", &cert.serial)
                 .describe(format!(
                     "TLS certificate {} issued to this server for {} until {} UTC{}",
                     cert.serial,

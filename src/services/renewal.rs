@@ -16,7 +16,8 @@ use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
 use crate::models::host::Host;
-use crate::models::host_mapping::{HostMapping, NewHostMapping, PENDING};
+use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
+use crate::models::kinds::AuditCategory;
 use crate::models::nonce::Nonce;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
@@ -187,7 +188,7 @@ fn renew_in(
     if !Certificate::revoke(
         c,
         &active.serial,
-        Reason::Superseded.key(),
+        Reason::Superseded,
         REVOKED_BY_RENEWAL,
         now,
     )? {
@@ -200,7 +201,13 @@ fn renew_in(
     let enrolled = enroll::issue_and_store(ctx, c, &host, &names, csr, None, &settings, now, None)?;
     audit::record(
         c,
-        &Event::new(audit::CERT, "renew", &host.primary_name, &enrolled.serial).describe(format!(
+        &Event::new(
+            AuditCategory::Cert,
+            "renew",
+            &host.primary_name,
+            &enrolled.serial,
+        )
+        .describe(format!(
             "certificate {} renewed as {} for {} (host ID {}){}",
             active.serial,
             enrolled.serial,
@@ -293,14 +300,14 @@ fn renewal_names(
             &NewHostMapping {
                 host_id: &host.host_id,
                 name: n,
-                state: PENDING,
-                source: "auto",
+                state: MappingState::Pending,
+                source: MappingSource::Auto,
                 created_at: now,
             },
         )?;
         audit::record(
             c,
-            &Event::new(audit::HOST, "discover_mapping", &host.primary_name, n).describe(format!(
+            &Event::new(AuditCategory::Host, "discover_mapping", &host.primary_name, n).describe(format!(
                 "name {n} seen in a renewal request of host {} ({}): pending, a renewal never approves a name",
                 host.primary_name, host.host_id
             )),
@@ -330,7 +337,7 @@ pub fn allow_early_renewal(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::HOST,
+        AuditCategory::Host,
         "allow_renewal",
         host_id,
     )?;
@@ -343,7 +350,7 @@ pub fn allow_early_renewal(
         audit::record(
             c,
             &Event::new(
-                audit::HOST,
+                AuditCategory::Host,
                 "allow_renewal",
                 &actor.username,
                 &host.primary_name,

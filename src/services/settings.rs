@@ -4,14 +4,9 @@ use super::audit::{self, Event};
 use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db;
 use crate::error::AppError;
-use crate::models::settings::{Settings, SettingsChange};
+use crate::models::kinds::AuditCategory;
+use crate::models::settings::{SecurityLevel, Settings, SettingsChange};
 use crate::models::user::Role;
-
-pub const LEVELS: [(&str, &str, &str); 3] = [
-    ("very_high", "Very high", "Every certificate request needs a token."),
-    ("high", "High", "A known host (added by an administrator, or an approved mapping) needs no token; others do."),
-    ("medium", "Medium", "No token is needed when the requested name resolves to the address the request came from."),
-];
 
 pub const VALIDITY_DAYS: (i32, i32) = (1, 825);
 pub const AUTO_REISSUE_MINUTES: (i32, i32) = (0, 43_200);
@@ -38,7 +33,7 @@ pub struct SettingsInput {
 impl SettingsInput {
     pub fn of(s: &Settings) -> SettingsInput {
         SettingsInput {
-            security_level: s.security_level.clone(),
+            security_level: s.security_level.to_string(),
             auto_map_host_names: s.auto_map_host_names,
             certificate_validity_days: s.certificate_validity_days.to_string(),
             auto_reissue_minutes: s.auto_reissue_minutes.to_string(),
@@ -99,11 +94,13 @@ fn shown_list(stored: &str) -> String {
 
 fn validate(input: &SettingsInput) -> Result<(SettingsChange, String), FieldErrors> {
     let mut errors = FieldErrors::new();
-    if !LEVELS.iter().any(|(k, _, _)| *k == input.security_level) {
+    let level = SecurityLevel::parse(&input.security_level);
+    if level.is_none() {
         errors.insert("security_level", "choose very_high, high or medium".into());
     }
     let change = SettingsChange {
-        security_level: input.security_level.clone(),
+        // Only stored when every field is valid: the level is then `Some`.
+        security_level: level.unwrap_or(SecurityLevel::VeryHigh),
         auto_map_host_names: input.auto_map_host_names,
         certificate_validity_days: number(
             &mut errors,
@@ -172,7 +169,7 @@ pub fn update(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::SEC_CONFIG,
+        AuditCategory::SecConfig,
         "change_setting",
         "settings",
     )?;
@@ -185,7 +182,7 @@ pub fn update(
             &mut conn,
             actor,
             Role::Administrator,
-            audit::SEC_CONFIG,
+            AuditCategory::SecConfig,
             "change_setting",
             "audit_retention_days",
         )?;
@@ -195,8 +192,8 @@ pub fn update(
         let pairs: [(&'static str, String, String); 6] = [
             (
                 "security_level",
-                old.security_level.clone(),
-                change.security_level.clone(),
+                old.security_level.to_string(),
+                change.security_level.to_string(),
             ),
             (
                 "auto_map_host_names",
@@ -250,9 +247,14 @@ pub fn update(
         for (name, a, b) in &changed {
             audit::record(
                 c,
-                &Event::new(audit::SEC_CONFIG, "change_setting", &actor.username, name)
-                    .describe(format!("{name} changed from {a} to {b}"))
-                    .reason(&reason),
+                &Event::new(
+                    AuditCategory::SecConfig,
+                    "change_setting",
+                    &actor.username,
+                    name,
+                )
+                .describe(format!("{name} changed from {a} to {b}"))
+                .reason(&reason),
             )?;
         }
         Ok(changed.iter().map(|(n, _, _)| *n).collect())

@@ -7,7 +7,8 @@ use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::host::Host;
-use crate::models::token::{NewToken, Token, TokenFilter, KIND_AUTHORIZATION, KIND_REISSUE};
+use crate::models::kinds::AuditCategory;
+use crate::models::token::{NewToken, Token, TokenFilter, TokenKind};
 use crate::models::user::Role;
 use crate::{token_value, valid_for};
 
@@ -133,9 +134,9 @@ fn store(
         &NewToken {
             name: &v.name,
             kind: if host_id.is_some() {
-                KIND_REISSUE
+                TokenKind::Reissue
             } else {
-                KIND_AUTHORIZATION
+                TokenKind::Authorization
             },
             value_encrypted: &encrypted,
             value_digest: &digest,
@@ -150,7 +151,7 @@ fn store(
     )?;
     audit::record(
         c,
-        &Event::new(audit::TOKEN, "create", &actor.username, &v.name)
+        &Event::new(AuditCategory::Token, "create", &actor.username, &v.name)
             .describe(description)
             .reason(&v.reason),
     )?;
@@ -206,7 +207,7 @@ pub fn create_reissue(
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "create",
         input.name.trim(),
     )?;
@@ -273,7 +274,7 @@ pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, For
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "create",
         input.name.trim(),
     )?;
@@ -323,7 +324,7 @@ pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), A
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "show",
         name,
     )?;
@@ -332,7 +333,8 @@ pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), A
         let value = ctx.token_key.decrypt(&token.name, &token.value_encrypted)?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "show", &actor.username, name).describe("token value shown"),
+            &Event::new(AuditCategory::Token, "show", &actor.username, name)
+                .describe("token value shown"),
         )?;
         Ok((token, value))
     })
@@ -345,7 +347,7 @@ pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppEr
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "delete",
         &names.join(", "),
     )?;
@@ -360,10 +362,12 @@ pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppEr
             Token::delete_by_name(c, name)?;
             audit::record(
                 c,
-                &Event::new(audit::TOKEN, "delete", &actor.username, name).describe(format!(
-                    "{} token deleted ({} of {} uses)",
-                    token.kind, token.uses, token.max_uses
-                )),
+                &Event::new(AuditCategory::Token, "delete", &actor.username, name).describe(
+                    format!(
+                        "{} token deleted ({} of {} uses)",
+                        token.kind, token.uses, token.max_uses
+                    ),
+                ),
             )?;
         }
         Ok(names.len())
@@ -377,7 +381,7 @@ pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
         &mut conn,
         actor,
         Role::SecurityAdmin,
-        audit::TOKEN,
+        AuditCategory::Token,
         "cleanup",
         "tokens",
     )?;
@@ -385,7 +389,7 @@ pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
         let n = Token::delete_inactive(c, db::now())?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "cleanup", &actor.username, "tokens")
+            &Event::new(AuditCategory::Token, "cleanup", &actor.username, "tokens")
                 .describe(format!("{n} expired or used-up tokens deleted")),
         )?;
         Ok(n)
@@ -451,7 +455,7 @@ pub fn consume_for_host(ctx: &Ctx, value: &str, host: &str) -> Result<Token, App
         let token = consume_in(ctx, c, value, host)?;
         audit::record(
             c,
-            &Event::new(audit::TOKEN, "use", host, &token.name).describe(format!(
+            &Event::new(AuditCategory::Token, "use", host, &token.name).describe(format!(
                 "token used by {host} ({} of {})",
                 token.uses, token.max_uses
             )),
@@ -461,7 +465,7 @@ pub fn consume_for_host(ctx: &Ctx, value: &str, host: &str) -> Result<Token, App
     if let Err(e @ AppError::Unprocessable(_)) = &result {
         audit::record_alone(
             &mut conn,
-            &Event::new(audit::TOKEN, "use", host, "token")
+            &Event::new(AuditCategory::Token, "use", host, "token")
                 .describe(format!("token refused for {host}: {e}"))
                 .failed(),
         )?;

@@ -9,6 +9,7 @@ use super::{require, Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::api_key::ApiKey;
+use crate::models::kinds::AuditCategory;
 use crate::models::login_attempt::{LoginAttempt, NewLoginAttempt};
 use crate::models::user::{EndedSession, NewUser, Role, User};
 
@@ -122,7 +123,7 @@ pub async fn login(
             audit::refused(
                 &c,
                 addr.as_str(),
-                audit::LOGIN,
+                AuditCategory::Login,
                 "login",
                 &name,
                 format!("failed login as {name}: throttled after repeated failures"),
@@ -174,7 +175,7 @@ pub async fn login(
                     )?;
                     audit::record(
                         c,
-                        &Event::new(audit::LOGIN, "login", &u.username, &u.username)
+                        &Event::new(AuditCategory::Login, "login", &u.username, &u.username)
                             .describe(format!("logged in from {addr}")),
                     )
                 })?;
@@ -201,7 +202,7 @@ pub async fn login(
                 audit::refused(
                     &c,
                     addr.as_str(),
-                    audit::LOGIN,
+                    AuditCategory::Login,
                     "login",
                     &shown,
                     format!("failed login as {shown}: {why}"),
@@ -283,14 +284,14 @@ pub fn ensure_initial_admin(
             &NewUser {
                 username: "admin",
                 password_hash: &hash,
-                role: Role::Administrator.as_str(),
+                role: Role::Administrator,
                 must_change_password: generated,
                 created_at: db::now(),
             },
         )?;
         audit::record(
             c,
-            &Event::new(audit::USER, "create", "system", "admin")
+            &Event::new(AuditCategory::User, "create", "system", "admin")
                 .describe("initial administrator created at first start"),
         )
     })?;
@@ -356,7 +357,7 @@ pub fn list(ctx: &Ctx, actor: &Actor) -> Result<Vec<User>, AppError> {
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "view_users",
         "users",
     )?;
@@ -376,7 +377,7 @@ pub fn create(
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "create",
         username,
     )?;
@@ -413,17 +414,15 @@ pub fn create(
             &NewUser {
                 username: &username,
                 password_hash: &hash,
-                role: role.as_str(),
+                role,
                 must_change_password: true,
                 created_at: db::now(),
             },
         )?;
         audit::record(
             c,
-            &Event::new(audit::USER, "create", &actor.username, &username).describe(format!(
-                "user {username} created with role {}",
-                role.as_str()
-            )),
+            &Event::new(AuditCategory::User, "create", &actor.username, &username)
+                .describe(format!("user {username} created with role {}", role.key())),
         )?;
         find_user(c, &username)
     });
@@ -436,7 +435,7 @@ pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "change_role",
         username,
     )?;
@@ -452,10 +451,16 @@ pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<
         User::set_role(c, user.id, role)?;
         audit::record(
             c,
-            &Event::new(audit::USER, "change_role", &actor.username, username).describe(format!(
+            &Event::new(
+                AuditCategory::User,
+                "change_role",
+                &actor.username,
+                username,
+            )
+            .describe(format!(
                 "role of {username} changed from {} to {}",
                 user.role,
-                role.as_str()
+                role.key()
             )),
         )
     })
@@ -473,7 +478,7 @@ pub fn set_disabled(
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         action,
         username,
     )?;
@@ -490,11 +495,13 @@ pub fn set_disabled(
         User::set_disabled(c, user.id, disabled)?;
         audit::record(
             c,
-            &Event::new(audit::USER, action, &actor.username, username).describe(if disabled {
-                format!("user {username} disabled; their sessions ended")
-            } else {
-                format!("user {username} enabled")
-            }),
+            &Event::new(AuditCategory::User, action, &actor.username, username).describe(
+                if disabled {
+                    format!("user {username} disabled; their sessions ended")
+                } else {
+                    format!("user {username} enabled")
+                },
+            ),
         )
     })
 }
@@ -511,7 +518,7 @@ pub fn reset_password(
         &mut conn,
         actor,
         Role::Administrator,
-        audit::USER,
+        AuditCategory::User,
         "reset_password",
         username,
     )?;
@@ -528,12 +535,16 @@ pub fn reset_password(
         LoginAttempt::clear_for_user(c, username)?;
         audit::record(
             c,
-            &Event::new(audit::USER, "reset_password", &actor.username, username).describe(
-                format!(
-                    "password of {username} reset; their sessions ended{}",
-                    keys_revoked(revoked)
-                ),
-            ),
+            &Event::new(
+                AuditCategory::User,
+                "reset_password",
+                &actor.username,
+                username,
+            )
+            .describe(format!(
+                "password of {username} reset; their sessions ended{}",
+                keys_revoked(revoked)
+            )),
         )
     })
 }
@@ -574,7 +585,7 @@ pub fn change_own_password(
         audit::record(
             c,
             &Event::new(
-                audit::USER,
+                AuditCategory::User,
                 "change_password",
                 &user.username,
                 &user.username,
@@ -624,16 +635,16 @@ pub fn offline_set_user(
                 &NewUser {
                     username,
                     password_hash: &hash,
-                    role: role.as_str(),
+                    role,
                     must_change_password: true,
                     created_at: db::now(),
                 },
             )?;
             audit::record(
                 c,
-                &Event::new(audit::USER, "create", "console", username).describe(format!(
+                &Event::new(AuditCategory::User, "create", "console", username).describe(format!(
                     "user {username} created with role {} by hostca admin",
-                    role.as_str()
+                    role.key()
                 )),
             )
         }
@@ -649,7 +660,7 @@ pub fn offline_set_user(
             let revoked = ApiKey::revoke_all_for_user(c, user.id, now)?;
             audit::record(
                 c,
-                &Event::new(audit::USER, "reset_password", "console", username).describe(format!(
+                &Event::new(AuditCategory::User, "reset_password", "console", username).describe(format!(
                     "password of {username} reset by hostca admin; account enabled; failed logins forgotten{}",
                     keys_revoked(revoked)
                 )),

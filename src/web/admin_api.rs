@@ -15,13 +15,16 @@ use super::listing::{self, ListQuery, PAGE_SIZE};
 use super::Body;
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
+use crate::models::host_mapping::{MappingSource, MappingState};
+use crate::models::kinds::RevocationReason;
+use crate::models::kinds::{AuditCategory, Outcome, Role};
+use crate::models::settings::SecurityLevel;
 use crate::models::token::Token;
-use crate::models::user::Role;
 use crate::names::host_key;
 use crate::services::audit_log::{self, AuditQuery};
 use crate::services::settings::SettingsInput;
 use crate::services::tokens::{ReissueInput, TokenInput};
-use crate::services::{self, audit, Actor, Ctx, FormError};
+use crate::services::{self, Actor, Ctx, FormError};
 use crate::web::errors::{ApiError, ErrorBody};
 
 /// Every admin route, for the OpenAPI document and its test.
@@ -163,7 +166,7 @@ fn body<T: serde::de::DeserializeOwned>(req: &HttpRequest, bytes: &Body) -> Resu
 async fn may_change(
     ctx: &web::Data<Ctx>,
     actor: &Actor,
-    category: &'static str,
+    category: AuditCategory,
     action: &'static str,
     target: &str,
 ) -> Result<(), ApiError> {
@@ -214,7 +217,7 @@ pub struct TokenJson {
 fn token_json(t: &Token, now: NaiveDateTime) -> TokenJson {
     TokenJson {
         name: t.name.clone(),
-        kind: t.kind.clone(),
+        kind: t.kind.to_string(),
         state: t.state(now).key(),
         uses: t.uses,
         max_uses: t.max_uses,
@@ -321,7 +324,7 @@ async fn create_token(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(&ctx, &auth.0, audit::TOKEN, "create", "tokens").await?;
+    may_change(&ctx, &auth.0, AuditCategory::Token, "create", "tokens").await?;
     let b: NewToken = body(&req, &bytes)?;
     let input = TokenInput {
         name: b.name,
@@ -376,7 +379,7 @@ async fn create_reissue_token(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(&ctx, &auth.0, audit::TOKEN, "create", "tokens").await?;
+    may_change(&ctx, &auth.0, AuditCategory::Token, "create", "tokens").await?;
     let b: NewReissueToken = body(&req, &bytes)?;
     let host = match (b.host, b.host_id) {
         (Some(h), None) | (None, Some(h)) => host_key(&h),
@@ -503,7 +506,7 @@ async fn delete_tokens(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(&ctx, &auth.0, audit::TOKEN, "delete", "tokens").await?;
+    may_change(&ctx, &auth.0, AuditCategory::Token, "delete", "tokens").await?;
     let b: Names = body(&req, &bytes)?;
     let n = web::block(move || services::tokens::delete(&ctx, &auth.0, &b.names)).await??;
     Ok(HttpResponse::Ok().json(Deleted { deleted: n }))
@@ -542,7 +545,7 @@ pub struct CertificateJson {
     sha256_fingerprint: String,
     #[schema(format = DateTime)]
     revoked_at: Option<String>,
-    revocation_reason: Option<String>,
+    revocation_reason: Option<RevocationReason>,
     revoked_by: Option<String>,
     /// The token the host enrolled with.
     token_name: Option<String>,
@@ -675,7 +678,7 @@ async fn revoke_certificate(
     serial: web::Path<String>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(&ctx, &auth.0, audit::CERT, "revoke", &serial).await?;
+    may_change(&ctx, &auth.0, AuditCategory::Cert, "revoke", &serial).await?;
     let b: Reason = body(&req, &bytes)?;
     let c = web::block(move || services::certificates::revoke(&ctx, &auth.0, &serial, &b.reason))
         .await??;
@@ -688,9 +691,9 @@ async fn revoke_certificate(
 pub struct MappingJson {
     name: String,
     /// `approved`, `pending` or `rejected`.
-    state: String,
+    state: MappingState,
     /// `auto` or `manual`.
-    source: String,
+    source: MappingSource,
     primary: bool,
     /// Host IDs of the other hosts mapped to the same name (a conflict).
     shared_with: Vec<String>,
@@ -716,7 +719,7 @@ fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> HostJson {
         primary_name: d.host.primary_name.clone(),
         created_at: iso(d.host.created_at),
         created_by: d.host.created_by.clone(),
-        auto_reissue_until: d.host.auto_reissue_until.filter(|u| *u > now).map(iso),
+        auto_reissue_until: d.host.auto_reissue_window(now).map(iso),
         mappings: d
             .mappings
             .iter()
@@ -805,7 +808,7 @@ async fn list_hosts(
                 other_names: s.other_names.clone(),
                 certificate_status: s.latest.as_ref().map(|c| c.status(now).key()),
                 last_issued: s.latest.as_ref().map(|c| iso(c.not_before)),
-                auto_reissue_until: s.host.auto_reissue_until.filter(|u| *u > now).map(iso),
+                auto_reissue_until: s.host.auto_reissue_window(now).map(iso),
             })
             .collect(),
         total,
@@ -840,7 +843,7 @@ async fn add_host(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(&ctx, &auth.0, audit::HOST, "add_host", "hosts").await?;
+    may_change(&ctx, &auth.0, AuditCategory::Host, "add_host", "hosts").await?;
     let b: NameRequest = body(&req, &bytes)?;
     let d = web::block(move || services::hosts::add(&ctx, &auth.0, &b.name)).await??;
     Ok(HttpResponse::Created().json(host_json(&d, crate::db::now())))
@@ -891,7 +894,7 @@ async fn revoke_host(
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let host = host_key(&host);
-    may_change(&ctx, &auth.0, audit::CERT, "revoke_host", &host).await?;
+    may_change(&ctx, &auth.0, AuditCategory::Cert, "revoke_host", &host).await?;
     let b: Reason = body(&req, &bytes)?;
     let n =
         web::block(move || services::certificates::revoke_host(&ctx, &auth.0, &host, &b.reason))
@@ -930,7 +933,14 @@ async fn auto_reissue(
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let host = host_key(&host);
-    may_change(&ctx, &auth.0, audit::HOST, "allow_auto_reissue", &host).await?;
+    may_change(
+        &ctx,
+        &auth.0,
+        AuditCategory::Host,
+        "allow_auto_reissue",
+        &host,
+    )
+    .await?;
     let b: AutoReissue = body(&req, &bytes)?;
     let until =
         web::block(move || services::hosts::set_auto_reissue(&ctx, &auth.0, &host, b.allow))
@@ -941,9 +951,9 @@ async fn auto_reissue(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MappingState {
+pub struct MappingAdded {
     /// `approved` or `pending`.
-    state: String,
+    state: MappingState,
 }
 
 #[utoipa::path(
@@ -954,7 +964,7 @@ pub struct MappingState {
     params(("host" = String, Path, description = "A host ID (any UUID form) or primary name")),
     request_body = NameRequest,
     responses(
-        (status = 201, description = "The mapping's state", body = MappingState),
+        (status = 201, description = "The mapping's state", body = MappingAdded),
         (status = 409, description = "The host already has this name", body = ErrorBody),
         (status = 422, description = "A name the rules refuse", body = ErrorBody),
     ),
@@ -968,11 +978,11 @@ async fn add_mapping(
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
     let host = host_key(&host);
-    may_change(&ctx, &auth.0, audit::HOST, "add_mapping", &host).await?;
+    may_change(&ctx, &auth.0, AuditCategory::Host, "add_mapping", &host).await?;
     let b: NameRequest = body(&req, &bytes)?;
     let state =
         web::block(move || services::mappings::add(&ctx, &auth.0, &host, &b.name)).await??;
-    Ok(HttpResponse::Created().json(MappingState { state }))
+    Ok(HttpResponse::Created().json(MappingAdded { state }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1076,7 +1086,7 @@ async fn delete_mapping(
 #[derive(Serialize, ToSchema)]
 pub struct SettingsJson {
     /// `very_high`, `high` or `medium`.
-    security_level: String,
+    security_level: SecurityLevel,
     auto_map_host_names: bool,
     certificate_validity_days: i32,
     auto_reissue_minutes: i32,
@@ -1182,7 +1192,7 @@ async fn put_settings(
     may_change(
         &ctx,
         &auth.0,
-        audit::SEC_CONFIG,
+        AuditCategory::SecConfig,
         "change_setting",
         "settings",
     )
@@ -1232,14 +1242,14 @@ pub struct AuditEventJson {
     #[schema(format = DateTime)]
     at: String,
     /// TOKEN, CERT, HOST, SEC_CONFIG, LOGIN or USER.
-    category: String,
+    category: AuditCategory,
     action: String,
     user: String,
     target: String,
     description: String,
     reason: String,
     /// `success` or `failure`.
-    outcome: String,
+    outcome: Outcome,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -32,7 +32,7 @@ impl KeyRow {
     /// A key as its owner's page and the administrators' list both show it.
     fn of(k: ApiKey, now: chrono::NaiveDateTime) -> KeyRow {
         KeyRow {
-            state: state(&k, now),
+            state: k.state(now).key(),
             created: When::of(k.created_at, now),
             expires: When::maybe(k.expires_at, now),
             last_used: When::maybe(k.last_used_at, now),
@@ -158,16 +158,6 @@ pub struct OwnedKeyRow {
 struct AllKeysPage {
     page: Page,
     rows: Vec<OwnedKeyRow>,
-}
-
-fn state(k: &ApiKey, now: chrono::NaiveDateTime) -> &'static str {
-    if k.revoked_at.is_some() {
-        "revoked"
-    } else if k.is_usable(now) {
-        "active"
-    } else {
-        "expired"
-    }
 }
 
 /// Administration > API keys: every user's keys, to revoke one left behind.

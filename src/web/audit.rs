@@ -8,8 +8,9 @@ use super::listing::PAGE_SIZE;
 use super::view::{self, Page, When};
 use crate::error::AppError;
 use crate::models::audit_event::{AuditEvent, AuditFilter};
+use crate::models::kinds::{AuditCategory, Outcome};
 use crate::services::audit::ChainStatus;
-use crate::services::audit_log::{self as svc, AuditQuery, CATEGORIES};
+use crate::services::audit_log::{self as svc, AuditQuery};
 use crate::services::Ctx;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,13 +43,13 @@ impl EventRow {
         EventRow {
             id: e.id,
             at: When::of(e.at, now),
-            category: e.category,
+            category: e.category.to_string(),
             action: e.action,
             actor: e.actor,
             target: e.target,
             description: e.description,
             reason: e.reason,
-            outcome: e.outcome,
+            outcome: e.outcome.to_string(),
             prev_hash: e.prev_hash,
             hash: e.hash,
             occurrences: e.occurrences,
@@ -76,7 +77,9 @@ struct ListPage {
     rows: Vec<EventRow>,
     query: AuditQuery,
     actors: Vec<String>,
-    categories: Vec<&'static str>,
+    /// The filters' choices: key and label.
+    categories: Vec<(&'static str, &'static str)>,
+    outcomes: Vec<(&'static str, &'static str)>,
     chain_ok: bool,
     chain_text: String,
     total: i64,
@@ -155,7 +158,11 @@ async fn list(
             .collect(),
         query,
         actors: p.actors,
-        categories: CATEGORIES.to_vec(),
+        categories: AuditCategory::ALL
+            .iter()
+            .map(|c| (c.key(), c.label()))
+            .collect(),
+        outcomes: Outcome::ALL.iter().map(|o| (o.key(), o.label())).collect(),
         chain_ok,
         chain_text,
         total: p.total,

@@ -139,7 +139,7 @@ impl Auth {
             title: title.to_string(),
             nav,
             username: self.user.username.clone(),
-            role: self.user.role.clone(),
+            role: self.user.role.to_string(),
             can_change: self.role().can_change(),
             csrf: self.csrf.clone(),
             flash: take_flash(&self.session),

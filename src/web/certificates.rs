@@ -54,7 +54,7 @@ impl CertView {
             serial: c.serial.clone(),
             host_id: c.host_id.clone(),
             host_name: c.primary_name().to_string(),
-            names: c.names.split(',').map(str::to_string).collect(),
+            names: c.names().into_iter().map(str::to_string).collect(),
             subject: c.subject.clone(),
             status_key: status.key(),
             status_label: status.label(),
@@ -63,8 +63,6 @@ impl CertView {
             revoked_at: When::maybe(c.revoked_at, now),
             revocation_reason: c
                 .revocation_reason
-                .as_deref()
-                .and_then(Reason::parse)
                 .map(|r| r.label().to_string())
                 .unwrap_or_default(),
             revoked_by: c.revoked_by.clone().unwrap_or_default(),
@@ -92,13 +90,13 @@ struct ListPage {
     rows: Vec<CertView>,
     list: Listing,
     reasons: Vec<(&'static str, &'static str)>,
+    /// The status filter's choices: key and label.
+    statuses: Vec<(&'static str, &'static str)>,
 }
-
-const SORTS: &[&str] = &["host", "serial", "issued", "expires"];
 
 /// The certificate list's query (search, status, sort, page), for the page and the API.
 pub fn filter(query: &ListQuery, status: Option<&str>) -> Result<(Paging, CertFilter), AppError> {
-    let paging = listing::parse(query, "issued", SORTS)?;
+    let paging = listing::parse(query, CertSort::Issued.key(), CertSort::KEYS)?;
     let status = match status.unwrap_or("") {
         "" | "all" => None,
         s => Some(CertStatus::parse(s).ok_or_else(|| {
@@ -140,6 +138,10 @@ async fn list(
         ),
         rows: rows.iter().map(|c| CertView::of(c, now)).collect(),
         reasons: reasons(),
+        statuses: CertStatus::ALL
+            .iter()
+            .map(|s| (s.key(), s.label()))
+            .collect(),
     })
 }
 

@@ -9,6 +9,7 @@ use super::forms::{AutoReissueForm, NameForm, ReturnTo, RevokeForm, Switch};
 use super::listing::{self, ListQuery, Listing, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
+use crate::models::kinds::{CertStatus, HostSort, MappingState};
 use crate::services::mappings::{self as map_svc, MappingView};
 use crate::services::tokens::{self as token_svc, ReissueInput};
 use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors};
@@ -69,10 +70,10 @@ async fn list(
     ctx: web::Data<Ctx>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let paging = listing::parse(&query, "name", &["name", "created"])?;
+    let paging = listing::parse(&query, HostSort::Name.key(), HostSort::KEYS)?;
     let (q, by_created, desc, offset) = (
         paging.q.clone(),
-        paging.sort == "created",
+        paging.sort == HostSort::Created.key(),
         paging.descending,
         paging.offset(),
     );
@@ -101,10 +102,7 @@ async fn list(
                     status_key: status.map(|st| st.key()).unwrap_or("none"),
                     status_label: status.map(|st| st.label()).unwrap_or("No certificate"),
                     last_issued: s.latest.as_ref().map(|c| When::of(c.not_before, now)),
-                    auto_reissue_until: When::maybe(
-                        s.host.auto_reissue_until.filter(|u| *u > now),
-                        now,
-                    ),
+                    auto_reissue_until: When::maybe(s.host.auto_reissue_window(now), now),
                     host_id: s.host.host_id,
                     primary_name: s.host.primary_name,
                 }
@@ -151,8 +149,8 @@ impl MappingRow {
             created_at: When::of(v.mapping.created_at, now),
             host_id: v.mapping.host_id,
             name: v.mapping.name,
-            state: v.mapping.state,
-            source: v.mapping.source,
+            state: v.mapping.state.to_string(),
+            source: v.mapping.source.to_string(),
             is_primary: v.is_primary,
             primary_name: v.primary_name,
             shared_with: v.shared_with,
@@ -212,14 +210,17 @@ async fn host_page(
         .collect();
     Ok(DetailsPage {
         page: auth.page(&format!("Host {}", d.host.primary_name), "hosts"),
-        active: certs.iter().filter(|c| c.status_key == "active").count(),
+        active: certs
+            .iter()
+            .filter(|c| c.status_key == CertStatus::Active.key())
+            .count(),
         certs,
         mappings: d
             .mappings
             .into_iter()
             .map(|m| MappingRow::of(m, now))
             .collect(),
-        auto_reissue_until: When::maybe(d.host.auto_reissue_until.filter(|u| *u > now), now),
+        auto_reissue_until: When::maybe(d.host.auto_reissue_window(now), now),
         renewal_allowed_until: When::maybe(d.host.renewal_allowed_until.filter(|u| *u > now), now),
         created: When::of(d.host.created_at, now),
         created_by: d.host.created_by,
@@ -344,7 +345,7 @@ async fn add_mapping(
     let (host_id, actor) = (host_id.into_inner(), auth.actor());
     let (id, n) = (host_id.clone(), name.clone());
     let state = web::block(move || map_svc::add(&ctx, &actor, &id, &n)).await??;
-    let message = if state == "approved" {
+    let message = if state == MappingState::Approved {
         format!(
             "The name {} is mapped to this host.",
             name.trim().to_ascii_lowercase()

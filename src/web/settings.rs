@@ -8,8 +8,9 @@ use super::auth::{Auth, CsrfForm};
 use super::forms::SettingsForm;
 use super::view::{self, Page};
 use crate::error::AppError;
+use crate::models::settings::SecurityLevel;
 use crate::services::checklist::Check;
-use crate::services::settings::{self as svc, SettingsInput, LEVELS};
+use crate::services::settings::{self as svc, SettingsInput};
 use crate::services::{Ctx, FieldErrors, FormError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -55,7 +56,10 @@ async fn render_page(
             checks,
             input: input.unwrap_or_else(|| SettingsInput::of(&settings)),
             errors,
-            levels: LEVELS.to_vec(),
+            levels: SecurityLevel::ALL
+                .iter()
+                .map(|l| (l.key(), l.label(), l.description()))
+                .collect(),
             server_names,
         },
     )

@@ -9,7 +9,7 @@ use super::auth::{Auth, CsrfForm, Form};
 use super::listing::{self, ListQuery, Listing, Paging, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
-use crate::models::token::{Token, TokenFilter, TokenSort, TokenState, KIND_REISSUE};
+use crate::models::token::{Token, TokenFilter, TokenKind, TokenSort, TokenState};
 use crate::services::tokens::{self as svc, TokenInput};
 use crate::services::{Ctx, FieldErrors};
 
@@ -27,7 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// A token as the pages show it.
 pub struct TokenView {
     pub name: String,
-    pub kind: String,
+    pub kind: TokenKind,
     pub kind_label: &'static str,
     pub state_key: &'static str,
     pub state_label: &'static str,
@@ -47,12 +47,8 @@ impl TokenView {
         let state = t.state(now);
         TokenView {
             name: t.name.clone(),
-            kind: t.kind.clone(),
-            kind_label: if t.kind == KIND_REISSUE {
-                "Reissue"
-            } else {
-                "Authorization"
-            },
+            kind: t.kind,
+            kind_label: t.kind.label(),
             state_key: state.key(),
             state_label: state.label(),
             uses: t.uses,
@@ -79,20 +75,13 @@ struct ListPage {
     page: Page,
     rows: Vec<TokenView>,
     list: Listing,
+    /// The state filter's choices: key and label.
+    states: Vec<(&'static str, &'static str)>,
 }
-
-const SORTS: &[&str] = &[
-    "name",
-    "kind",
-    "uses",
-    "valid_until",
-    "created_by",
-    "created_at",
-];
 
 /// The token list's query (search, state, sort, page), for the page and the API.
 pub fn filter(query: &ListQuery, state: Option<&str>) -> Result<(Paging, TokenFilter), AppError> {
-    let paging = listing::parse(query, "created_at", SORTS)?;
+    let paging = listing::parse(query, TokenSort::CreatedAt.key(), TokenSort::KEYS)?;
     let filter = TokenFilter {
         q: paging.q.clone(),
         state: parse_state(state)?,
@@ -136,6 +125,10 @@ async fn list(
             rows.len(),
         ),
         rows: rows.iter().map(|t| TokenView::of(t, now)).collect(),
+        states: TokenState::ALL
+            .iter()
+            .map(|s| (s.key(), s.label()))
+            .collect(),
     })
 }
 

@@ -53,7 +53,7 @@ impl UsersPage {
 }
 
 fn roles() -> Vec<(&'static str, &'static str)> {
-    Role::ALL.iter().map(|r| (r.as_str(), r.label())).collect()
+    Role::ALL.iter().map(|r| (r.key(), r.label())).collect()
 }
 
 async fn users_page(
@@ -76,7 +76,7 @@ async fn users_page(
                 .map(|u| UserRow {
                     role_label: u.role().label(),
                     username: u.username,
-                    role: u.role,
+                    role: u.role.to_string(),
                     disabled: u.disabled,
                     must_change: u.must_change_password,
                     last_login: When::maybe(u.last_login_at, now),
@@ -96,7 +96,7 @@ async fn list(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
         &auth,
         ctx,
         String::new(),
-        "viewer".into(),
+        Role::Viewer.key().into(),
         FieldErrors::new(),
         StatusCode::OK,
     )

@@ -254,13 +254,13 @@ fn legacy_hash(prev: &str, e: &hostca::models::audit_event::AuditEvent) -> Strin
     for part in [
         prev,
         &hostca::services::audit::format_at(e.at),
-        &e.category,
+        e.category.key(),
         &e.action,
         &e.actor,
         &e.target,
         &e.description,
         &e.reason,
-        &e.outcome,
+        e.outcome.key(),
     ] {
         h.update(part.as_bytes());
         h.update([0x1f]);
@@ -848,4 +848,74 @@ async fn serve_appends_to_the_audit_log_it_is_given_and_verify_reads_it() {
             let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
+}
+
+/// A row edited by hand to hold a value no version of hostca writes (an intruder's edit, or
+/// a newer version's value) is reported by name, on the page and in the API, with the
+/// server still serving; the row reads again once corrected.
+#[tokio::test]
+async fn a_row_edited_to_an_unknown_value_gives_a_clear_error_not_a_crash() {
+    let app = spawn_app().await;
+    app.login().await;
+    let html = app
+        .post("/account/api-keys", &[("name", "edited-rows")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let key = element_text(&html, "api-key-value").expect("the new key is shown once");
+    some_events(&app, 1).await;
+    let id = *ids(&app).last().unwrap();
+    let category: String = audit_events::table
+        .find(id)
+        .select(diesel::dsl::sql::<diesel::sql_types::Text>("category"))
+        .first(&mut *app.conn())
+        .unwrap();
+    let set_category = |value: &str| {
+        diesel::sql_query(format!(
+            "UPDATE audit_events SET category = '{value}' WHERE id = {id}"
+        ))
+        .execute(&mut *app.conn())
+        .unwrap();
+    };
+    set_category("EVIL<b>");
+
+    let r = app.get("/security/audit").await;
+    assert_eq!(r.status().as_u16(), 500);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("unknown audit category") && page.contains("EVIL"),
+        "{page}"
+    );
+    assert!(!page.contains("EVIL<b>"), "the value is escaped");
+
+    let r = reqwest::Client::new()
+        .get(app.url("/api/v1/audit"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "stored_value_unknown");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("unknown audit category 'EVIL<b>' (expected one of: TOKEN, CERT"),
+        "{message}"
+    );
+
+    // Other pages still work, and the corrected row reads again.
+    assert_eq!(app.get("/security/tokens").await.status().as_u16(), 200);
+    set_category(&category);
+    assert_eq!(app.get("/security/audit").await.status().as_u16(), 200);
+
+    // A user row with an unknown role: that user's requests get the same clear error.
+    diesel::sql_query("UPDATE users SET role = 'superuser' WHERE username = 'admin'")
+        .execute(&mut *app.conn())
+        .unwrap();
+    let r = app.get("/security/tokens").await;
+    assert_eq!(r.status().as_u16(), 500);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("unknown role"), "{page}");
+    assert!(page.contains("superuser"), "{page}");
 }

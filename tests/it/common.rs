@@ -276,7 +276,7 @@ impl TestApp {
                 "/admin/users",
                 &[
                     ("username", name),
-                    ("role", role.as_str()),
+                    ("role", role.key()),
                     ("password", &initial),
                 ],
             )

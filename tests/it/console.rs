@@ -1023,7 +1023,12 @@ async fn the_csv_export_streams_many_batches() {
         for i in 0..4500 {
             hostca::services::audit::record(
                 c,
-                &hostca::services::audit::Event::new("HOST", "bulk", "loader", &format!("h{i}")),
+                &hostca::services::audit::Event::new(
+                    hostca::models::kinds::AuditCategory::Host,
+                    "bulk",
+                    "loader",
+                    &format!("h{i}"),
+                ),
             )?;
         }
         Ok(())

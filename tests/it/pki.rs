@@ -517,8 +517,8 @@ async fn a_reissue_keeps_the_host_id_and_supersedes_the_old_certificate() {
         &hostca::models::host_mapping::NewHostMapping {
             host_id: &host_id,
             name: "db-new.example.com",
-            state: "approved",
-            source: "manual",
+            state: hostca::models::kinds::MappingState::Approved,
+            source: hostca::models::kinds::MappingSource::Manual,
             created_at: hostca::db::now(),
         },
     )

@@ -107,7 +107,7 @@ async fn login_good_bad_and_without_csrf() {
     hostca::services::audit::flush_refusals(&app.ctx).unwrap();
     let failed: Vec<_> = events(&app, "login")
         .into_iter()
-        .filter(|e| e.outcome == "failure")
+        .filter(|e| e.outcome == hostca::models::kinds::Outcome::Failure)
         .collect();
     assert_eq!(failed.iter().map(|e| e.occurrences).sum::<i64>(), 2);
     assert!(failed.iter().any(|e| e.actor == "host:127.0.0.1"
@@ -180,7 +180,7 @@ async fn first_start_writes_private_keys_and_a_generated_password() {
         &admin.password_hash,
         password.trim()
     ));
-    assert_eq!(admin.role, "administrator");
+    assert_eq!(admin.role.key(), "administrator");
 }
 
 #[tokio::test]
@@ -237,7 +237,7 @@ async fn add_token_validates_every_field_and_keeps_values() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (t.max_uses, t.uses, t.kind.as_str(), t.created_by.as_str()),
+        (t.max_uses, t.uses, t.kind.key(), t.created_by.as_str()),
         (1, 0, "authorization", "admin")
     );
     let left = t.valid_until - hostca::db::now();
@@ -489,7 +489,7 @@ async fn token_values_are_accepted_in_any_case_and_refusals_are_audited() {
     assert_eq!(e.status().as_u16(), 422);
     let failures = events(&app, "use")
         .into_iter()
-        .filter(|e| e.outcome == "failure")
+        .filter(|e| e.outcome == hostca::models::kinds::Outcome::Failure)
         .count();
     assert_eq!(failures, 3);
     let html = app.get_html("/security/tokens/flex").await;
@@ -531,8 +531,18 @@ async fn sixty_four_threads_racing_on_five_uses_get_exactly_five() {
         .unwrap();
     assert_eq!(uses, 5);
     let used = events(&app, "use");
-    assert_eq!(used.iter().filter(|e| e.outcome == "success").count(), 5);
-    assert_eq!(used.iter().filter(|e| e.outcome == "failure").count(), 59);
+    assert_eq!(
+        used.iter()
+            .filter(|e| e.outcome == hostca::models::kinds::Outcome::Success)
+            .count(),
+        5
+    );
+    assert_eq!(
+        used.iter()
+            .filter(|e| e.outcome == hostca::models::kinds::Outcome::Failure)
+            .count(),
+        59
+    );
     assert!(matches!(
         verify_chain(&mut app.conn()).unwrap(),
         ChainStatus::Intact { .. }
@@ -663,7 +673,7 @@ async fn a_viewer_reads_but_cannot_change_or_show() {
     assert_eq!(status(&app.get("/security/tokens/visible").await), 200);
     let denied = events(&app, "show")
         .into_iter()
-        .filter(|e| e.outcome == "failure")
+        .filter(|e| e.outcome == hostca::models::kinds::Outcome::Failure)
         .count();
     assert_eq!(denied, 1);
 }
