@@ -118,9 +118,8 @@ pub fn revoke(ctx: &Ctx, user: &User, name: &str) -> Result<(), AppError> {
 
 /// Every user's keys with their owners, for administrators.
 pub fn list_all(ctx: &Ctx, actor: &Actor) -> Result<Vec<(ApiKey, String)>, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    super::require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::Administrator,
         AuditCategory::User,
@@ -132,9 +131,8 @@ pub fn list_all(ctx: &Ctx, actor: &Actor) -> Result<Vec<(ApiKey, String)>, AppEr
 
 /// An administrator revokes any user's key, e.g. one left behind by someone who left.
 pub fn revoke_any(ctx: &Ctx, actor: &Actor, id: i64) -> Result<(ApiKey, String), AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    super::require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::Administrator,
         AuditCategory::User,

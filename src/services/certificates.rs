@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
-use super::{require, Actor, Ctx};
+use super::{Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
@@ -68,9 +68,8 @@ pub fn revoke(
     serial: &str,
     reason: &str,
 ) -> Result<Certificate, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Cert,
@@ -113,9 +112,8 @@ pub fn revoke_host(
     host_id: &str,
     reason: &str,
 ) -> Result<usize, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Cert,

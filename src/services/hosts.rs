@@ -228,9 +228,8 @@ pub fn details_of(ctx: &super::Ctx, key: &str) -> Result<HostDetails, AppError> 
 /// known host may enroll without a token.
 /// Returns the new host as its page shows it.
 pub fn add(ctx: &super::Ctx, actor: &super::Actor, name: &str) -> Result<HostDetails, AppError> {
-    let mut conn = crate::db::get(&ctx.pool)?;
-    super::require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         crate::models::user::Role::SecurityAdmin,
         AuditCategory::Host,

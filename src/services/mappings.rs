@@ -248,9 +248,8 @@ fn find_mapping(c: &mut DbConn, host: &Host, name: &str) -> Result<HostMapping, 
 /// An administrator maps a name to a host by hand. A name another host already has waits
 /// for an explicit approval.
 pub fn add(ctx: &Ctx, actor: &Actor, host_id: &str, name: &str) -> Result<MappingState, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Host,

@@ -98,6 +98,21 @@ impl<E: Into<crate::error::AppError>> From<E> for FormError {
     }
 }
 
+/// A connection for an action that needs the role `needed`: refused (and the refusal
+/// audited) for a lower role, as `require` does.
+pub fn connect_as(
+    ctx: &Ctx,
+    actor: &Actor,
+    needed: Role,
+    category: crate::models::kinds::AuditCategory,
+    action: &'static str,
+    target: &str,
+) -> Result<crate::db::PooledConn, crate::error::AppError> {
+    let mut conn = crate::db::get(&ctx.pool)?;
+    require(&mut conn, actor, needed, category, action, target)?;
+    Ok(conn)
+}
+
 /// Refuses an action to a role below `needed`; the refusal is an audit event.
 pub fn require(
     conn: &mut crate::db::DbConn,

@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 
 use super::audit::{self, Event};
 use super::enroll::{self, Enrolled};
-use super::{hosts, mappings, require, Actor, Ctx};
+use super::{hosts, mappings, Actor, Ctx};
 use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
@@ -332,9 +332,8 @@ pub fn allow_early_renewal(
     actor: &Actor,
     host_id: &str,
 ) -> Result<NaiveDateTime, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Host,

@@ -164,9 +164,8 @@ pub fn update(
     actor: &Actor,
     input: &SettingsInput,
 ) -> Result<Vec<&'static str>, FormError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::SecConfig,

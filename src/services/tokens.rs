@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
-use super::{require, Actor, Ctx, FieldErrors, FormError};
+use super::{Actor, Ctx, FieldErrors, FormError};
 use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::host::Host;
@@ -202,9 +202,8 @@ pub fn create_reissue(
     host_key: &str,
     input: &ReissueInput,
 ) -> Result<Token, FormError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Token,
@@ -269,9 +268,8 @@ pub fn create_reissue(
 
 /// Creates an authorization token. The value is generated here and stored encrypted.
 pub fn create(ctx: &Ctx, actor: &Actor, input: &TokenInput) -> Result<Token, FormError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Token,
@@ -319,9 +317,8 @@ pub fn details(ctx: &Ctx, name: &str) -> Result<Token, AppError> {
 
 /// Decrypts a token's value for its details page. Each reveal is an audit event.
 pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Token,
@@ -342,9 +339,8 @@ pub fn reveal(ctx: &Ctx, actor: &Actor, name: &str) -> Result<(Token, String), A
 
 /// Deletes the named tokens; every one of them must exist, or nothing is deleted.
 pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Token,
@@ -376,9 +372,8 @@ pub fn delete(ctx: &Ctx, actor: &Actor, names: &[String]) -> Result<usize, AppEr
 
 /// Deletes every Expired and Used-up token, with one audit event giving the count.
 pub fn cleanup(ctx: &Ctx, actor: &Actor) -> Result<usize, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::SecurityAdmin,
         AuditCategory::Token,

@@ -352,9 +352,8 @@ fn keep_an_administrator(c: &mut DbConn, user: &User) -> Result<(), AppError> {
 
 /// Every user, for an administrator; anyone else is refused (and the refusal audited).
 pub fn list(ctx: &Ctx, actor: &Actor) -> Result<Vec<User>, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::Administrator,
         AuditCategory::User,
@@ -372,9 +371,8 @@ pub fn create(
     role: &str,
     password: &str,
 ) -> Result<User, FormError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let conn = super::connect_as(
+        ctx,
         actor,
         Role::Administrator,
         AuditCategory::User,
@@ -430,9 +428,8 @@ pub fn create(
 }
 
 pub fn set_role(ctx: &Ctx, actor: &Actor, username: &str, role: &str) -> Result<(), AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let mut conn = super::connect_as(
+        ctx,
         actor,
         Role::Administrator,
         AuditCategory::User,
@@ -513,9 +510,8 @@ pub fn reset_password(
     username: &str,
     password: &str,
 ) -> Result<(), AppError> {
-    let mut conn = db::get(&ctx.pool)?;
-    require(
-        &mut conn,
+    let conn = super::connect_as(
+        ctx,
         actor,
         Role::Administrator,
         AuditCategory::User,
