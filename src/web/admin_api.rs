@@ -563,7 +563,7 @@ fn cert_json(c: &Certificate, now: NaiveDateTime) -> CertificateJson {
         not_after: iso(c.not_after),
         sha256_fingerprint: c.fingerprint_sha256.clone(),
         revoked_at: c.revoked_at.map(iso),
-        revocation_reason: c.revocation_reason.clone(),
+        revocation_reason: c.revocation_reason,
         revoked_by: c.revoked_by.clone(),
         token_name: c.token_name.clone(),
     }
@@ -725,8 +725,8 @@ fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> HostJson {
             .iter()
             .map(|m| MappingJson {
                 name: m.mapping.name.clone(),
-                state: m.mapping.state.clone(),
-                source: m.mapping.source.clone(),
+                state: m.mapping.state,
+                source: m.mapping.source,
                 primary: m.is_primary,
                 shared_with: m.shared_with.iter().map(|(id, _)| id.clone()).collect(),
             })
@@ -1098,7 +1098,7 @@ pub struct SettingsJson {
 
 fn settings_json(s: &crate::models::settings::Settings) -> SettingsJson {
     SettingsJson {
-        security_level: s.security_level.clone(),
+        security_level: s.security_level,
         auto_map_host_names: s.auto_map_host_names,
         certificate_validity_days: s.certificate_validity_days,
         auto_reissue_minutes: s.auto_reissue_minutes,
@@ -1312,13 +1312,13 @@ async fn list_audit(
             .map(|e| AuditEventJson {
                 id: e.id,
                 at: iso(e.at),
-                category: e.category.clone(),
+                category: e.category,
                 action: e.action.clone(),
                 user: e.actor.clone(),
                 target: e.target.clone(),
                 description: e.description.clone(),
                 reason: e.reason.clone(),
-                outcome: e.outcome.clone(),
+                outcome: e.outcome,
             })
             .collect(),
         total: found.total,
