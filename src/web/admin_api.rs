@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host_mapping::{MappingSource, MappingState};
 use crate::models::kinds::RevocationReason;
-use crate::models::kinds::{AuditCategory, Outcome, Role};
+use crate::models::kinds::{AuditCategory, HostSort, Outcome, Role};
 use crate::models::settings::SecurityLevel;
 use crate::models::token::Token;
 use crate::names::host_key;
@@ -786,10 +786,10 @@ async fn list_hosts(
 ) -> Result<HttpResponse, ApiError> {
     let p = p.into_inner();
     let q = list_query(p.q, p.sort, p.dir, p.page);
-    let paging = listing::parse(&q, "name", &["name", "created"])?;
+    let paging = listing::parse(&q, HostSort::Name.key(), HostSort::KEYS)?;
     let (text, by_created, desc, offset) = (
         paging.q.clone(),
-        paging.sort == "created",
+        paging.sort == HostSort::Created.key(),
         paging.descending,
         paging.offset(),
     );
