@@ -17,7 +17,9 @@ use crate::error::AppError;
 use crate::models::certificate::Certificate;
 use crate::models::host_mapping::{MappingSource, MappingState};
 use crate::models::kinds::RevocationReason;
-use crate::models::kinds::{AuditCategory, HostSort, Outcome, Role};
+use crate::models::kinds::{
+    AuditCategory, CertStatus, HostSort, Outcome, Role, TokenKind, TokenState,
+};
 use crate::models::settings::SecurityLevel;
 use crate::models::token::Token;
 use crate::names::host_key;
@@ -195,10 +197,8 @@ async fn may_change(
 #[derive(Serialize, ToSchema)]
 pub struct TokenJson {
     name: String,
-    /// `authorization` or `reissue`.
-    kind: String,
-    /// `active`, `expired` or `used_up`.
-    state: &'static str,
+    kind: TokenKind,
+    state: TokenState,
     uses: i32,
     max_uses: i32,
     #[schema(format = DateTime)]
@@ -217,8 +217,8 @@ pub struct TokenJson {
 fn token_json(t: &Token, now: NaiveDateTime) -> TokenJson {
     TokenJson {
         name: t.name.clone(),
-        kind: t.kind.to_string(),
-        state: t.state(now).key(),
+        kind: t.kind,
+        state: t.state(now),
         uses: t.uses,
         max_uses: t.max_uses,
         valid_until: iso(t.valid_until),
@@ -245,7 +245,7 @@ pub struct TokenList {
 pub struct TokenListParams {
     /// Text in the name, reason or creator.
     q: Option<String>,
-    /// `active`, `expired` or `used_up`.
+    #[param(value_type = Option<TokenState>)]
     state: Option<String>,
     /// The column to sort by.
     sort: Option<String>,
@@ -536,8 +536,7 @@ pub struct CertificateJson {
     host_name: String,
     names: Vec<String>,
     subject: String,
-    /// `active`, `expired` or `revoked`.
-    status: &'static str,
+    status: CertStatus,
     #[schema(format = DateTime)]
     not_before: String,
     #[schema(format = DateTime)]
@@ -558,7 +557,7 @@ fn cert_json(c: &Certificate, now: NaiveDateTime) -> CertificateJson {
         host_name: c.primary_name().to_string(),
         names: c.names.split(',').map(str::to_string).collect(),
         subject: c.subject.clone(),
-        status: c.status(now).key(),
+        status: c.status(now),
         not_before: iso(c.not_before),
         not_after: iso(c.not_after),
         sha256_fingerprint: c.fingerprint_sha256.clone(),
@@ -590,7 +589,7 @@ pub struct CertificateList {
 pub struct CertificateListParams {
     /// Text in the serial, names or host ID.
     q: Option<String>,
-    /// `active`, `expired` or `revoked`.
+    #[param(value_type = Option<CertStatus>)]
     status: Option<String>,
     /// The column to sort by.
     sort: Option<String>,
@@ -651,9 +650,7 @@ async fn certificate_details(
 /// An RFC 5280 revocation reason.
 #[derive(Deserialize, ToSchema)]
 pub struct Reason {
-    /// `unspecified`, `key_compromise`, `ca_compromise`, `affiliation_changed`,
-    /// `superseded` or `cessation_of_operation`.
-    #[schema(example = "key_compromise")]
+    #[schema(value_type = RevocationReason, example = "key_compromise")]
     reason: String,
 }
 
@@ -690,9 +687,7 @@ async fn revoke_certificate(
 #[derive(Serialize, ToSchema)]
 pub struct MappingJson {
     name: String,
-    /// `approved`, `pending` or `rejected`.
     state: MappingState,
-    /// `auto` or `manual`.
     source: MappingSource,
     primary: bool,
     /// Host IDs of the other hosts mapped to the same name (a conflict).
@@ -742,7 +737,7 @@ pub struct HostSummaryJson {
     primary_name: String,
     other_names: Vec<String>,
     /// The status of the newest certificate.
-    certificate_status: Option<&'static str>,
+    certificate_status: Option<CertStatus>,
     #[schema(format = DateTime)]
     last_issued: Option<String>,
     #[schema(format = DateTime)]
@@ -762,7 +757,7 @@ pub struct HostList {
 pub struct HostListParams {
     /// Text in the host ID or names.
     q: Option<String>,
-    /// `name` or `created`.
+    #[param(value_type = Option<HostSort>)]
     sort: Option<String>,
     /// `asc` or `desc`.
     dir: Option<String>,
@@ -806,7 +801,7 @@ async fn list_hosts(
                 host_id: s.host.host_id.clone(),
                 primary_name: s.host.primary_name.clone(),
                 other_names: s.other_names.clone(),
-                certificate_status: s.latest.as_ref().map(|c| c.status(now).key()),
+                certificate_status: s.latest.as_ref().map(|c| c.status(now)),
                 last_issued: s.latest.as_ref().map(|c| iso(c.not_before)),
                 auto_reissue_until: s.host.auto_reissue_window(now).map(iso),
             })
@@ -1085,7 +1080,6 @@ async fn delete_mapping(
 
 #[derive(Serialize, ToSchema)]
 pub struct SettingsJson {
-    /// `very_high`, `high` or `medium`.
     security_level: SecurityLevel,
     auto_map_host_names: bool,
     certificate_validity_days: i32,
@@ -1145,8 +1139,8 @@ impl NameList {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsChange {
-    /// `very_high`, `high` or `medium`.
     #[serde(default)]
+    #[schema(value_type = Option<SecurityLevel>)]
     security_level: Option<String>,
     #[serde(default)]
     auto_map_host_names: Option<bool>,
@@ -1248,7 +1242,6 @@ pub struct AuditEventJson {
     target: String,
     description: String,
     reason: String,
-    /// `success` or `failure`.
     outcome: Outcome,
 }
 
@@ -1267,7 +1260,7 @@ pub struct AuditParams {
     category: Option<String>,
     /// The acting user.
     user: Option<String>,
-    /// `success` or `failure`.
+    #[param(value_type = Option<Outcome>)]
     outcome: Option<String>,
     /// From this day (YYYY-MM-DD, UTC).
     from: Option<String>,

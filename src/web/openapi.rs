@@ -51,7 +51,7 @@ use crate::web::errors::ErrorBody;
         admin_api::put_settings,
         admin_api::list_audit,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::models::kinds::HostSort)),
     modifiers(&Edges),
     tags(
         (name = "hosts", description = "Enrollment and renewal, for hosts (no API key)"),
