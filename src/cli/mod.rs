@@ -188,8 +188,9 @@ enum AdminCommand {
         store: StoreArgs,
         #[arg(long)]
         username: String,
-        /// administrator, security_admin or viewer
-        #[arg(long, default_value = "viewer")]
+        /// The user's role.
+        #[arg(long, default_value = "viewer",
+              value_parser = clap::builder::PossibleValuesParser::new(crate::models::kinds::Role::KEYS))]
         role: String,
         #[arg(long)]
         password_env: Option<String>,

@@ -138,8 +138,8 @@ async fn every_admin_api_route_has_a_command_and_every_command_exists() {
     }
 }
 
-#[tokio::test]
-async fn the_new_admin_commands_end_to_end() {
+/// A server, its administrator logged in, and the command line with a key of theirs.
+async fn cli_and_app() -> (TestApp, Cli, std::path::PathBuf) {
     let app = spawn_app().await;
     app.login().await;
     let key = api_key(&app, "cover").await;
@@ -149,6 +149,12 @@ async fn the_new_admin_commands_end_to_end() {
         key,
         dir: dir.display().to_string(),
     };
+    (app, cli, dir)
+}
+
+#[tokio::test]
+async fn host_mapping_token_and_certificate_commands_end_to_end() {
+    let (app, cli, dir) = cli_and_app().await;
 
     // Hosts: add, show, and errors as one line.
     let h = cli.json(&["host", "add", "web1.example.com"]);
@@ -311,6 +317,11 @@ async fn the_new_admin_commands_end_to_end() {
         c["revoked_at"].is_string() && c["status"] != "active",
         "{c}"
     );
+}
+
+#[tokio::test]
+async fn settings_and_audit_commands_end_to_end() {
+    let (app, cli, _dir) = cli_and_app().await;
 
     // Settings: get, set typed values and lists, and refusals.
     let s = cli.json(&["settings", "get"]);
