@@ -32,6 +32,30 @@ pub struct AuditEvent {
     pub last_at: Option<NaiveDateTime>,
 }
 
+/// An audit row as stored, its category and outcome as the texts in their columns. This is
+/// what verification hashes, so that a row edited to a text no type knows is reported as an
+/// edited event, where it is, instead of as a row that cannot be read. Serialised, it is
+/// the same JSON as the `AuditEvent` it stands for (the audit sink's lines).
+#[derive(Queryable, Clone, Debug, serde::Serialize)]
+#[diesel(table_name = audit_events)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub at: NaiveDateTime,
+    pub category: String,
+    pub action: String,
+    pub actor: String,
+    pub target: String,
+    pub description: String,
+    pub reason: String,
+    pub outcome: String,
+    pub prev_hash: String,
+    pub hash: String,
+    pub chain: i32,
+    pub occurrences: i64,
+    pub first_at: Option<NaiveDateTime>,
+    pub last_at: Option<NaiveDateTime>,
+}
+
 fn one_i32() -> i32 {
     1
 }
@@ -112,6 +136,19 @@ impl AuditEvent {
 
     /// Events in chain order, a page at a time (for verification and export).
     pub fn after(conn: &mut DbConn, after_id: i64, limit: i64) -> QueryResult<Vec<AuditEvent>> {
+        audit_events::table
+            .filter(audit_events::id.gt(after_id))
+            .order(audit_events::id.asc())
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// Events in chain order as stored, a page at a time (for verification).
+    pub fn stored_after(
+        conn: &mut DbConn,
+        after_id: i64,
+        limit: i64,
+    ) -> QueryResult<Vec<StoredEvent>> {
         audit_events::table
             .filter(audit_events::id.gt(after_id))
             .order(audit_events::id.asc())

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::{self, DbConn, Pool, WriteTx};
 use crate::error::AppError;
-use crate::models::audit_event::{AuditEvent, NewAuditEvent};
+use crate::models::audit_event::{AuditEvent, NewAuditEvent, StoredEvent};
 use crate::models::kinds::{AuditCategory, Outcome};
 use crate::models::settings::Settings;
 use crate::secrets::AuditKey;
@@ -173,30 +173,30 @@ fn keyed_hash(
 }
 
 /// The hash a stored event should have, by its chain version.
-fn expected_hash(key: &AuditKey, prev: &str, ev: &AuditEvent) -> Option<String> {
+fn expected_hash(key: &AuditKey, prev: &str, ev: &StoredEvent) -> Option<String> {
     match ev.chain {
         CHAIN_SHA256 => Some(chain_hash(
             prev,
             ev.at,
-            ev.category.key(),
+            &ev.category,
             &ev.action,
             &ev.actor,
             &ev.target,
             &ev.description,
             &ev.reason,
-            ev.outcome.key(),
+            &ev.outcome,
         )),
         CHAIN_KEYED => Some(keyed_hash(
             key,
             prev,
             ev.at,
-            ev.category.key(),
+            &ev.category,
             &ev.action,
             &ev.actor,
             &ev.target,
             &ev.description,
             &ev.reason,
-            ev.outcome.key(),
+            &ev.outcome,
             ev.occurrences,
             ev.first_at,
             ev.last_at,
@@ -838,7 +838,7 @@ fn verify_chain_with(
         }
     }
     loop {
-        let batch = AuditEvent::after(conn, last_id, 5000)?;
+        let batch = AuditEvent::stored_after(conn, last_id, 5000)?;
         if batch.is_empty() {
             let verified = Verified {
                 anchor_id,
@@ -865,7 +865,7 @@ fn verify_chain_with(
 
 /// Whether an event follows `prev` and matches its own hash. An unkeyed event is
 /// accepted only up to where the unkeyed chain ended (sealed in the settings).
-fn event_holds(key: &AuditKey, settings: &Settings, prev: &str, ev: &AuditEvent) -> bool {
+fn event_holds(key: &AuditKey, settings: &Settings, prev: &str, ev: &StoredEvent) -> bool {
     if ev.chain == CHAIN_SHA256 && ev.id > settings.audit_legacy_through {
         return false;
     }
@@ -952,7 +952,7 @@ pub fn verify_report(
     let mut prev = settings.audit_anchor_hash.clone();
     let mut last_id = anchor;
     loop {
-        let batch = AuditEvent::after(conn, last_id, 5000)?;
+        let batch = AuditEvent::stored_after(conn, last_id, 5000)?;
         if batch.is_empty() {
             break;
         }

@@ -888,6 +888,10 @@ async fn a_row_edited_to_an_unknown_value_gives_a_clear_error_not_a_crash() {
         "{page}"
     );
     assert!(!page.contains("EVIL<b>"), "the value is escaped");
+    // Verification reads the stored texts: it names the edited event, where it is.
+    let (code, out) = verify(&app);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("EDITED: events {id}")), "{out}");
 
     let r = reqwest::Client::new()
         .get(app.url("/api/v1/audit"))
