@@ -39,6 +39,15 @@ impl UnknownKey {
     }
 }
 
+/// `a`, `a or b`, `a, b or c`: a list of choices as a message names them.
+pub fn or_list(keys: &[&str]) -> String {
+    match keys {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 /// Defines a closed set of values: the enum, `ALL`, `KEYS`, `key()`, `label()`, `parse()`,
 /// `Display` (the key), serde as the key, and diesel `ToSql`/`FromSql` for `Text` on every
 /// backend whose `str`/`String` do (SQLite, PostgreSQL and the `DbConn` multi-backend).
@@ -93,6 +102,11 @@ macro_rules! kinds {
             }
 
             /// `parse`, with an error that names the value and the keys.
+/// The keys as a person reads a list of choices: `a, b or c`.
+            pub fn choices() -> String {
+                $crate::models::kinds::or_list($name::KEYS)
+            }
+
             pub fn parse_or_err(s: &str) -> Result<$name, $crate::models::kinds::UnknownKey> {
                 $name::parse(s).ok_or_else(|| {
                     $crate::models::kinds::UnknownKey::new($what, s, $name::KEYS)
@@ -335,6 +349,14 @@ kinds! {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn choices_read_as_a_list() {
+        assert_eq!(super::or_list(&[]), "");
+        assert_eq!(super::or_list(&["a"]), "a");
+        assert_eq!(super::or_list(&["a", "b"]), "a or b");
+        assert_eq!(super::TokenState::choices(), "active, expired or used_up");
+    }
+
     use super::*;
 
     /// Every value of one set: its key parses back to it, serde writes the key as a JSON

@@ -50,14 +50,7 @@ pub fn details_page(ctx: &Ctx, serial: &str) -> Result<DetailsPage, AppError> {
 
 pub fn parse_reason(s: &str) -> Result<Reason, AppError> {
     Reason::parse(s.trim()).ok_or_else(|| {
-        AppError::BadRequest(format!(
-            "choose a revocation reason: {}",
-            Reason::ALL
-                .iter()
-                .map(|r| r.key())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+        AppError::BadRequest(format!("choose a revocation reason: {}", Reason::choices()))
     })
 }
 

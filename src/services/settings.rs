@@ -96,7 +96,10 @@ fn validate(input: &SettingsInput) -> Result<(SettingsChange, String), FieldErro
     let mut errors = FieldErrors::new();
     let level = SecurityLevel::parse(&input.security_level);
     if level.is_none() {
-        errors.insert("security_level", "choose very_high, high or medium".into());
+        errors.insert(
+            "security_level",
+            format!("choose {}", SecurityLevel::choices()),
+        );
     }
     let change = SettingsChange {
         // Only stored when every field is valid: the level is then `Some`.

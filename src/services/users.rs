@@ -327,8 +327,9 @@ pub fn check_password(password: &str) -> Result<(), String> {
 fn parse_role(role: &str) -> Result<Role, AppError> {
     Role::parse(role.trim()).ok_or_else(|| {
         AppError::BadRequest(format!(
-            "unknown role '{}': use administrator, security_admin or viewer",
-            role.chars().take(40).collect::<String>()
+            "unknown role '{}': use {}",
+            role.chars().take(40).collect::<String>(),
+            Role::choices()
         ))
     })
 }

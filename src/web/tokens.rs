@@ -98,7 +98,8 @@ fn parse_state(s: Option<&str>) -> Result<Option<TokenState>, AppError> {
         "" | "all" => Ok(None),
         s => TokenState::parse(s).map(Some).ok_or_else(|| {
             AppError::BadRequest(format!(
-                "unknown state '{s}': use active, expired or used_up"
+                "unknown state '{s}': use {}",
+                TokenState::choices()
             ))
         }),
     }
