@@ -50,6 +50,19 @@ pub fn load(ctx: &Ctx) -> Result<Settings, AppError> {
     Ok(Settings::load(&mut *db::get(&ctx.pool)?)?)
 }
 
+/// Changes the settings given by `patch` (written over the current values, as the form
+/// would show them) and returns them as they now are.
+pub fn update_with(
+    ctx: &Ctx,
+    actor: &Actor,
+    patch: impl FnOnce(&mut SettingsInput),
+) -> Result<Settings, FormError> {
+    let mut input = SettingsInput::of(&load(ctx)?);
+    patch(&mut input);
+    update(ctx, actor, &input)?;
+    Ok(load(ctx)?)
+}
+
 /// The settings page: the values and the hardening checklist they lead to.
 pub fn page(ctx: &Ctx) -> Result<(Settings, Vec<super::checklist::Check>), AppError> {
     Ok((load(ctx)?, super::checklist::run(ctx, ctx.tls)?))

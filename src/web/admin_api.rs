@@ -177,15 +177,7 @@ async fn may_change(
     }
     let (ctx, actor, target) = (ctx.clone(), actor.clone(), target.to_string());
     web::block(move || {
-        let mut conn = crate::db::get(&ctx.pool)?;
-        services::require(
-            &mut conn,
-            &actor,
-            Role::SecurityAdmin,
-            category,
-            action,
-            &target,
-        )
+        services::connect_as(&ctx, &actor, Role::SecurityAdmin, category, action, &target).map(drop)
     })
     .await??;
     Ok(())
@@ -1165,6 +1157,37 @@ pub struct SettingsChange {
     reason: Option<String>,
 }
 
+impl SettingsChange {
+    /// The values sent, written over the settings form as it stands, and the reason.
+    fn apply_to(self, input: &mut SettingsInput) {
+        if let Some(v) = self.security_level {
+            input.security_level = v;
+        }
+        if let Some(v) = self.auto_map_host_names {
+            input.auto_map_host_names = v;
+        }
+        if let Some(v) = self.certificate_validity_days {
+            input.certificate_validity_days = v.to_string();
+        }
+        if let Some(v) = self.auto_reissue_minutes {
+            input.auto_reissue_minutes = v.to_string();
+        }
+        if let Some(v) = self.audit_retention_days {
+            input.audit_retention_days = v.to_string();
+        }
+        if let Some(v) = self.renewal_interval_minutes {
+            input.renewal_interval_minutes = Some(v.to_string());
+        }
+        if let Some(v) = self.allowed_domains {
+            input.allowed_domains = v.text();
+        }
+        if let Some(v) = self.reserved_names {
+            input.reserved_names = v.text();
+        }
+        input.reason = self.reason.unwrap_or_default();
+    }
+}
+
 #[utoipa::path(
     put,
     path = "/api/v1/settings",
@@ -1193,35 +1216,7 @@ async fn put_settings(
     .await?;
     let b: SettingsChange = body(&req, &bytes)?;
     let s = web::block(move || {
-        let current = services::settings::load(&ctx)?;
-        let mut input = SettingsInput::of(&current);
-        if let Some(v) = b.security_level {
-            input.security_level = v;
-        }
-        if let Some(v) = b.auto_map_host_names {
-            input.auto_map_host_names = v;
-        }
-        if let Some(v) = b.certificate_validity_days {
-            input.certificate_validity_days = v.to_string();
-        }
-        if let Some(v) = b.auto_reissue_minutes {
-            input.auto_reissue_minutes = v.to_string();
-        }
-        if let Some(v) = b.audit_retention_days {
-            input.audit_retention_days = v.to_string();
-        }
-        if let Some(v) = b.renewal_interval_minutes {
-            input.renewal_interval_minutes = Some(v.to_string());
-        }
-        if let Some(v) = b.allowed_domains {
-            input.allowed_domains = v.text();
-        }
-        if let Some(v) = b.reserved_names {
-            input.reserved_names = v.text();
-        }
-        input.reason = b.reason.unwrap_or_default();
-        services::settings::update(&ctx, &auth.0, &input)?;
-        Ok::<_, FormError>(services::settings::load(&ctx)?)
+        services::settings::update_with(&ctx, &auth.0, |input| b.apply_to(input))
     })
     .await?
     .map_err(form_error)?;

@@ -1,5 +1,7 @@
-//! The HTTP side: routes grouped by area. A handler parses its input, calls one service
-//! function in `web::block`, and renders.
+//! The HTTP side: routes grouped by area. A handler parses its input (`CsrfForm<T>`, a
+//! typed JSON body), calls one service function in `web::block`, and renders. A changing
+//! admin API route first asks for the role (`services::connect_as`), so that a viewer is
+//! refused before the body is read; nothing here holds a database connection.
 
 pub mod admin_api;
 pub mod api;

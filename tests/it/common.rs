@@ -406,15 +406,15 @@ impl TestApp {
     /// the same service, so the change is validated and audited).
     pub fn change_settings(&self, change: impl FnOnce(&mut SettingsInput)) {
         use hostca::services::{settings, Actor};
-        let mut input = SettingsInput::of(&settings::load(&self.ctx).unwrap());
-        change(&mut input);
-        input.reason = "test set-up".into();
         let admin = Actor {
             username: "admin".into(),
             role: Role::Administrator,
         };
-        settings::update(&self.ctx, &admin, &input)
-            .unwrap_or_else(|e| panic!("the settings were refused: {e:?}"));
+        settings::update_with(&self.ctx, &admin, |input: &mut SettingsInput| {
+            change(input);
+            input.reason = "test set-up".into();
+        })
+        .unwrap_or_else(|e| panic!("the settings were refused: {e:?}"));
     }
 
     pub fn set_security_level(&self, level: &str) {
