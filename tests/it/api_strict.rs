@@ -195,27 +195,7 @@ async fn admin_key(app: &TestApp) -> String {
 
 /// A viewer who chose their own password, logged in on a browser of their own, and their key.
 async fn viewer_key(app: &TestApp) -> String {
-    use diesel::prelude::*;
-    let r = app
-        .post(
-            "/admin/users",
-            &[
-                ("username", "vic"),
-                ("role", "viewer"),
-                ("password", "viewer password 1"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status().as_u16(), 303);
-    diesel::update(
-        hostca::db::schema::users::table.filter(hostca::db::schema::users::username.eq("vic")),
-    )
-    .set(hostca::db::schema::users::must_change_password.eq(false))
-    .execute(&mut *app.conn())
-    .unwrap();
-    let viewer = app.new_browser();
-    let r = viewer.login_as("vic", "viewer password 1").await;
-    assert_eq!(r.status().as_u16(), 303);
+    let viewer = app.user(common::Role::Viewer, "vic").await;
     let html = viewer
         .post("/account/api-keys", &[("name", "vic-key")])
         .await

@@ -525,14 +525,7 @@ async fn an_administrators_day_in_a_real_browser() {
     wait_text(&c, "Cleanup removed 1 expired or used-up token.").await;
 
     // Hosts enroll (as hosts do, over the API); one brings a name that waits for approval.
-    {
-        use diesel::prelude::*;
-        use hostca::db::schema::settings;
-        diesel::update(settings::table)
-            .set(settings::auto_map_host_names.eq(false))
-            .execute(&mut *app.conn())
-            .unwrap();
-    }
+    app.set_auto_map(false);
     let web = enroll(&app, "web01.example.com", &["www.example.com"], &value).await;
     let db = enroll(&app, "db01.example.com", &[], &value).await;
 
