@@ -8,21 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{csrf_in, element_text, spawn_app, spawn_app_with, Browser, TestApp, ADMIN_PASSWORD};
+use common::{
+    csrf_in, element_text, location, spawn_app, spawn_app_with, status, Browser, TestApp,
+    ADMIN_PASSWORD,
+};
 use diesel::prelude::*;
 use hostca::db::schema::{api_keys, audit_events, login_attempts, users};
 use reqwest::redirect::Policy;
-
-fn status(r: &reqwest::Response) -> u16 {
-    r.status().as_u16()
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
 
 /// A browser whose connections come from `ip` (any 127.x.y.z works on Linux loopback):
 /// the server sees it as another machine.

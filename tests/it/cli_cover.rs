@@ -4,43 +4,8 @@
 
 use crate::common;
 
-use std::process::Command;
-
-use common::{element_text, spawn_app, TestApp};
+use common::{api_key, hostca, spawn_app, Run, TestApp};
 use serde_json::Value;
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn hostca(args: &[&str], envs: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostca"));
-    cmd.args(args)
-        .env_remove("HOSTCA_API_KEY")
-        .env_remove("HOSTCA_SERVER")
-        .env_remove("HOSTCA_HOST_DIR");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("hostca runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
-}
-
-async fn api_key(app: &TestApp, name: &str) -> String {
-    let html = app
-        .post("/account/api-keys", &[("name", name)])
-        .await
-        .text()
-        .await
-        .unwrap();
-    element_text(&html, "api-key-value").expect("the new key is shown once")
-}
 
 struct Cli {
     server: String,

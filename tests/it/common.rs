@@ -617,3 +617,52 @@ impl TestApp {
         .await
     }
 }
+
+/// What a `hostca` command printed, and whether it succeeded.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the real `hostca` binary with `envs` (and none of the HOSTCA_ variables of the
+/// environment the tests run in).
+pub fn hostca(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hostca"));
+    cmd.args(args)
+        .env_remove("HOSTCA_API_KEY")
+        .env_remove("HOSTCA_SERVER")
+        .env_remove("HOSTCA_HOST_DIR");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("hostca runs");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
+
+/// An API key made on the account page, as a user would.
+pub async fn api_key(b: &Browser, name: &str) -> String {
+    let html = b
+        .post("/account/api-keys", &[("name", name)])
+        .await
+        .text()
+        .await
+        .unwrap();
+    element_text(&html, "api-key-value").expect("the new key is shown once")
+}
+
+pub fn status(r: &Response) -> u16 {
+    r.status().as_u16()
+}
+
+/// Where a redirect points.
+pub fn location(r: &Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}

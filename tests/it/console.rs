@@ -3,14 +3,10 @@
 use crate::common;
 
 use common::{
-    element_text, openssl, openssl_csr, spawn_app, Browser, Role, TestApp, ADMIN_PASSWORD,
+    element_text, openssl, openssl_csr, spawn_app, status, Browser, Role, TestApp, ADMIN_PASSWORD,
 };
 use diesel::prelude::*;
 use hostca::db::schema::{audit_events, certificates, host_mappings, hosts, settings};
-
-fn status(r: &reqwest::Response) -> u16 {
-    r.status().as_u16()
-}
 
 async fn add_user_must_change(app: &TestApp, username: &str, role: &str) -> Browser {
     let password = format!("{username} initial password");

@@ -7,13 +7,9 @@ use crate::common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::{element_text, openssl, openssl_csr, spawn_app, spawn_app_with, TestApp};
+use common::{element_text, openssl, openssl_csr, spawn_app, spawn_app_with, status, TestApp};
 use diesel::prelude::*;
 use hostca::db::schema::{audit_events, host_mappings, hosts, settings, tokens};
-
-fn status(r: &reqwest::Response) -> u16 {
-    r.status().as_u16()
-}
 
 fn set_policy(app: &TestApp, allowed: &str, reserved: &str) {
     app.change_settings(|s| {

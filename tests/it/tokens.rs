@@ -2,22 +2,11 @@
 
 use crate::common;
 
-use common::{csrf_in, element_text, spawn_app, ADMIN_PASSWORD};
+use common::{csrf_in, element_text, location, spawn_app, status, ADMIN_PASSWORD};
 use diesel::prelude::*;
 use hostca::db::schema::{audit_events, tokens};
 use hostca::models::audit_event::AuditEvent;
 use hostca::services::audit::{verify_chain, ChainStatus};
-
-fn status(r: &reqwest::Response) -> u16 {
-    r.status().as_u16()
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
 
 fn events(app: &common::TestApp, action: &str) -> Vec<AuditEvent> {
     let mut conn = app.conn();
