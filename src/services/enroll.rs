@@ -1,4 +1,5 @@
-//! Hosts get certificates: enrollment (with a token or by the security level) and renewal.
+//! Hosts get their first certificate, or a reissued one: enrollment with a token, by the
+//! auto-reissue window or by the security level. Renewal is in `renewal.rs`.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -197,10 +198,6 @@ fn finish(
     }
 }
 
-/// At security level medium, whether the name resolves to the requesting address, asked
-/// here on the request's own thread and never by the writer: a resolver that does not
-/// answer delays this request alone, by `names::LOOKUP_TIMEOUT` at most. `None` when the
-/// level is not medium (the writer then never consults it).
 /// Where a request came from: its address, and whether its name resolved to it (looked
 /// up before the writer, at level medium only).
 struct Origin {
@@ -208,6 +205,10 @@ struct Origin {
     resolved: Option<bool>,
 }
 
+/// At security level medium, whether the name resolves to the requesting address, asked
+/// here on the request's own thread and never by the writer: a resolver that does not
+/// answer delays this request alone, by `names::LOOKUP_TIMEOUT` at most. `None` when the
+/// level is not medium (the writer then never consults it).
 fn lookup_if_medium(ctx: &Ctx, hostname: &str, peer: IpAddr) -> Result<Option<bool>, AppError> {
     let level = Settings::load(&mut *db::get(&ctx.pool)?)?.security_level;
     if level != SecurityLevel::Medium {
@@ -243,8 +244,9 @@ struct Request<'a> {
 /// The steps of an enrollment, in order, inside the writer's transaction. A step that
 /// refuses returns before the next one runs, so a refused request consumes nothing; the
 /// one exception is a renamed host's new name, recorded as a pending mapping for an
-/// administrator and kept (`Step::Refused`). Renewal (`renewal.rs`) runs the same
-/// `certify` steps after its own authorization.
+/// administrator and kept (`Step::Refused`). Renewal (`renewal.rs`) authorizes its own way
+/// (nonce, same key, interval) and shares the names (`mappings::certifiable`) and
+/// `issue_and_store`.
 fn enroll_in(
     ctx: &Ctx,
     c: &mut WriteTx,
@@ -559,7 +561,7 @@ fn consume(
 }
 
 /// Revokes (superseded) every certificate of the host not yet revoked; whether any was.
-pub(super) fn supersede(c: &mut DbConn, host: &Host, now: NaiveDateTime) -> Result<bool, AppError> {
+fn supersede(c: &mut DbConn, host: &Host, now: NaiveDateTime) -> Result<bool, AppError> {
     let mut revoked_any = false;
     for serial in Certificate::unrevoked_serials(c, &host.host_id)? {
         revoked_any |= Certificate::revoke(c, &serial, Reason::Superseded, "reissue", now)?;
