@@ -1,5 +1,6 @@
 //! hostca: a certificate authority for the hosts of one security domain.
 
+pub mod acme;
 pub mod cli;
 pub mod config;
 pub mod db;
