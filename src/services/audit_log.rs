@@ -78,7 +78,7 @@ pub fn parse(q: &AuditQuery) -> Result<AuditFilter, AppError> {
     })
 }
 
-pub fn list(
+fn list(
     ctx: &Ctx,
     f: &AuditFilter,
     offset: i64,
@@ -135,7 +135,7 @@ pub fn page(ctx: &Ctx, q: &AuditQuery, page_size: i64) -> Result<(Events, ChainS
     Ok((events(ctx, q, page_size)?, chain(ctx, q)?))
 }
 
-pub fn chain(ctx: &Ctx, q: &AuditQuery) -> Result<ChainStatus, AppError> {
+fn chain(ctx: &Ctx, q: &AuditQuery) -> Result<ChainStatus, AppError> {
     check(ctx, non_empty(&q.verify) != Some("full"))
 }
 

@@ -181,20 +181,6 @@ pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
     })
 }
 
-pub fn list(
-    ctx: &super::Ctx,
-    q: &str,
-    by_created: bool,
-    descending: bool,
-    offset: i64,
-    limit: i64,
-) -> Result<(Vec<Host>, i64), AppError> {
-    let mut conn = crate::db::get(&ctx.pool)?;
-    Ok(Host::list(
-        &mut conn, q, by_created, descending, offset, limit,
-    )?)
-}
-
 /// The hosts list: one page of hosts with their names and latest certificate, and the
 /// total, judged at `now`.
 pub struct Page {
@@ -211,9 +197,10 @@ pub fn page(
     offset: i64,
     limit: i64,
 ) -> Result<Page, AppError> {
-    let (hosts, total) = list(ctx, q, by_created, descending, offset, limit)?;
+    let mut conn = crate::db::get(&ctx.pool)?;
+    let (hosts, total) = Host::list(&mut conn, q, by_created, descending, offset, limit)?;
     Ok(Page {
-        hosts: summaries(ctx, hosts)?,
+        hosts: summaries(&mut conn, hosts)?,
         total,
         now: crate::db::now(),
     })
@@ -331,17 +318,16 @@ pub struct HostSummary {
     pub latest: Option<Certificate>,
 }
 
-pub fn summaries(ctx: &super::Ctx, hosts: Vec<Host>) -> Result<Vec<HostSummary>, AppError> {
-    let mut conn = crate::db::get(&ctx.pool)?;
+fn summaries(conn: &mut DbConn, hosts: Vec<Host>) -> Result<Vec<HostSummary>, AppError> {
     hosts
         .into_iter()
         .map(|host| {
-            let other_names = HostMapping::for_host(&mut conn, &host.host_id)?
+            let other_names = HostMapping::for_host(conn, &host.host_id)?
                 .into_iter()
                 .filter(|m| m.name != host.primary_name && m.state == MappingState::Approved)
                 .map(|m| m.name)
                 .collect();
-            let latest = Certificate::latest_for_host(&mut conn, &host.host_id)?;
+            let latest = Certificate::latest_for_host(conn, &host.host_id)?;
             Ok(HostSummary {
                 host,
                 other_names,

@@ -285,8 +285,8 @@ pub async fn refuse_nul(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let uri = req.uri().to_string();
-    if uri.contains("%00") {
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if target.contains("%00") {
         let e = AppError::nul_character();
         return Err(if is_api(req.path()) {
             errors::ApiError(e).into()
