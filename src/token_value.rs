@@ -28,6 +28,11 @@ fn format_groups(chars: &[u8]) -> String {
         .join("-")
 }
 
+/// The number a canonical character stands for (0..32).
+pub fn digit(c: u8) -> Option<u8> {
+    ALPHABET.iter().position(|&a| a == c).map(|p| p as u8)
+}
+
 /// The canonical form of what a person typed: upper case, no separators, with Crockford's
 /// look-alikes (I, L -> 1; O -> 0) folded. `None` if it cannot be a token value.
 pub fn canonical(input: &str) -> Option<String> {

@@ -137,7 +137,11 @@ impl Jwk {
                         "RSA account keys need 2048 bits or more (this one has about {bits})"
                     )));
                 }
-                Ok(Jwk::Rsa { n, e })
+                let strip = |b: Vec<u8>| b.into_iter().skip_while(|x| *x == 0).collect();
+                Ok(Jwk::Rsa {
+                    n: strip(n),
+                    e: strip(e),
+                })
             }
             "OKP" => match text_member(obj, "crv", "an OKP jwk")? {
                 "Ed25519" => {
@@ -157,6 +161,45 @@ impl Jwk {
             other => Err(JwsError::BadAlgorithm(format!(
                 "{other} keys are not accepted: use EC (P-256, P-384), RSA or OKP (Ed25519)"
             ))),
+        }
+    }
+
+    /// The key of a certificate's SubjectPublicKeyInfo (DER), when it is a kind an account
+    /// key may be: revokeCert signed by the certificate's own key is checked with it.
+    pub fn from_spki_der(der: &[u8]) -> Option<Jwk> {
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+        let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der).ok()?;
+        let strip = |b: &[u8]| {
+            b.iter()
+                .skip_while(|x| **x == 0)
+                .copied()
+                .collect::<Vec<u8>>()
+        };
+        match spki.parsed().ok()? {
+            PublicKey::EC(point) => {
+                let data = point.data();
+                let crv = match data.len() {
+                    65 => "P-256",
+                    97 => "P-384",
+                    _ => return None,
+                };
+                let half = (data.len() - 1) / 2;
+                Some(Jwk::Ec {
+                    crv: crv.into(),
+                    x: data[1..1 + half].to_vec(),
+                    y: data[1 + half..].to_vec(),
+                })
+            }
+            PublicKey::RSA(rsa) => Some(Jwk::Rsa {
+                n: strip(rsa.modulus),
+                e: strip(rsa.exponent),
+            }),
+            PublicKey::Unknown(raw) if raw.len() == 32 => Some(Jwk::Okp {
+                crv: "Ed25519".into(),
+                x: raw.to_vec(),
+            }),
+            _ => None,
         }
     }
 
@@ -231,6 +274,16 @@ impl Jwk {
 
 /// Reads a flattened JWS and checks its protected header against RFC 8555 §6.2.
 pub fn parse(body: &[u8]) -> Result<Request, JwsError> {
+    parse_with(body, true)
+}
+
+/// The inner JWS of a keyChange (RFC 8555 §7.3.5): signed by the new key (`jwk`), with a
+/// `url` and without a nonce. `nonce` is left empty.
+pub fn parse_inner(body: &[u8]) -> Result<Request, JwsError> {
+    parse_with(body, false)
+}
+
+fn parse_with(body: &[u8], outer: bool) -> Result<Request, JwsError> {
     let jws: Flattened = serde_json::from_slice(body).map_err(|e| {
         JwsError::Malformed(format!(
             "the body is not a flattened JWS (protected, payload, signature): {e}"
@@ -249,7 +302,15 @@ pub fn parse(body: &[u8]) -> Result<Request, JwsError> {
             ACCEPTED_ALGORITHMS.join(", ")
         )));
     }
-    let nonce = text_member(header, "nonce", "the protected header")?.to_string();
+    let nonce = if outer {
+        text_member(header, "nonce", "the protected header")?.to_string()
+    } else if header.contains_key("nonce") {
+        return Err(JwsError::Malformed(
+            "the inner JWS of a key change must not carry a nonce".into(),
+        ));
+    } else {
+        String::new()
+    };
     let url = text_member(header, "url", "the protected header")?.to_string();
     let signer = match (header.get("jwk"), header.get("kid")) {
         (Some(jwk), None) => Signer::Jwk(Jwk::from_json(jwk)?),

@@ -73,6 +73,9 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revocation_reason -> Nullable<Text>,
         revoked_by -> Nullable<Text>,
+        issued_via -> Text,
+        acme_account_id -> Nullable<Text>,
+        replaces -> Nullable<Text>,
     }
 }
 
@@ -161,7 +164,58 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    acme_accounts (id) {
+        id -> BigInt,
+        account_id -> Text,
+        thumbprint -> Text,
+        jwk -> Text,
+        status -> Text,
+        binding -> Text,
+        token_name -> Nullable<Text>,
+        host_id -> Nullable<Text>,
+        contact -> Text,
+        created_at -> Timestamp,
+        last_order_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    acme_orders (id) {
+        id -> BigInt,
+        order_id -> Text,
+        account_id -> Text,
+        identifiers -> Text,
+        status -> Text,
+        replaces -> Nullable<Text>,
+        certificate_serial -> Nullable<Text>,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    acme_authorizations (id) {
+        id -> BigInt,
+        authz_id -> Text,
+        order_id -> Text,
+        account_id -> Text,
+        identifier -> Text,
+        status -> Text,
+        challenge_token -> Nullable<Text>,
+        challenge_status -> Nullable<Text>,
+        validated_at -> Nullable<Timestamp>,
+        error -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    acme_accounts,
+    acme_orders,
+    acme_authorizations,
     api_keys,
     login_attempts,
     users,

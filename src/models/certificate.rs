@@ -5,7 +5,7 @@ use super::{contains_pattern, lower, Db};
 use crate::db::schema::certificates;
 use crate::db::DbConn;
 
-pub use super::kinds::{CertSort, CertStatus, RevocationReason};
+pub use super::kinds::{CertSort, CertStatus, IssuedVia, RevocationReason};
 
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = certificates)]
@@ -25,6 +25,15 @@ pub struct Certificate {
     pub revoked_at: Option<NaiveDateTime>,
     pub revocation_reason: Option<RevocationReason>,
     pub revoked_by: Option<String>,
+    /// How the certificate was obtained (older backups have no such field: enrollment).
+    #[serde(default)]
+    pub issued_via: IssuedVia,
+    /// The ACME account that ordered it.
+    #[serde(default)]
+    pub acme_account_id: Option<String>,
+    /// The serial of the certificate this one replaced (ACME `replaces`, renewal).
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 /// Serial, revocation time and reason of a revoked certificate.
@@ -43,6 +52,9 @@ pub struct NewCertificate<'a> {
     pub pem: &'a str,
     pub token_name: Option<&'a str>,
     pub created_at: NaiveDateTime,
+    pub issued_via: IssuedVia,
+    pub acme_account_id: Option<&'a str>,
+    pub replaces: Option<&'a str>,
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +187,25 @@ impl Certificate {
         ))
         .execute(conn)?;
         Ok(n == 1)
+    }
+
+    pub fn account_has_any(conn: &mut DbConn, account_id: &str) -> QueryResult<bool> {
+        diesel::select(diesel::dsl::exists(
+            certificates::table.filter(certificates::acme_account_id.eq(account_id)),
+        ))
+        .get_result(conn)
+    }
+
+    /// Serials of the certificates an ACME account obtained that are not revoked yet.
+    pub fn unrevoked_serials_of_account(
+        conn: &mut DbConn,
+        account_id: &str,
+    ) -> QueryResult<Vec<String>> {
+        certificates::table
+            .filter(certificates::acme_account_id.eq(account_id))
+            .filter(certificates::revoked_at.is_null())
+            .select(certificates::serial)
+            .load(conn)
     }
 
     /// Serials of a host's certificates that are not revoked yet.

@@ -439,3 +439,62 @@ mod tests {
         assert!(e.len() < 200, "{e}");
     }
 }
+
+kinds! {
+    /// How a certificate was obtained.
+    pub enum IssuedVia ("issuance method", parse = exact) {
+        Enrollment = "enrollment", "Enrollment API";
+        Renewal = "renewal", "Renewal";
+        Acme = "acme", "ACME";
+        Server = "server", "Server (TLS)";
+    }
+}
+
+impl Default for IssuedVia {
+    fn default() -> Self {
+        IssuedVia::Enrollment
+    }
+}
+
+kinds! {
+    /// An ACME account's status (RFC 8555 §7.1.2).
+    pub enum AcmeAccountStatus ("ACME account status", parse = exact) {
+        Valid = "valid", "Valid";
+        Deactivated = "deactivated", "Deactivated";
+        Revoked = "revoked", "Revoked";
+    }
+}
+
+kinds! {
+    /// What bound an ACME account: a token given as its External Account Binding, or
+    /// nothing (security level medium: every name is proved by a challenge).
+    pub enum AcmeBinding ("ACME account binding", parse = exact) {
+        Authorization = "authorization", "Authorization token";
+        Reissue = "reissue", "Reissue token";
+        Unbound = "none", "No token (challenges)";
+    }
+}
+
+kinds! {
+    /// An ACME order's status (RFC 8555 §7.1.6).
+    pub enum AcmeOrderStatus ("ACME order status", parse = exact) {
+        Pending = "pending", "Pending";
+        Ready = "ready", "Ready";
+        Processing = "processing", "Processing";
+        Valid = "valid", "Valid";
+        Invalid = "invalid", "Invalid";
+    }
+}
+
+kinds! {
+    /// An ACME authorization's or challenge's status (RFC 8555 §7.1.6).
+    pub enum AcmeAuthzStatus ("ACME authorization status", parse = exact) {
+        Pending = "pending", "Pending";
+        Processing = "processing", "Processing";
+        Valid = "valid", "Valid";
+        Invalid = "invalid", "Invalid";
+        Deactivated = "deactivated", "Deactivated";
+        Expired = "expired", "Expired";
+        Revoked = "revoked", "Revoked";
+    }
+}

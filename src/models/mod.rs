@@ -1,5 +1,6 @@
 //! One module per table: its data and its queries.
 
+pub mod acme;
 pub mod api_key;
 pub mod audit_event;
 pub mod certificate;

@@ -101,7 +101,8 @@ fn time(out: &mut Vec<u8>, t: NaiveDateTime) {
     out.push(b'Z');
 }
 
-fn reason_code(reason: Reason) -> Option<u8> {
+/// The CRL reasonCode of a reason (`None`: unspecified, left out).
+pub fn reason_code(reason: Reason) -> Option<u8> {
     match reason {
         // RFC 5280, 5.3.1: "unspecified" is said by leaving the extension out.
         Reason::Unspecified => None,

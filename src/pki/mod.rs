@@ -122,6 +122,19 @@ pub(crate) fn from_asn1(t: x509_parser::time::ASN1Time) -> chrono::NaiveDateTime
 }
 
 /// Upper-case hex of a serial number's bytes, without leading zero bytes.
+/// A DER certificate's serial (as `serial_hex` writes it) and SubjectPublicKeyInfo (DER).
+pub fn serial_and_spki(der: &[u8]) -> Option<(String, Vec<u8>)> {
+    use x509_parser::prelude::FromDer;
+    let (rest, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    if !rest.is_empty() {
+        return None;
+    }
+    Some((
+        serial_hex(cert.raw_serial()),
+        cert.tbs_certificate.subject_pki.raw.to_vec(),
+    ))
+}
+
 pub fn serial_hex(bytes: &[u8]) -> String {
     let trimmed: &[u8] = match bytes.iter().position(|b| *b != 0) {
         Some(i) => &bytes[i..],

@@ -7,7 +7,7 @@ use super::{Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
 use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
-use crate::models::kinds::AuditCategory;
+use crate::models::kinds::{AuditCategory, IssuedVia};
 use crate::models::user::Role;
 use crate::pki::issue::IssuedCert;
 use crate::pki::Reason;
@@ -153,6 +153,29 @@ pub fn server_certificates(ctx: &Ctx) -> Result<(Vec<Certificate>, NaiveDateTime
     Ok((rows, db::now()))
 }
 
+/// How a certificate came to be, as its row records it.
+#[derive(Clone, Copy, Debug)]
+pub struct Provenance<'a> {
+    pub via: IssuedVia,
+    /// The token that paid for it.
+    pub token_name: Option<&'a str>,
+    /// The ACME account that ordered it.
+    pub acme_account: Option<&'a str>,
+    /// The certificate it replaces.
+    pub replaces: Option<&'a str>,
+}
+
+impl Provenance<'_> {
+    pub fn via(via: IssuedVia) -> Provenance<'static> {
+        Provenance {
+            via,
+            token_name: None,
+            acme_account: None,
+            replaces: None,
+        }
+    }
+}
+
 /// Stores a certificate just signed for `host_id`: every path that issues one (enrollment,
 /// renewal, the server's own TLS certificate) records it the same way.
 pub(super) fn store_issued(
@@ -160,7 +183,7 @@ pub(super) fn store_issued(
     cert: &IssuedCert,
     host_id: &str,
     names: &[String],
-    token_name: Option<&str>,
+    from: &Provenance,
     now: NaiveDateTime,
 ) -> Result<(), AppError> {
     Certificate::insert(
@@ -174,8 +197,11 @@ pub(super) fn store_issued(
             not_after: cert.not_after,
             fingerprint_sha256: &cert.sha256,
             pem: &cert.pem,
-            token_name,
+            token_name: from.token_name,
             created_at: now,
+            issued_via: from.via,
+            acme_account_id: from.acme_account,
+            replaces: from.replaces,
         },
     )?;
     Ok(())

@@ -7,13 +7,15 @@ use std::sync::atomic::Ordering;
 use chrono::NaiveDateTime;
 
 use super::audit::{self, Event};
+use super::certificates::Provenance;
 use super::{hosts, mappings, tokens, Ctx};
 use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
+use crate::models::acme::{AcmeAccount, AcmeBinding, AcmeOrder, AcmeOrderStatus};
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
 use crate::models::host_mapping::MappingState;
-use crate::models::kinds::AuditCategory;
+use crate::models::kinds::{AuditCategory, IssuedVia};
 use crate::models::settings::SecurityLevel;
 use crate::models::settings::Settings;
 use crate::models::token::{Token, TokenKind, TokenState};
@@ -278,7 +280,10 @@ fn enroll_in(
         &admitted.host,
         &names.certified,
         req.csr,
-        admitted.token_name(),
+        &Provenance {
+            token_name: admitted.token_name(),
+            ..Provenance::via(IssuedVia::Enrollment)
+        },
         &rules.settings,
         now,
         presigned,
@@ -560,6 +565,178 @@ fn consume(
     })
 }
 
+/// A certificate an ACME order asks for at finalize: its names were authorized when the
+/// order was placed (or by challenges), and are checked again here.
+pub struct AccountIssue<'a> {
+    pub account: &'a AcmeAccount,
+    pub order_id: &'a str,
+    pub names: &'a [String],
+    pub csr: &'a VerifiedCsr,
+    /// The serial of the certificate the order replaces.
+    pub replaces: Option<&'a str>,
+    pub peer: Option<IpAddr>,
+}
+
+/// Issues an ACME order's certificate by the enrollment steps, in one transaction: the
+/// order moves from ready to processing (so that two finalize requests cannot both issue),
+/// the names must still be the host's (an account without a token registers its host
+/// now, as a token-bound one did at its first order), earlier certificates give way, the
+/// certificate is issued, stored and audited, and the order records it.
+pub fn issue_for_account(ctx: &Ctx, req: &AccountIssue) -> Result<Enrolled, AppError> {
+    let mut conn = db::get(&ctx.pool)?;
+    let issued = db::write_tx(&mut conn, |c| {
+        if !AcmeOrder::advance(
+            c,
+            req.order_id,
+            AcmeOrderStatus::Ready,
+            AcmeOrderStatus::Processing,
+        )? {
+            return Err(AppError::Conflict(
+                "the order was finalized at the same moment by another request".into(),
+            ));
+        }
+        let settings = c.settings()?;
+        let rules = Rules {
+            policy: mappings::policy(ctx, &settings),
+            settings,
+            now: db::now(),
+        };
+        for name in req.names {
+            refuse_forbidden_name(&rules.policy, name)?;
+        }
+        let account = req.account;
+        let actor = format!("ACME account {}", account.account_id);
+        let (host, new_host) = account_host(c, &rules, account, &req.names[0], &actor)?;
+        let allowed = mappings::certifiable(c, &rules.policy, &host)?;
+        for name in req.names {
+            if allowed.contains(name) {
+                continue;
+            }
+            let state = match account.binding {
+                // A name proved by its challenge follows the mapping rules.
+                AcmeBinding::Unbound => mappings::discover_with(
+                    c,
+                    &host,
+                    name,
+                    &rules.policy,
+                    rules.settings.auto_map_host_names,
+                    &actor,
+                    rules.now,
+                )?,
+                _ => None,
+            };
+            if state != Some(MappingState::Approved) {
+                return Err(AppError::Unauthorized(format!(
+                    "{name} is not an approved name of host {} ({}): an administrator must approve it before a certificate may carry it",
+                    host.primary_name, host.host_id
+                )));
+            }
+        }
+        let first_of_reissue = account.binding == AcmeBinding::Reissue
+            && Certificate::unrevoked_serials_of_account(c, &account.account_id)?.is_empty()
+            && !Certificate::account_has_any(c, &account.account_id)?;
+        let mut revoked_any = if first_of_reissue {
+            supersede(c, &host, rules.now)?
+        } else {
+            false
+        };
+        let mut older = Certificate::unrevoked_serials_of_account(c, &account.account_id)?;
+        older.extend(req.replaces.map(str::to_string));
+        for serial in older {
+            revoked_any |=
+                Certificate::revoke(c, &serial, Reason::Superseded, "reissue", rules.now)?;
+        }
+        let from = Provenance {
+            via: IssuedVia::Acme,
+            token_name: account.token_name.as_deref(),
+            acme_account: Some(&account.account_id),
+            replaces: req.replaces,
+        };
+        let enrolled = issue_and_store(
+            ctx,
+            c,
+            &host,
+            req.names,
+            req.csr,
+            &from,
+            &rules.settings,
+            rules.now,
+            None,
+        )?;
+        AcmeOrder::set_issued(c, req.order_id, &enrolled.serial)?;
+        let admitted = Admitted {
+            host,
+            new_host,
+            via: format!(
+                "ACME account {} ({})",
+                account.account_id,
+                match &account.token_name {
+                    Some(t) => format!("{} {t}", account.binding.label().to_lowercase()),
+                    None => "bound by no token: names proved by http-01".into(),
+                }
+            ),
+            token: account.token_name.clone(),
+            supersedes: false,
+        };
+        audit_issued(c, &req.names[0], &admitted, &enrolled, &[])?;
+        Ok(Issued {
+            enrolled,
+            revoked_any,
+        })
+    });
+    match issued {
+        Ok(issued) => {
+            if issued.revoked_any {
+                super::pki::rebuild_crl_after_revocation(ctx);
+            }
+            Ok(issued.enrolled)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The host an ACME account is: bound already, or (an account without a token, after its
+/// challenges) registered now by its first name, as security level medium lets a host in.
+fn account_host(
+    c: &mut WriteTx,
+    rules: &Rules,
+    account: &AcmeAccount,
+    first_name: &str,
+    actor: &str,
+) -> Result<(Host, bool), AppError> {
+    if let Some(id) = &account.host_id {
+        let host = Host::find_by_host_id(c, id)?.ok_or_else(|| {
+            AppError::Unprocessable(format!(
+                "the host of this account ({id}) no longer exists: ask an administrator for a new token"
+            ))
+        })?;
+        return Ok((host, false));
+    }
+    let (host, new_host) = match hosts::find_by_name(c, first_name)? {
+        Some(h) if has_had_certificate(c, &h)? => {
+            return Err(AppError::Conflict(format!(
+                "{first_name} (host ID {}) has already been issued a certificate: {NEEDS_REISSUE}",
+                h.host_id
+            )))
+        }
+        Some(h) => (h, false),
+        None => {
+            check_new_name(&rules.policy, first_name)?;
+            (
+                hosts::create_row(c, &hosts::new_host_id(), first_name, actor, rules.now)?,
+                true,
+            )
+        }
+    };
+    if !AcmeAccount::bind_host(c, &account.account_id, &host.host_id)? {
+        return Err(AppError::Conflict(
+            "this account got its host at the same moment in another request: finalize again"
+                .into(),
+        ));
+    }
+    Ok((host, new_host))
+}
+
 /// Revokes (superseded) every certificate of the host not yet revoked; whether any was.
 fn supersede(c: &mut DbConn, host: &Host, now: NaiveDateTime) -> Result<bool, AppError> {
     let mut revoked_any = false;
@@ -671,7 +848,7 @@ pub(super) fn issue_and_store(
     host: &Host,
     names: &[String],
     csr: &VerifiedCsr,
-    token_name: Option<&str>,
+    from: &Provenance,
     settings: &Settings,
     now: NaiveDateTime,
     presigned: Option<Presigned>,
@@ -697,7 +874,7 @@ pub(super) fn issue_and_store(
             },
         )?,
     };
-    super::certificates::store_issued(c, &cert, &host.host_id, names, token_name, now)?;
+    super::certificates::store_issued(c, &cert, &host.host_id, names, from, now)?;
     Ok(Enrolled {
         host_id: host.host_id.clone(),
         serial: cert.serial,

@@ -3,6 +3,7 @@
 //! reads a request or renders a response: errors are `AppError`s, which `web` turns into
 //! pages and JSON. Functions block: call them from `web::block`.
 
+pub mod acme;
 pub mod api_keys;
 pub mod audit;
 pub mod audit_log;

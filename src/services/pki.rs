@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
-use crate::models::kinds::AuditCategory;
+use crate::models::kinds::{AuditCategory, IssuedVia};
 use crate::models::settings::Settings;
 use crate::pki::ca::{self, Ca};
 use crate::pki::crl::{self, RevokedEntry, SignedCrl};
@@ -249,7 +249,14 @@ pub fn record_server_certificate(
                 },
             )?;
         }
-        super::certificates::store_issued(c, cert, SERVER_HOST_ID, names, None, now)?;
+        super::certificates::store_issued(
+            c,
+            cert,
+            SERVER_HOST_ID,
+            names,
+            &super::certificates::Provenance::via(IssuedVia::Server),
+            now,
+        )?;
         if let Some(old) = previous {
             Certificate::revoke(c, old, Reason::Superseded, "system", now)?;
         }

@@ -10,6 +10,7 @@ use x509_parser::cri_attributes::ParsedCriAttribute;
 use x509_parser::prelude::FromDer;
 
 use super::audit::{self, Event};
+use super::certificates::Provenance;
 use super::enroll::{self, Enrolled};
 use super::{hosts, mappings, Actor, Ctx};
 use crate::db::{self, DbConn, WriteTx};
@@ -18,6 +19,7 @@ use crate::models::certificate::{Certificate, REVOKED_BY_RENEWAL};
 use crate::models::host::Host;
 use crate::models::host_mapping::{HostMapping, MappingSource, MappingState, NewHostMapping};
 use crate::models::kinds::AuditCategory;
+use crate::models::kinds::IssuedVia;
 use crate::models::nonce::Nonce;
 use crate::models::settings::Settings;
 use crate::models::user::Role;
@@ -198,7 +200,12 @@ fn renew_in(
         )));
     }
     let names = renewal_names(ctx, c, &host, csr, &settings, now)?;
-    let enrolled = enroll::issue_and_store(ctx, c, &host, &names, csr, None, &settings, now, None)?;
+    let from = Provenance {
+        replaces: Some(&active.serial),
+        ..Provenance::via(IssuedVia::Renewal)
+    };
+    let enrolled =
+        enroll::issue_and_store(ctx, c, &host, &names, csr, &from, &settings, now, None)?;
     audit::record(
         c,
         &Event::new(

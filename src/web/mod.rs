@@ -3,6 +3,7 @@
 //! admin API route first asks for the role (`services::connect_as`), so that a viewer is
 //! refused before the body is read; nothing here holds a database connection.
 
+pub mod acme;
 pub mod admin_api;
 pub mod api;
 pub mod api_keys;
@@ -27,7 +28,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use crate::error::AppError;
 use errors::ApiError;
@@ -185,6 +186,7 @@ pub fn allowed_methods(path: &str) -> Option<String> {
         .chain(admin_api::ROUTES)
         .chain(PUBLIC_ROUTES)
         .chain(PAGE_ROUTES)
+        .chain(acme::ROUTES)
         .filter(|(_, pattern)| ResourceDef::new(*pattern).is_match(path))
         .map(|(m, _)| *m)
         .collect();
@@ -228,6 +230,7 @@ pub async fn edges(
     }
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
+        req.extensions_mut().insert(acme::WasHead);
     }
     Ok(next.call(req).await?.map_into_left_body())
 }
@@ -264,6 +267,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(login::routes)
         .configure(public::routes)
         .configure(api::routes)
+        .configure(acme::routes)
         .configure(tokens::routes)
         .configure(certificates::routes)
         .configure(hosts::routes)
