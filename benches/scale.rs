@@ -165,6 +165,9 @@ fn main() {
                             pem: "",
                             token_name: None,
                             created_at: now,
+                            issued_via: hostca::models::certificate::IssuedVia::Enrollment,
+                            acme_account_id: None,
+                            replaces: None,
                         },
                     )?;
                 }

@@ -442,17 +442,13 @@ mod tests {
 
 kinds! {
     /// How a certificate was obtained.
+    #[derive(Default)]
     pub enum IssuedVia ("issuance method", parse = exact) {
+        #[default]
         Enrollment = "enrollment", "Enrollment API";
         Renewal = "renewal", "Renewal";
         Acme = "acme", "ACME";
         Server = "server", "Server (TLS)";
-    }
-}
-
-impl Default for IssuedVia {
-    fn default() -> Self {
-        IssuedVia::Enrollment
     }
 }
 

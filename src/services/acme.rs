@@ -900,13 +900,15 @@ fn name_status(
 ) -> Result<Result<NameStatus, Problem>, AppError> {
     match hosts::find_by_name(c, name) {
         Ok(Some(owner)) if owner.host_id == host.host_id => return Ok(Ok(NameStatus::Allowed)),
-        Ok(Some(owner)) => return Ok(Err(Problem::new(
-            ProblemKind::RejectedIdentifier,
-            format!(
+        Ok(Some(owner)) => {
+            return Ok(Err(Problem::new(
+                ProblemKind::RejectedIdentifier,
+                format!(
                 "{name} is a name of another host ({}): this account's host ({}) may not have it",
                 owner.host_id, host.primary_name
             ),
-        ))),
+            )))
+        }
         Err(AppError::Conflict(m)) => {
             return Ok(Err(Problem::new(ProblemKind::RejectedIdentifier, m)))
         }
@@ -1433,8 +1435,7 @@ fn certificate_of_cert_id(
             .copied()
             .collect::<Vec<_>>(),
     );
-    Ok(Certificate::find_by_serial(conn, &serial)?
-        .ok_or_else(|| Problem::not_found("certificate"))?)
+    Certificate::find_by_serial(conn, &serial)?.ok_or_else(|| Problem::not_found("certificate"))
 }
 
 /// The suggested renewal window (RFC 9773): the last third of the lifetime; now, when the

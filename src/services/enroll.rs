@@ -632,8 +632,8 @@ pub fn issue_for_account(ctx: &Ctx, req: &AccountIssue) -> Result<Enrolled, AppE
                 )));
             }
         }
+        // A reissue token's account replaces every certificate of its host with its first.
         let first_of_reissue = account.binding == AcmeBinding::Reissue
-            && Certificate::unrevoked_serials_of_account(c, &account.account_id)?.is_empty()
             && !Certificate::account_has_any(c, &account.account_id)?;
         let mut revoked_any = if first_of_reissue {
             supersede(c, &host, rules.now)?

@@ -3,6 +3,9 @@
 
 mod common;
 
+mod acme;
+mod acme_client;
+
 mod api_strict;
 mod audit;
 mod auth;

@@ -1,0 +1,709 @@
+//! ACME (RFC 8555) against the running server: tokens as External Account Binding, accounts
+//! as hosts, and every refusal a real client never provokes (bad nonce, wrong url, replay,
+//! unknown kid, bad MAC, expired and used-up tokens, foreign names, wrong CSRs).
+
+use crate::acme_client::{self, b64, csr_der, jwk_of, sign, Acme};
+use crate::common::{self, spawn_app, TestApp};
+use diesel::prelude::*;
+use hostca::db::schema::{audit_events, certificates, tokens};
+use serde_json::json;
+
+async fn admin_app() -> TestApp {
+    let app = spawn_app().await;
+    app.login().await;
+    app
+}
+
+fn audit_has(app: &TestApp, action: &str, needle: &str) -> bool {
+    let mut conn = app.conn();
+    audit_events::table
+        .filter(audit_events::action.eq(action))
+        .select(audit_events::description)
+        .load::<String>(&mut conn)
+        .unwrap()
+        .iter()
+        .any(|d| d.contains(needle))
+}
+
+fn chain_verifies(app: &TestApp, chain: &str) -> bool {
+    let dir = app.scratch();
+    let ca = dir.join("ca.pem");
+    let leaf = dir.join(format!("leaf-{}.pem", rand_suffix()));
+    std::fs::write(&ca, &app.ctx.pki.ca.cert_pem).unwrap();
+    std::fs::write(&leaf, chain).unwrap();
+    let (ok, out) = common::openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    ]);
+    ok && out.contains("OK")
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn cert_row(app: &TestApp, names: &str) -> hostca::models::certificate::Certificate {
+    let mut conn = app.conn();
+    certificates::table
+        .filter(certificates::names.eq(names))
+        .order(certificates::id.desc())
+        .first(&mut conn)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn directory_and_nonces() {
+    let app = admin_app().await;
+    let dir: serde_json::Value = app.get("/acme/directory").await.json().await.unwrap();
+    for k in [
+        "newNonce",
+        "newAccount",
+        "newOrder",
+        "revokeCert",
+        "keyChange",
+        "renewalInfo",
+    ] {
+        assert!(
+            dir[k]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}/acme/", app.address)),
+            "{k}: {dir}"
+        );
+    }
+    assert_eq!(dir["meta"]["externalAccountRequired"], true);
+    let head = app
+        .client
+        .head(app.url("/acme/new-nonce"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert!(head.headers().contains_key("replay-nonce"));
+    assert_eq!(head.headers()["cache-control"], "no-store");
+    let get = app.get("/acme/new-nonce").await;
+    assert_eq!(get.status().as_u16(), 204);
+    // Medium: accounts without a token (names proved by challenges).
+    app.set_security_level("medium");
+    let dir: serde_json::Value = app.get("/acme/directory").await.json().await.unwrap();
+    assert_eq!(dir["meta"]["externalAccountRequired"], false);
+    // Unknown ACME paths and methods answer problem documents.
+    let r = app.get("/acme/nothing").await;
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = app.get("/acme/new-order").await;
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+}
+
+#[tokio::test]
+async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
+    let app = admin_app().await;
+    let (name, value) = acme_client::token(&app, "acme-two", "2").await;
+    let mut first = Acme::new(&app).await;
+    let r = first.register(Some((&name, &value))).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let account_url = r.location.clone().unwrap();
+    // The same key again: its account, not a second one, and no token use.
+    let again = first.register(Some((&name, &value))).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.location.as_deref(), Some(account_url.as_str()));
+    let chain = first
+        .issue(&["web1.example.com"])
+        .await
+        .expect("a certificate");
+    assert!(chain_verifies(&app, &chain), "openssl verifies the chain");
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "leaf and CA");
+    let row = cert_row(&app, "web1.example.com");
+    assert_eq!(row.issued_via.key(), "acme");
+    assert_eq!(row.token_name.as_deref(), Some("acme-two"));
+
+    let mut second = Acme::new(&app).await;
+    assert_eq!(second.register(Some((&name, &value))).await.status, 201);
+    second
+        .issue(&["web2.example.com"])
+        .await
+        .expect("a certificate");
+    let other = cert_row(&app, "web2.example.com");
+    assert_ne!(other.host_id, row.host_id, "each account is its own host");
+
+    let mut third = Acme::new(&app).await;
+    let refused = third.register(Some((&name, &value))).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(refused.problem(), "unauthorized");
+    assert!(refused.detail().contains("used up"), "{}", refused.detail());
+    assert!(refused.nonce.is_some(), "every answer carries a nonce");
+    let ctx = app.ctx.clone();
+    tokio::task::spawn_blocking(move || hostca::services::audit::flush_refusals(&ctx))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(audit_has(&app, "acme-account", "used up"));
+    // onlyReturnExisting finds the first account without EAB, and no account for a new key.
+    let url = first.url("newAccount");
+    let header = first.header(&url, true).await;
+    let jws = sign(
+        &first.key,
+        &header,
+        Some(&json!({"onlyReturnExisting": true})),
+    );
+    let r = first
+        .send(&url, jws.to_string().into_bytes(), "application/jose+json")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.location.as_deref(), Some(account_url.as_str()));
+    let header = third.header(&url, true).await;
+    let jws = sign(
+        &third.key,
+        &header,
+        Some(&json!({"onlyReturnExisting": true})),
+    );
+    let r = third
+        .send(&url, jws.to_string().into_bytes(), "application/jose+json")
+        .await;
+    assert_eq!(r.problem(), "accountDoesNotExist", "{}", r.body);
+}
+
+#[tokio::test]
+async fn refusals_real_clients_never_provoke() {
+    let app = admin_app().await;
+    let (name, value) = acme_client::token(&app, "acme-err", "5").await;
+    let mut c = Acme::new(&app).await;
+    let new_account = c.url("newAccount");
+
+    // A nonce this server never gave.
+    let mut h = c.header(&new_account, true).await;
+    h["nonce"] = json!("AAAAAAAAAAAAAAAAAAAAAA");
+    let r = c
+        .send(
+            &new_account,
+            sign(&c.key, &h, Some(&json!({}))).to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.problem().as_str()),
+        (400, "badNonce"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.nonce.is_some(),
+        "a bad nonce is answered with a fresh one"
+    );
+
+    // A nonce used twice: the replay is refused.
+    let h = c.header(&new_account, true).await;
+    let mac = hostca::acme::eab_mac_key(&value).unwrap();
+    let payload =
+        json!({"externalAccountBinding": acme_client::eab(&c.key, &name, &mac, &new_account)});
+    let jws = sign(&c.key, &h, Some(&payload)).to_string().into_bytes();
+    let created = c
+        .send(&new_account, jws.clone(), "application/jose+json")
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    c.kid = created.location.clone();
+    let replay = c.send(&new_account, jws, "application/jose+json").await;
+    assert_eq!(replay.problem(), "badNonce", "{}", replay.body);
+
+    // The url header is not where the request went.
+    let mut h = c.header(&new_account, true).await;
+    h["url"] = json!("https://elsewhere.example/acme/new-account");
+    let r = c
+        .send(
+            &new_account,
+            sign(&c.key, &h, Some(&json!({}))).to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.problem().as_str()),
+        (403, "unauthorized"),
+        "{}",
+        r.body
+    );
+
+    // An account URL this server never made.
+    let order_url = c.url("newOrder");
+    let mut h = c.header(&order_url, false).await;
+    h["kid"] = json!(format!("{}/acme/account/nobody", app.address));
+    let r = c
+        .send(
+            &order_url,
+            sign(&c.key, &h, Some(&json!({"identifiers": []})))
+                .to_string()
+                .into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.problem(), "accountDoesNotExist", "{}", r.body);
+
+    // A signature by another key than the account's.
+    let (other, _) = acme_client::new_key();
+    let h = c.header(&order_url, false).await;
+    let r = c
+        .send(
+            &order_url,
+            sign(&other, &h, Some(&json!({"identifiers": []})))
+                .to_string()
+                .into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.problem(), "unauthorized", "{}", r.body);
+
+    // Wrong algorithm, bad base64url, not JSON, wrong media type, too large.
+    let mut h = c.header(&order_url, false).await;
+    h["alg"] = json!("HS256");
+    let r = c
+        .send(
+            &order_url,
+            sign(&c.key, &h, None).to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.problem(), "badSignatureAlgorithm", "{}", r.body);
+    let r = c
+        .send(
+            &order_url,
+            br#"{"protected":"***","payload":"","signature":""}"#.to_vec(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.problem().as_str()),
+        (400, "malformed"),
+        "{}",
+        r.body
+    );
+    let r = c
+        .send(&order_url, b"not json".to_vec(), "application/jose+json")
+        .await;
+    assert_eq!(r.problem(), "malformed");
+    let r = c.send(&order_url, b"{}".to_vec(), "application/json").await;
+    assert_eq!(
+        (r.status, r.problem().as_str()),
+        (415, "malformed"),
+        "{}",
+        r.body
+    );
+    let r = c
+        .send(&order_url, vec![b' '; 70 * 1024], "application/jose+json")
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.content_type, "application/problem+json");
+
+    // EAB: a MAC made with another key; a token that does not exist.
+    let mut d = Acme::new(&app).await;
+    let h = d.header(&new_account, true).await;
+    let payload = json!({"externalAccountBinding": acme_client::eab(&d.key, &name, b"not-the-token-key", &new_account)});
+    let r = d
+        .send(
+            &new_account,
+            sign(&d.key, &h, Some(&payload)).to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.problem(), "unauthorized", "{}", r.body);
+    assert!(r.detail().contains("HMAC"), "{}", r.detail());
+    let h = d.header(&new_account, true).await;
+    let payload = json!({"externalAccountBinding": acme_client::eab(&d.key, "no-such-token", &mac, &new_account)});
+    let r = d
+        .send(
+            &new_account,
+            sign(&d.key, &h, Some(&payload)).to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.problem(), "unauthorized", "{}", r.body);
+    // No EAB at security level high.
+    let r = d.register(None).await;
+    assert_eq!(
+        (r.status, r.problem().as_str()),
+        (403, "externalAccountRequired"),
+        "{}",
+        r.body
+    );
+
+    // An expired token binds nothing.
+    {
+        let mut conn = app.conn();
+        diesel::update(tokens::table.filter(tokens::name.eq(&name)))
+            .set(tokens::valid_until.eq(hostca::db::now() - chrono::Duration::minutes(1)))
+            .execute(&mut conn)
+            .unwrap();
+    }
+    let r = d.register(Some((&name, &value))).await;
+    assert_eq!(r.problem(), "unauthorized", "{}", r.body);
+    assert!(r.detail().contains("expired"), "{}", r.detail());
+    // None of these was a 500.
+}
+
+#[tokio::test]
+async fn names_follow_the_hosts_rules() {
+    let app = admin_app().await;
+    let (a_name, a_value) = acme_client::token(&app, "acme-a", "1").await;
+    let (b_name, b_value) = acme_client::token(&app, "acme-b", "1").await;
+    let mut a = Acme::new(&app).await;
+    a.register(Some((&a_name, &a_value))).await;
+    a.issue(&["alpha.example.com"])
+        .await
+        .expect("alpha's certificate");
+    let mut b = Acme::new(&app).await;
+    b.register(Some((&b_name, &b_value))).await;
+    b.issue(&["beta.example.com"])
+        .await
+        .expect("beta's certificate");
+
+    // B asks for A's name: rejected, nothing issued.
+    let r = b.new_order(&["alpha.example.com"]).await;
+    assert_eq!(r.problem(), "rejectedIdentifier", "{}", r.body);
+    assert!(r.detail().contains("another host"), "{}", r.detail());
+    // A new name outside the allowed domains waits for an administrator.
+    let r = a
+        .new_order(&["alpha.example.com", "alias.elsewhere.org"])
+        .await;
+    assert_eq!(r.problem(), "rejectedIdentifier", "{}", r.body);
+    assert!(
+        r.detail().contains("waiting for approval"),
+        "{}",
+        r.detail()
+    );
+    assert_eq!(
+        r.json()["subproblems"][0]["identifier"]["value"],
+        "alias.elsewhere.org"
+    );
+    // Reserved and malformed names, IP addresses and wildcards.
+    for bad in ["localhost", "*.example.com", "10.0.0.1", "bad_name!"] {
+        let r = a.new_order(&[bad]).await;
+        assert!(
+            ["rejectedIdentifier", "unsupportedIdentifier"].contains(&r.problem().as_str()),
+            "{bad}: {}",
+            r.body
+        );
+    }
+    // A CSR for other names than the order's.
+    let order = a.new_order(&["alpha.example.com"]).await;
+    assert_eq!(
+        order.json()["status"],
+        "ready",
+        "token-bound names need no challenge"
+    );
+    let authz_url = order.json()["authorizations"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let authz = a.post(&authz_url, None).await;
+    assert_eq!(authz.json()["status"], "valid");
+    let (csr, _) = csr_der(&["beta.example.com"]);
+    let r = a.finalize(&order.json(), &csr).await.unwrap_err();
+    assert_eq!(r.problem(), "badCSR", "{}", r.body);
+    // Another account cannot read A's order.
+    let order_url = order.location.clone().unwrap();
+    let r = b.post(&order_url, None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[tokio::test]
+async fn renewal_supersedes_and_a_reissue_token_keeps_the_host_id() {
+    let app = admin_app().await;
+    let (name, value) = acme_client::token(&app, "acme-r", "1").await;
+    let mut a = Acme::new(&app).await;
+    a.register(Some((&name, &value))).await;
+    a.issue(&["renew.example.com"]).await.unwrap();
+    let first = cert_row(&app, "renew.example.com");
+    // Renewal information: the last third of the lifetime.
+    let aki = app.ctx.pki.ca.key_id.clone().unwrap();
+    let cert_id = format!(
+        "{}.{}",
+        b64(&aki),
+        b64(&hex::decode(&first.serial).unwrap())
+    );
+    let info = app.get(&format!("/acme/renewal-info/{cert_id}")).await;
+    assert_eq!(info.status().as_u16(), 200);
+    assert!(info.headers().contains_key("retry-after"));
+    let info: serde_json::Value = info.json().await.unwrap();
+    let start =
+        chrono::DateTime::parse_from_rfc3339(info["suggestedWindow"]["start"].as_str().unwrap())
+            .unwrap();
+    let life = first.not_after - first.not_before;
+    let expect = first.not_before + life * 2 / 3;
+    assert!(
+        (start.naive_utc() - expect).num_seconds().abs() < 2,
+        "{info}"
+    );
+
+    // A renewal by the same account, naming the certificate it replaces.
+    let url = a.url("newOrder");
+    let order = a
+        .post(&url, Some(json!({"identifiers": [{"type": "dns", "value": "renew.example.com"}], "replaces": cert_id})))
+        .await;
+    assert_eq!(order.status, 201, "{}", order.body);
+    let (csr, _) = csr_der(&["renew.example.com"]);
+    a.finalize(&order.json(), &csr).await.unwrap();
+    let second = cert_row(&app, "renew.example.com");
+    assert_ne!(second.serial, first.serial);
+    assert_eq!(second.host_id, first.host_id);
+    assert_eq!(second.replaces.as_deref(), Some(first.serial.as_str()));
+    let mut conn = app.conn();
+    let old = hostca::models::certificate::Certificate::find_by_serial(&mut conn, &first.serial)
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.revocation_reason.map(|r| r.key()), Some("superseded"));
+    // The revoked certificate's window is now.
+    let info: serde_json::Value = app
+        .get(&format!("/acme/renewal-info/{cert_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start =
+        chrono::DateTime::parse_from_rfc3339(info["suggestedWindow"]["start"].as_str().unwrap())
+            .unwrap();
+    assert!(start.naive_utc() <= hostca::db::now());
+
+    // The host's certificate is revoked; a reissue token bound as EAB gets the same host ID.
+    let r = app
+        .post(
+            &format!("/security/certificates/{}/revoke", second.serial),
+            &[("reason", "key_compromise")],
+        )
+        .await;
+    assert!(r.status().is_redirection() || r.status().is_success());
+    let r = app
+        .post(
+            &format!("/security/hosts/{}/reissue-token", first.host_id),
+            &[
+                ("name", "acme-reissue"),
+                ("valid_for", "1d"),
+                ("reason", "lost key"),
+            ],
+        )
+        .await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let html = app
+        .post("/security/tokens/acme-reissue/show", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let reissue = common::element_text(&html, "token-value").unwrap();
+    let mut fresh = Acme::new(&app).await;
+    assert_eq!(
+        fresh
+            .register(Some(("acme-reissue", &reissue)))
+            .await
+            .status,
+        201
+    );
+    fresh
+        .issue(&["renew.example.com"])
+        .await
+        .expect("a reissued certificate");
+    let third = cert_row(&app, "renew.example.com");
+    assert_eq!(third.host_id, first.host_id, "the same host ID");
+    // The old account still works for its host, and another host's reissue token cannot
+    // get this name.
+    drop(conn);
+}
+
+#[tokio::test]
+async fn revocation_key_change_and_deactivation() {
+    let app = admin_app().await;
+    let (name, value) = acme_client::token(&app, "acme-rev", "1").await;
+    let mut a = Acme::new(&app).await;
+    a.register(Some((&name, &value))).await;
+    let chain = a.issue(&["rev.example.com"]).await.unwrap();
+    let der = pem_der(&chain);
+    let revoke = a.url("revokeCert");
+    // A reason the console does not offer.
+    let r = a
+        .post(
+            &revoke,
+            Some(json!({"certificate": b64(&der), "reason": 7})),
+        )
+        .await;
+    assert_eq!(r.problem(), "badRevocationReason", "{}", r.body);
+    let r = a
+        .post(
+            &revoke,
+            Some(json!({"certificate": b64(&der), "reason": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let row = cert_row(&app, "rev.example.com");
+    assert_eq!(
+        row.revocation_reason.map(|r| r.key()),
+        Some("key_compromise")
+    );
+    let r = a
+        .post(
+            &revoke,
+            Some(json!({"certificate": b64(&der), "reason": 1})),
+        )
+        .await;
+    assert_eq!(r.problem(), "alreadyRevoked", "{}", r.body);
+    // The CRL lists it with the reason.
+    let crl = app.get("/crl.pem").await.text().await.unwrap();
+    let path = app.scratch().join("acme-crl.pem");
+    std::fs::write(&path, crl).unwrap();
+    let (_, text) = common::openssl(&["crl", "-in", path.to_str().unwrap(), "-noout", "-text"]);
+    assert!(text.contains(&row.serial), "{text}");
+    assert!(text.contains("Key Compromise"), "{text}");
+
+    // Revocation signed by the certificate's own key (jwk), by someone with no account.
+    let (csr_key, key_pem) = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        (key.serialize_der(), key.serialize_pem())
+    };
+    let _ = key_pem;
+    let rng = ring::rand::SystemRandom::new();
+    let cert_key = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &csr_key,
+        &rng,
+    )
+    .unwrap();
+    let rc_key = rcgen::KeyPair::try_from(csr_key.as_slice()).unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["rev.example.com".to_string()])
+        .unwrap()
+        .serialize_request(&rc_key)
+        .unwrap();
+    let order = a.new_order(&["rev.example.com"]).await;
+    let chain = a.finalize(&order.json(), csr.der()).await.unwrap();
+    let der = pem_der(&chain);
+    let mut stranger = Acme::new(&app).await;
+    let h = json!({"alg": "ES256", "nonce": stranger.fresh_nonce().await, "url": revoke, "jwk": jwk_of(&cert_key)});
+    let jws = sign(
+        &cert_key,
+        &h,
+        Some(&json!({"certificate": b64(&der), "reason": 5})),
+    );
+    let r = stranger
+        .send(
+            &revoke,
+            jws.to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A stranger's own key cannot revoke it.
+    let chain = a.issue(&["rev.example.com"]).await.unwrap();
+    let der = pem_der(&chain);
+    let h = stranger.header(&revoke, true).await;
+    let jws = sign(&stranger.key, &h, Some(&json!({"certificate": b64(&der)})));
+    let r = stranger
+        .send(
+            &revoke,
+            jws.to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.problem(), "unauthorized", "{}", r.body);
+
+    // Key rollover: the new key signs from now on; the old one is refused.
+    let key_change = a.url("keyChange");
+    let (new_key, _) = acme_client::new_key();
+    let inner = sign(
+        &new_key,
+        &json!({"alg": "ES256", "jwk": jwk_of(&new_key), "url": key_change}),
+        Some(&json!({"account": a.kid.clone().unwrap(), "oldKey": jwk_of(&a.key)})),
+    );
+    let r = a.post(&key_change, Some(inner)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = a.new_order(&["rev.example.com"]).await;
+    assert_eq!(
+        order.problem(),
+        "unauthorized",
+        "the old key no longer signs: {}",
+        order.body
+    );
+    a.key = new_key;
+    let order = a.new_order(&["rev.example.com"]).await;
+    assert_eq!(order.status, 201, "{}", order.body);
+    assert!(audit_has(&app, "acme-key-change", "changed its key"));
+
+    // Deactivation ends the account.
+    let account = a.kid.clone().unwrap();
+    let r = a
+        .post(&account, Some(json!({"status": "deactivated"})))
+        .await;
+    assert_eq!(r.json()["status"], "deactivated", "{}", r.body);
+    let r = a.new_order(&["rev.example.com"]).await;
+    assert_eq!(r.problem(), "unauthorized", "{}", r.body);
+}
+
+/// At security level medium an account needs no token; its names are proved by http-01,
+/// which the server checks by fetching the key authorization from the name's port 80
+/// (here: a port of this test, through the test-only address override).
+#[tokio::test]
+async fn http01_proves_names_at_security_level_medium() {
+    let app = admin_app().await;
+    app.set_security_level("medium");
+    let mut c = Acme::new(&app).await;
+    let r = c.register(None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let order = c.new_order(&["h01.example.com"]).await;
+    assert_eq!(order.status, 201, "{}", order.body);
+    assert_eq!(order.json()["status"], "pending");
+    let authz_url = order.json()["authorizations"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let authz = c.post(&authz_url, None).await.json();
+    let challenge = authz["challenges"][0].clone();
+    assert_eq!(challenge["type"], "http-01");
+    let token = challenge["token"].as_str().unwrap().to_string();
+    let key_auth = format!("{token}.{}", acme_client::thumbprint_of(&c.key));
+
+    // Finalizing before the challenge is refused.
+    let (csr, _) = csr_der(&["h01.example.com"]);
+    let r = c.finalize(&order.json(), &csr).await.unwrap_err();
+    assert_eq!(r.problem(), "orderNotReady", "{}", r.body);
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::env::set_var("HOSTCA_ACME_HTTP_PORT", port.to_string());
+    std::env::set_var("HOSTCA_ACME_CHALLENGE_ADDRESS", "127.0.0.1");
+    let served = key_auth.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 2048];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let body = if req.contains(&format!("/.well-known/acme-challenge/{token}")) {
+                served
+            } else {
+                "wrong".into()
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let ch_url = challenge["url"].as_str().unwrap().to_string();
+    let r = c.post(&ch_url, Some(json!({}))).await;
+    assert_eq!(r.json()["status"], "valid", "{}", r.body);
+    let order = c.post(order.location.as_deref().unwrap(), None).await;
+    assert_eq!(order.json()["status"], "ready", "{}", order.body);
+    let chain = c
+        .finalize(&order.json(), &csr)
+        .await
+        .expect("a certificate");
+    assert!(chain_verifies(&app, &chain));
+    assert!(audit_has(&app, "acme-challenge", "passed"));
+}
+
+fn pem_der(chain: &str) -> Vec<u8> {
+    let first = chain.split("-----END CERTIFICATE-----").next().unwrap();
+    let b64: String = first.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap()
+}
