@@ -242,3 +242,80 @@ async fn a_postgresql_restart_under_load_gives_503s_and_recovers() {
         failures.len()
     );
 }
+
+/// ACME across two processes: a nonce given by one is taken by the other exactly once, and
+/// a token's uses (bound accounts) never pass its maximum, whichever process binds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_acme_nonces_and_token_uses() {
+    use crate::acme_client::{self, sign, Acme};
+    let Some(db) = pg() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (pa, pb) = (common::free_port(), common::free_port());
+    let _a = common::serve_process(&data, pa, Some(&db.url));
+    let _b = common::serve_process(&data, pb, Some(&db.url));
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let (c, csrf) = common::admin_client(&base_a).await;
+    let value = token(&c, &base_a, &csrf, "acme-cluster", "3").await;
+
+    // A nonce from A, spent at B, then replayed at A.
+    let mut at_a = Acme::at(&base_a, common::client()).await;
+    let mut at_b = Acme::at(&base_b, common::client()).await;
+    let nonce = at_a.fresh_nonce().await;
+    let url_b = at_b.url("newAccount");
+    let mac = hostca::acme::eab_mac_key(&value).unwrap();
+    let payload = serde_json::json!({
+        "externalAccountBinding": acme_client::eab(&at_b.key, "acme-cluster", &mac, &url_b)
+    });
+    let header = serde_json::json!({"alg": "ES256", "nonce": nonce, "url": url_b, "jwk": acme_client::jwk_of(&at_b.key)});
+    let jws = sign(&at_b.key, &header, Some(&payload));
+    let r = at_b
+        .send(
+            &url_b,
+            jws.to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(r.status, 201, "a nonce of A is good at B: {}", r.body);
+    let url_a = at_a.url("newAccount");
+    let header = serde_json::json!({"alg": "ES256", "nonce": nonce, "url": url_a, "jwk": acme_client::jwk_of(&at_a.key)});
+    let jws = sign(&at_a.key, &header, Some(&serde_json::json!({})));
+    let r = at_a
+        .send(
+            &url_a,
+            jws.to_string().into_bytes(),
+            "application/jose+json",
+        )
+        .await;
+    assert_eq!(
+        r.problem(),
+        "badNonce",
+        "spent at B, refused at A: {}",
+        r.body
+    );
+
+    // Eight more registrations race over both servers for the token's two remaining uses.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let base = if i % 2 == 0 {
+            base_a.clone()
+        } else {
+            base_b.clone()
+        };
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Acme::at(&base, common::client()).await;
+            c.register(Some(("acme-cluster", &value))).await.status
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        assert!(s == 201 || s == 403, "{s}");
+        created += usize::from(s == 201);
+    }
+    assert_eq!(created, 2, "three uses in all, one taken before the race");
+}
