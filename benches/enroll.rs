@@ -5,7 +5,12 @@
 //!
 //!     cargo bench --bench enroll
 //!
-//! Environment: BENCH_REQUESTS (default 20000), BENCH_CLIENTS (32),
+//! ACME issuance is measured too: accounts registered beforehand (one per client, bound by
+//! a token), then orders to certificate (newOrder, finalize, certificate download), each
+//! a renewal of the client's host.
+//!
+//! Environment: BENCH_REQUESTS (default 20000), BENCH_CLIENTS (32), BENCH_ACME_REQUESTS
+//! (default 5000; 0 skips ACME),
 //! BENCH_DATABASE_URL (postgres://... to measure hostca on PostgreSQL), BENCH_CFSSL=0 to
 //! skip cfssl.
 
@@ -20,6 +25,10 @@ use hostca::config::Config;
 use hostca::models::user::Role;
 use hostca::services::{tokens, Actor};
 use hostca::startup::Application;
+
+#[allow(dead_code)]
+#[path = "../tests/it/acme_client.rs"]
+mod acme_client;
 
 fn env_or(key: &str, default: usize) -> usize {
     std::env::var(key)
@@ -234,6 +243,87 @@ async fn bench_hostca(n: usize, clients: usize, database_url: Option<String>) ->
     result
 }
 
+/// ACME issuance on SQLite: `clients` accounts, registered first (not timed), each renewing
+/// its host's certificate in a loop: newOrder, finalize, download. A certificate per loop.
+async fn bench_acme(n: usize, clients: usize) -> Result {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".into();
+    config.admin_password = Some("bench password".into());
+    config.workers = Some(2);
+    let app = Application::build(&config).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let ctx = app.ctx.clone();
+    tokio::spawn(app.run_until_stopped());
+    let value = bench_token(ctx.clone()).await;
+    let per_client = n.div_ceil(clients);
+    let mut accounts = Vec::new();
+    for k in 0..clients {
+        let mut c = acme_client::Acme::at(&base, reqwest::Client::new()).await;
+        let r = c.register(Some(("bench", &value))).await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let name = format!("acme{k}.bench.example");
+        let csrs: Vec<Vec<u8>> = (0..per_client)
+            .map(|_| acme_client::csr_der(&[&name]).0)
+            .collect();
+        accounts.push((c, name, csrs));
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut c, name, csrs) in accounts {
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failed = 0usize;
+            for csr in csrs {
+                if next.fetch_add(1, Ordering::Relaxed) >= n {
+                    break;
+                }
+                let t = Instant::now();
+                let order = c.new_order(&[&name]).await;
+                let done = if order.status == 201 {
+                    c.finalize(&order.json(), &csr).await
+                } else {
+                    Err(order)
+                };
+                match done {
+                    Ok(_) => latencies.push(t.elapsed()),
+                    Err(r) => {
+                        if failed == 0 {
+                            eprintln!("ACME: {} {}", r.status, r.body);
+                        }
+                        failed += 1;
+                    }
+                }
+            }
+            (latencies, failed)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        let (l, f) = t.await.unwrap();
+        all.extend(l);
+        failed += f;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    };
+    Result {
+        label: "hostca ACME (SQLite, order to certificate)".into(),
+        ok: all.len(),
+        failed,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}
+
 /// The same load against a separate `hostca serve` process, to read the server's own peak
 /// memory from /proc.
 async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)> {
@@ -426,6 +516,17 @@ fn main() {
         );
         let mut results = vec![bench_hostca(n, clients, None).await];
         results[0].print();
+        let acme_n = env_or("BENCH_ACME_REQUESTS", 5_000);
+        if acme_n > 0 {
+            let r = bench_acme(acme_n, clients).await;
+            r.print();
+            println!(
+                "{:<44} {:.2} of the JSON API's rate",
+                "",
+                r.rate() / results[0].rate()
+            );
+            results.push(r);
+        }
         if std::env::var("BENCH_PROCESS")
             .map(|v| v != "0")
             .unwrap_or(true)

@@ -196,16 +196,29 @@ impl Certificate {
         .get_result(conn)
     }
 
-    /// Serials of the certificates an ACME account obtained that are not revoked yet.
-    pub fn unrevoked_serials_of_account(
+    /// Serials of the certificates an ACME account obtained for exactly `names` (in any
+    /// order) that are not revoked yet: the ones a new certificate for those names renews.
+    pub fn unrevoked_of_account_for(
         conn: &mut DbConn,
         account_id: &str,
+        names: &[String],
     ) -> QueryResult<Vec<String>> {
-        certificates::table
+        let mut wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        let rows: Vec<(String, String)> = certificates::table
             .filter(certificates::acme_account_id.eq(account_id))
             .filter(certificates::revoked_at.is_null())
-            .select(certificates::serial)
-            .load(conn)
+            .select((certificates::serial, certificates::names))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, n)| {
+                let mut have: Vec<&str> = n.split(',').collect();
+                have.sort_unstable();
+                have == wanted
+            })
+            .map(|(serial, _)| serial)
+            .collect())
     }
 
     /// Serials of a host's certificates that are not revoked yet.

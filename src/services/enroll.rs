@@ -632,19 +632,19 @@ pub fn issue_for_account(ctx: &Ctx, req: &AccountIssue) -> Result<Enrolled, AppE
                 )));
             }
         }
-        // A reissue token's account replaces every certificate of its host with its first.
+        // A reissue token's account replaces every certificate of its host with its first
+        // (at once in the CRL, as a reissue does); later, a certificate replaces the
+        // account's earlier ones for the same names (a renewal: the CRL follows within
+        // seconds) and the one the order names in `replaces`.
         let first_of_reissue = account.binding == AcmeBinding::Reissue
             && !Certificate::account_has_any(c, &account.account_id)?;
-        let mut revoked_any = if first_of_reissue {
-            supersede(c, &host, rules.now)?
-        } else {
-            false
-        };
-        let mut older = Certificate::unrevoked_serials_of_account(c, &account.account_id)?;
+        let urgent = first_of_reissue && supersede(c, &host, rules.now)?;
+        let mut older = Certificate::unrevoked_of_account_for(c, &account.account_id, req.names)?;
         older.extend(req.replaces.map(str::to_string));
+        let mut revoked_any = false;
         for serial in older {
             revoked_any |=
-                Certificate::revoke(c, &serial, Reason::Superseded, "reissue", rules.now)?;
+                Certificate::revoke(c, &serial, Reason::Superseded, "renewal", rules.now)?;
         }
         let from = Provenance {
             via: IssuedVia::Acme,
@@ -679,20 +679,15 @@ pub fn issue_for_account(ctx: &Ctx, req: &AccountIssue) -> Result<Enrolled, AppE
             supersedes: false,
         };
         audit_issued(c, &req.names[0], &admitted, &enrolled, &[])?;
-        Ok(Issued {
-            enrolled,
-            revoked_any,
-        })
+        Ok((enrolled, urgent, revoked_any))
     });
-    match issued {
-        Ok(issued) => {
-            if issued.revoked_any {
-                super::pki::rebuild_crl_after_revocation(ctx);
-            }
-            Ok(issued.enrolled)
-        }
-        Err(e) => Err(e),
+    let (enrolled, urgent, revoked_any) = issued?;
+    if urgent {
+        super::pki::rebuild_crl_after_revocation(ctx);
+    } else if revoked_any {
+        super::pki::rebuild_crl_soon(ctx);
     }
+    Ok(enrolled)
 }
 
 /// The host an ACME account is: bound already, or (an account without a token, after its

@@ -8,6 +8,15 @@ use diesel::prelude::*;
 use hostca::db::schema::{audit_events, certificates, tokens};
 use serde_json::json;
 
+async fn client(app: &TestApp) -> Acme {
+    Acme::at(&app.address, app.client.clone()).await
+}
+
+/// A token (name, value) of `max_uses`, made in the console.
+async fn token(app: &TestApp, name: &str, max_uses: &str) -> (String, String) {
+    (name.to_string(), app.token_value(name, max_uses).await)
+}
+
 async fn admin_app() -> TestApp {
     let app = spawn_app().await;
     app.login().await;
@@ -101,8 +110,8 @@ async fn directory_and_nonces() {
 #[tokio::test]
 async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
     let app = admin_app().await;
-    let (name, value) = acme_client::token(&app, "acme-two", "2").await;
-    let mut first = Acme::new(&app).await;
+    let (name, value) = token(&app, "acme-two", "2").await;
+    let mut first = client(&app).await;
     let r = first.register(Some((&name, &value))).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let account_url = r.location.clone().unwrap();
@@ -120,7 +129,7 @@ async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
     assert_eq!(row.issued_via.key(), "acme");
     assert_eq!(row.token_name.as_deref(), Some("acme-two"));
 
-    let mut second = Acme::new(&app).await;
+    let mut second = client(&app).await;
     assert_eq!(second.register(Some((&name, &value))).await.status, 201);
     second
         .issue(&["web2.example.com"])
@@ -129,7 +138,7 @@ async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
     let other = cert_row(&app, "web2.example.com");
     assert_ne!(other.host_id, row.host_id, "each account is its own host");
 
-    let mut third = Acme::new(&app).await;
+    let mut third = client(&app).await;
     let refused = third.register(Some((&name, &value))).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert_eq!(refused.problem(), "unauthorized");
@@ -169,8 +178,8 @@ async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
 #[tokio::test]
 async fn refusals_real_clients_never_provoke() {
     let app = admin_app().await;
-    let (name, value) = acme_client::token(&app, "acme-err", "5").await;
-    let mut c = Acme::new(&app).await;
+    let (name, value) = token(&app, "acme-err", "5").await;
+    let mut c = client(&app).await;
     let new_account = c.url("newAccount");
 
     // A nonce this server never gave.
@@ -296,7 +305,7 @@ async fn refusals_real_clients_never_provoke() {
     assert_eq!(r.content_type, "application/problem+json");
 
     // EAB: a MAC made with another key; a token that does not exist.
-    let mut d = Acme::new(&app).await;
+    let mut d = client(&app).await;
     let h = d.header(&new_account, true).await;
     let payload = json!({"externalAccountBinding": acme_client::eab(&d.key, &name, b"not-the-token-key", &new_account)});
     let r = d
@@ -344,14 +353,14 @@ async fn refusals_real_clients_never_provoke() {
 #[tokio::test]
 async fn names_follow_the_hosts_rules() {
     let app = admin_app().await;
-    let (a_name, a_value) = acme_client::token(&app, "acme-a", "1").await;
-    let (b_name, b_value) = acme_client::token(&app, "acme-b", "1").await;
-    let mut a = Acme::new(&app).await;
+    let (a_name, a_value) = token(&app, "acme-a", "1").await;
+    let (b_name, b_value) = token(&app, "acme-b", "1").await;
+    let mut a = client(&app).await;
     a.register(Some((&a_name, &a_value))).await;
     a.issue(&["alpha.example.com"])
         .await
         .expect("alpha's certificate");
-    let mut b = Acme::new(&app).await;
+    let mut b = client(&app).await;
     b.register(Some((&b_name, &b_value))).await;
     b.issue(&["beta.example.com"])
         .await
@@ -409,8 +418,8 @@ async fn names_follow_the_hosts_rules() {
 #[tokio::test]
 async fn renewal_supersedes_and_a_reissue_token_keeps_the_host_id() {
     let app = admin_app().await;
-    let (name, value) = acme_client::token(&app, "acme-r", "1").await;
-    let mut a = Acme::new(&app).await;
+    let (name, value) = token(&app, "acme-r", "1").await;
+    let mut a = client(&app).await;
     a.register(Some((&name, &value))).await;
     a.issue(&["renew.example.com"]).await.unwrap();
     let first = cert_row(&app, "renew.example.com");
@@ -490,7 +499,7 @@ async fn renewal_supersedes_and_a_reissue_token_keeps_the_host_id() {
         .await
         .unwrap();
     let reissue = common::element_text(&html, "token-value").unwrap();
-    let mut fresh = Acme::new(&app).await;
+    let mut fresh = client(&app).await;
     assert_eq!(
         fresh
             .register(Some(("acme-reissue", &reissue)))
@@ -504,16 +513,58 @@ async fn renewal_supersedes_and_a_reissue_token_keeps_the_host_id() {
         .expect("a reissued certificate");
     let third = cert_row(&app, "renew.example.com");
     assert_eq!(third.host_id, first.host_id, "the same host ID");
-    // The old account still works for its host, and another host's reissue token cannot
-    // get this name.
     drop(conn);
+}
+
+/// One account (one host) may hold certificates for different names side by side: only a
+/// certificate for the same names renews (supersedes) an earlier one.
+#[tokio::test]
+async fn certificates_for_other_names_of_the_host_stand_side_by_side() {
+    let app = admin_app().await;
+    app.set_allowed_domains("example.com");
+    app.set_auto_map(true);
+    let (name, value) = token(&app, "acme-two-names", "1").await;
+    let mut a = client(&app).await;
+    a.register(Some((&name, &value))).await;
+    a.issue(&["main.example.com"]).await.unwrap();
+    a.issue(&["mail.example.com", "main.example.com"])
+        .await
+        .unwrap();
+    a.issue(&["main.example.com"]).await.unwrap();
+    let mut conn = app.conn();
+    let rows: Vec<(String, Option<String>)> = certificates::table
+        .filter(certificates::acme_account_id.is_not_null())
+        .order(certificates::id.asc())
+        .select((
+            certificates::names,
+            certificates::revocation_reason.nullable(),
+        ))
+        .load::<(
+            String,
+            Option<hostca::models::certificate::RevocationReason>,
+        )>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|(n, r)| (n, r.map(|r| r.key().to_string())))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "main.example.com".to_string(),
+                Some("superseded".to_string())
+            ),
+            ("mail.example.com,main.example.com".to_string(), None),
+            ("main.example.com".to_string(), None),
+        ]
+    );
 }
 
 #[tokio::test]
 async fn revocation_key_change_and_deactivation() {
     let app = admin_app().await;
-    let (name, value) = acme_client::token(&app, "acme-rev", "1").await;
-    let mut a = Acme::new(&app).await;
+    let (name, value) = token(&app, "acme-rev", "1").await;
+    let mut a = client(&app).await;
     a.register(Some((&name, &value))).await;
     let chain = a.issue(&["rev.example.com"]).await.unwrap();
     let der = pem_der(&chain);
@@ -574,7 +625,7 @@ async fn revocation_key_change_and_deactivation() {
     let order = a.new_order(&["rev.example.com"]).await;
     let chain = a.finalize(&order.json(), csr.der()).await.unwrap();
     let der = pem_der(&chain);
-    let mut stranger = Acme::new(&app).await;
+    let mut stranger = client(&app).await;
     let h = json!({"alg": "ES256", "nonce": stranger.fresh_nonce().await, "url": revoke, "jwk": jwk_of(&cert_key)});
     let jws = sign(
         &cert_key,
@@ -642,7 +693,7 @@ async fn revocation_key_change_and_deactivation() {
 async fn http01_proves_names_at_security_level_medium() {
     let app = admin_app().await;
     app.set_security_level("medium");
-    let mut c = Acme::new(&app).await;
+    let mut c = client(&app).await;
     let r = c.register(None).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let order = c.new_order(&["h01.example.com"]).await;

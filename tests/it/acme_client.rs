@@ -1,4 +1,5 @@
-//! A small ACME client for the tests: it signs JWS with an ES256 key (ring), and lets a test
+//! A small ACME client for the tests and the benchmark (benches/enroll.rs includes this
+//! file): it signs JWS with an ES256 key (ring), and lets a test
 //! break any part of a request (nonce, url, signature, content type) that a real client
 //! always gets right. certbot and lego (tests/acme-clients.sh) are the judges of the happy
 //! paths; this one reaches the refusals.
@@ -10,8 +11,6 @@ use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-use crate::common::TestApp;
 
 pub fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
@@ -115,10 +114,6 @@ pub fn csr_der(names: &[&str]) -> (Vec<u8>, String) {
 }
 
 impl Acme {
-    pub async fn new(app: &TestApp) -> Acme {
-        Acme::at(&app.address, app.client.clone()).await
-    }
-
     /// A client of the server at `base` (another process on the same database, say).
     pub async fn at(base: &str, http: reqwest::Client) -> Acme {
         let directory: Value = http
@@ -252,9 +247,4 @@ impl Acme {
         }
         Ok(chain.body)
     }
-}
-
-/// A token (name, value) of `max_uses`, made in the console.
-pub async fn token(app: &TestApp, name: &str, max_uses: &str) -> (String, String) {
-    (name.to_string(), app.token_value(name, max_uses).await)
 }
