@@ -15,6 +15,7 @@ use super::audit::{self, Event};
 use crate::db::schema::*;
 use crate::db::{self, DbConn, Pool};
 use crate::error::AppError;
+use crate::models::acme::{AcmeAccount, AcmeAuthorization, AcmeOrder};
 use crate::models::api_key::ApiKey;
 use crate::models::audit_event::AuditEvent;
 use crate::models::certificate::Certificate;
@@ -83,6 +84,13 @@ struct Contents {
     audit_events: Vec<AuditEvent>,
     settings: Vec<Settings>,
     api_keys: Vec<ApiKey>,
+    /// ACME accounts, orders and authorizations (absent from backups made before ACME).
+    #[serde(default)]
+    acme_accounts: Vec<AcmeAccount>,
+    #[serde(default)]
+    acme_orders: Vec<AcmeOrder>,
+    #[serde(default)]
+    acme_authorizations: Vec<AcmeAuthorization>,
 }
 
 fn cipher(passphrase: &str, salt: &[u8]) -> Result<ChaCha20Poly1305, AppError> {
@@ -134,6 +142,11 @@ fn read_all(conn: &mut DbConn) -> Result<Contents, AppError> {
             audit_events: audit_events::table.order(audit_events::id).load(c)?,
             settings: settings::table.load(c)?,
             api_keys: api_keys::table.order(api_keys::id).load(c)?,
+            acme_accounts: acme_accounts::table.order(acme_accounts::id).load(c)?,
+            acme_orders: acme_orders::table.order(acme_orders::id).load(c)?,
+            acme_authorizations: acme_authorizations::table
+                .order(acme_authorizations::id)
+                .load(c)?,
         })
     })
 }
@@ -311,8 +324,11 @@ pub fn restore(
         put!(audit_events::table, &contents.audit_events);
         put!(settings::table, &contents.settings);
         put!(api_keys::table, &contents.api_keys);
+        put!(acme_accounts::table, &contents.acme_accounts);
+        put!(acme_orders::table, &contents.acme_orders);
+        put!(acme_authorizations::table, &contents.acme_authorizations);
         if let DbConn::Pg(_) = c {
-            for t in ["users", "hosts", "host_mappings", "tokens", "certificates", "audit_events", "api_keys"] {
+            for t in ["users", "hosts", "host_mappings", "tokens", "certificates", "audit_events", "api_keys", "acme_accounts", "acme_orders", "acme_authorizations"] {
                 c.batch_execute(&format!(
                     "SELECT setval(pg_get_serial_sequence('{t}', 'id'), COALESCE((SELECT MAX(id) FROM {t}), 0) + 1, false)"
                 ))?;

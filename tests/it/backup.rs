@@ -33,6 +33,10 @@ async fn a_restored_server_keeps_its_ca_hosts_tokens_and_audit_chain() {
     let (_k, csr) = openssl_csr(&app.scratch(), "b", "backed.example.com", &[]);
     let (s, enrolled) = app.enroll("backed.example.com", &csr, Some(&value)).await;
     assert_eq!(s, 201);
+    // An ACME account bound by the same token, with its certificate.
+    let mut acme = crate::acme_client::Acme::at(&app.address, app.client.clone()).await;
+    assert_eq!(acme.register(Some(("kept", &value))).await.status, 201);
+    acme.issue(&["acme-backed.example.com"]).await.unwrap();
     let ca_before = app.get_html("/ca.pem").await;
     let html = app.get_html("/security/settings").await;
     assert!(html.contains("No backup yet"));
@@ -172,6 +176,16 @@ async fn a_restored_server_keeps_its_ca_hosts_tokens_and_audit_chain() {
         .get_html("/security/audit")
         .await
         .contains("The audit chain verifies"));
+    // The ACME account works on the restored server: its key still signs as the account.
+    let mut again = crate::acme_client::Acme::at(&b.address, b.client.clone()).await;
+    again.key = acme.key;
+    let r = again.register(None).await;
+    assert_eq!(
+        r.status, 200,
+        "the restored server knows the account: {}",
+        r.body
+    );
+    again.issue(&["acme-backed.example.com"]).await.unwrap();
     // New rows continue after the restored ones.
     let r = b
         .post(
