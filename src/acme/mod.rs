@@ -5,6 +5,7 @@
 
 pub mod jws;
 pub mod problem;
+pub mod validate;
 
 pub use problem::{Problem, ProblemKind};
 

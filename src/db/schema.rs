@@ -205,6 +205,7 @@ diesel::table! {
         status -> Text,
         challenge_token -> Nullable<Text>,
         challenge_status -> Nullable<Text>,
+        challenge_type -> Nullable<Text>,
         validated_at -> Nullable<Timestamp>,
         error -> Nullable<Text>,
         created_at -> Timestamp,

@@ -4,7 +4,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-pub use super::kinds::{AcmeAccountStatus, AcmeAuthzStatus, AcmeBinding, AcmeOrderStatus};
+pub use super::kinds::{
+    AcmeAccountStatus, AcmeAuthzStatus, AcmeBinding, AcmeOrderStatus, ChallengeType,
+};
 use crate::db::schema::{acme_accounts, acme_authorizations, acme_orders};
 use crate::db::DbConn;
 
@@ -240,9 +242,11 @@ pub struct AcmeAuthorization {
     pub account_id: String,
     pub identifier: String,
     pub status: AcmeAuthzStatus,
-    /// The http-01 challenge's token, when the name must be proved.
+    /// The challenges' token, when the name must be proved.
     pub challenge_token: Option<String>,
     pub challenge_status: Option<AcmeAuthzStatus>,
+    /// The challenge the client answered.
+    pub challenge_type: Option<ChallengeType>,
     pub validated_at: Option<NaiveDateTime>,
     pub error: Option<String>,
     pub created_at: NaiveDateTime,
@@ -285,20 +289,25 @@ impl AcmeAuthorization {
             .load(conn)
     }
 
-    /// Records a challenge's outcome (and so the authorization's).
+    /// Records the outcome of the first challenge answered (and so the authorization's);
+    /// a second answer, even racing the first, changes nothing.
     pub fn set_outcome(
         conn: &mut DbConn,
         authz_id: &str,
+        kind: ChallengeType,
         status: AcmeAuthzStatus,
         error: Option<&str>,
         at: NaiveDateTime,
     ) -> QueryResult<usize> {
         diesel::update(
-            acme_authorizations::table.filter(acme_authorizations::authz_id.eq(authz_id)),
+            acme_authorizations::table
+                .filter(acme_authorizations::authz_id.eq(authz_id))
+                .filter(acme_authorizations::challenge_type.is_null()),
         )
         .set((
             acme_authorizations::status.eq(status),
             acme_authorizations::challenge_status.eq(Some(status)),
+            acme_authorizations::challenge_type.eq(Some(kind)),
             acme_authorizations::validated_at.eq(Some(at)),
             acme_authorizations::error.eq(error),
         ))

@@ -494,3 +494,11 @@ kinds! {
         Revoked = "revoked", "Revoked";
     }
 }
+
+kinds! {
+    /// The challenges that prove control of a name (RFC 8555 §8.3, RFC 8737).
+    pub enum ChallengeType ("ACME challenge type", parse = exact) {
+        Http01 = "http-01", "HTTP (port 80)";
+        TlsAlpn01 = "tls-alpn-01", "TLS-ALPN (port 443)";
+    }
+}

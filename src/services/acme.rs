@@ -1,7 +1,7 @@
 //! ACME (RFC 8555, RFC 9773) by hostca's rules: an account is a host's ACME client, bound
 //! by a token given as its External Account Binding (one use of the token per account);
 //! the names the rules already allow get valid authorizations at once (the token is the
-//! proof), other names an http-01 challenge; finalize issues through the enrollment steps
+//! proof), other names an http-01 or tls-alpn-01 challenge; finalize issues through the enrollment steps
 //! (`enroll::issue_for_account`). Every function takes the request as it came (body and
 //! URL) and answers an `Answer` or a `Problem`; `web::acme` adds the nonce and headers.
 
@@ -21,7 +21,7 @@ use crate::db::{self, DbConn, WriteTx};
 use crate::error::AppError;
 use crate::models::acme::{
     AcmeAccount, AcmeAccountStatus, AcmeAuthorization, AcmeAuthzStatus, AcmeBinding, AcmeOrder,
-    AcmeOrderStatus, NewAcmeAccount, NewAcmeAuthorization, NewAcmeOrder,
+    AcmeOrderStatus, ChallengeType, NewAcmeAccount, NewAcmeAuthorization, NewAcmeOrder,
 };
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
@@ -121,8 +121,8 @@ impl Urls {
     pub fn authz(&self, id: &str) -> String {
         format!("{}/authz/{id}", self.base)
     }
-    pub fn challenge(&self, id: &str) -> String {
-        format!("{}/challenge/{id}", self.base)
+    pub fn challenge(&self, id: &str, kind: ChallengeType) -> String {
+        format!("{}/challenge/{id}/{}", self.base, kind.key())
     }
     pub fn certificate(&self, serial: &str) -> String {
         format!("{}/cert/{serial}", self.base)
@@ -983,25 +983,40 @@ pub fn order(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
     order_answer(ctx, &mut conn, &order)
 }
 
+/// One challenge of an authorization as JSON: the type the client answered carries the
+/// outcome; the other stays pending (and is never checked once one has been answered).
+fn challenge_json(urls: &Urls, a: &AcmeAuthorization, token: &str, kind: ChallengeType) -> Value {
+    let answered = a.challenge_type == Some(kind);
+    let status = if answered {
+        a.challenge_status.unwrap_or(AcmeAuthzStatus::Pending)
+    } else {
+        AcmeAuthzStatus::Pending
+    };
+    let mut ch = json!({
+        "type": kind.key(),
+        "url": urls.challenge(&a.authz_id, kind),
+        "token": token,
+        "status": status.key(),
+    });
+    if answered {
+        if let Some(at) = a.validated_at {
+            ch["validated"] = json!(rfc3339(at));
+        }
+        if let Some(e) = &a.error {
+            ch["error"] = Problem::new(ProblemKind::Incorrect, e.clone()).to_json();
+        }
+    }
+    ch
+}
+
 fn authz_json(ctx: &Ctx, a: &AcmeAuthorization) -> Value {
     let urls = Urls::new(ctx);
     let challenges: Vec<Value> = match &a.challenge_token {
         None => Vec::new(),
-        Some(token) => {
-            let mut ch = json!({
-                "type": "http-01",
-                "url": urls.challenge(&a.authz_id),
-                "token": token,
-                "status": a.challenge_status.unwrap_or(AcmeAuthzStatus::Pending).key(),
-            });
-            if let Some(at) = a.validated_at {
-                ch["validated"] = json!(rfc3339(at));
-            }
-            if let Some(e) = &a.error {
-                ch["error"] = Problem::new(ProblemKind::Incorrect, e.clone()).to_json();
-            }
-            vec![ch]
-        }
+        Some(token) => ChallengeType::ALL
+            .iter()
+            .map(|kind| challenge_json(&urls, a, token, *kind))
+            .collect(),
     };
     json!({
         "status": a.status.key(),
@@ -1038,10 +1053,11 @@ pub fn authz(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
         .link(Urls::new(ctx).order(&a.order_id), "up"))
 }
 
-/// The challenge: the client says it is ready; the server fetches
-/// `http://NAME/.well-known/acme-challenge/TOKEN` and compares it with the key
-/// authorization (RFC 8555 §8.3). Answered once the check is done (valid or invalid).
-pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
+/// A challenge: the client says it is ready; the server checks it (`acme::validate`:
+/// http-01 or tls-alpn-01) and answers once the check is done (valid or invalid). Only
+/// the first answered challenge of an authorization is checked.
+pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str, kind: &str) -> Result<Answer, Problem> {
+    let kind = ChallengeType::parse(kind).ok_or_else(|| Problem::not_found("challenge"))?;
     let mut conn = db::get(&ctx.pool)?;
     let verified = verify(ctx, &mut conn, req, false)?;
     let Signed::Account(account, jwk) = verified.signed else {
@@ -1056,15 +1072,16 @@ pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem>
         ));
     };
     let urls = Urls::new(ctx);
-    if a.status == AcmeAuthzStatus::Pending && db::now() < a.expires_at {
+    let untried = a.challenge_type.is_none();
+    if untried && a.status == AcmeAuthzStatus::Pending && db::now() < a.expires_at {
         let expected = format!("{token}.{}", jwk.thumbprint());
-        let outcome = http01::check(&a.identifier, &token, &expected);
+        let outcome = crate::acme::validate::check(kind, &a.identifier, &token, &expected);
         let (status, error) = match &outcome {
             Ok(()) => (AcmeAuthzStatus::Valid, None),
             Err(why) => (AcmeAuthzStatus::Invalid, Some(why.as_str())),
         };
         db::write_tx(&mut conn, |c| {
-            AcmeAuthorization::set_outcome(c, id, status, error, db::now())?;
+            AcmeAuthorization::set_outcome(c, id, kind, status, error, db::now())?;
             let event = Event::new(
                 AuditCategory::Cert,
                 "acme-challenge",
@@ -1072,10 +1089,15 @@ pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem>
                 &a.identifier,
             );
             let event = match error {
-                None => event.describe(format!("http-01 challenge for {} passed", a.identifier)),
+                None => event.describe(format!(
+                    "{} challenge for {} passed",
+                    kind.key(),
+                    a.identifier
+                )),
                 Some(why) => event
                     .describe(format!(
-                        "http-01 challenge for {} failed: {why}",
+                        "{} challenge for {} failed: {why}",
+                        kind.key(),
                         a.identifier
                     ))
                     .failed(),
@@ -1086,9 +1108,7 @@ pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem>
         })?;
     }
     let a = own_authz(&mut conn, &account, id)?;
-    let doc = authz_json(ctx, &a);
-    let ch = doc["challenges"][0].clone();
-    Ok(Answer::json(200, ch).link(urls.authz(id), "up"))
+    Ok(Answer::json(200, challenge_json(&urls, &a, &token, kind)).link(urls.authz(id), "up"))
 }
 
 /// A pending order becomes ready when every authorization is valid, invalid when one is.
@@ -1466,98 +1486,4 @@ pub fn renewal_info(ctx: &Ctx, cert_id: &str) -> Result<Answer, Problem> {
             json!({"suggestedWindow": {"start": rfc3339(start), "end": rfc3339(end)}}),
         )
     })
-}
-
-/// http-01 validation (RFC 8555 §8.3).
-mod http01 {
-    use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-    use std::time::Duration;
-
-    /// The port the server connects to: 80, or `HOSTCA_ACME_HTTP_PORT` (tests, and sites
-    /// that forward port 80 elsewhere).
-    fn port() -> u16 {
-        std::env::var("HOSTCA_ACME_HTTP_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(80)
-    }
-
-    /// Where to connect: the name's addresses, or `HOSTCA_ACME_CHALLENGE_ADDRESS` (tests:
-    /// names that resolve nowhere here).
-    fn addresses(name: &str) -> Result<Vec<SocketAddr>, String> {
-        if let Ok(a) = std::env::var("HOSTCA_ACME_CHALLENGE_ADDRESS") {
-            let ip: std::net::IpAddr = a
-                .parse()
-                .map_err(|_| format!("HOSTCA_ACME_CHALLENGE_ADDRESS ({a}) is not an address"))?;
-            return Ok(vec![SocketAddr::new(ip, port())]);
-        }
-        (name, port())
-            .to_socket_addrs()
-            .map(|a| a.collect())
-            .map_err(|e| format!("{name} does not resolve: {e}"))
-    }
-
-    /// Fetches the key authorization and compares it; the reason when it does not match.
-    pub fn check(name: &str, token: &str, expected: &str) -> Result<(), String> {
-        let addrs = addresses(name)?;
-        let addr = addrs
-            .first()
-            .ok_or_else(|| format!("{name} has no address"))?;
-        let mut stream = TcpStream::connect_timeout(addr, Duration::from_secs(5))
-            .map_err(|e| format!("could not connect to {name} at {addr}: {e}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        stream.set_write_timeout(Some(Duration::from_secs(5))).ok();
-        let request = format!(
-            "GET /.well-known/acme-challenge/{token} HTTP/1.1\r\nHost: {name}\r\nUser-Agent: hostca-acme\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("could not send to {name}: {e}"))?;
-        let mut response = Vec::new();
-        stream
-            .take(64 * 1024)
-            .read_to_end(&mut response)
-            .map_err(|e| format!("no answer from {name}: {e}"))?;
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("{name} answered something that is not HTTP"))?;
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        if status != "200" {
-            return Err(format!(
-                "{name} answered HTTP {status} for the challenge file, not 200"
-            ));
-        }
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        if body.trim() == expected {
-            Ok(())
-        } else {
-            Err(format!(
-                "{name} served {} for the challenge, not the key authorization",
-                body.trim().chars().take(100).collect::<String>()
-            ))
-        }
-    }
-
-    fn dechunk(body: &str) -> String {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || after.len() < n {
-                break;
-            }
-            out.push_str(&after[..n]);
-            rest = after[n..].trim_start_matches("\r\n");
-        }
-        out
-    }
 }

@@ -23,7 +23,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/acme/order/{id}"),
     ("post", "/acme/order/{id}/finalize"),
     ("post", "/acme/authz/{id}"),
-    ("post", "/acme/challenge/{id}"),
+    ("post", "/acme/challenge/{id}/{kind}"),
     ("post", "/acme/cert/{serial}"),
     ("get", "/acme/renewal-info/{cert_id}"),
 ];
@@ -43,7 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/order/{id}", web::post().to(order))
             .route("/order/{id}/finalize", web::post().to(finalize))
             .route("/authz/{id}", web::post().to(authz))
-            .route("/challenge/{id}", web::post().to(challenge))
+            .route("/challenge/{id}/{kind}", web::post().to(challenge))
             .route("/cert/{serial}", web::post().to(certificate))
             .route("/renewal-info/{cert_id}", web::get().to(renewal_info))
             .default_service(web::to(unknown)),
@@ -253,10 +253,13 @@ async fn challenge(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
     body: super::Body,
-    id: web::Path<String>,
+    path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    let id = id.into_inner();
-    post(req, ctx, body, move |c, i| service::challenge(c, i, &id)).await
+    let (id, kind) = path.into_inner();
+    post(req, ctx, body, move |c, i| {
+        service::challenge(c, i, &id, &kind)
+    })
+    .await
 }
 
 async fn certificate(

@@ -758,3 +758,131 @@ fn pem_der(chain: &str) -> Vec<u8> {
         .decode(b64.trim())
         .unwrap()
 }
+
+/// Serves one TLS-ALPN-01 handshake on a fresh port (returned) with a self-signed
+/// certificate for `name` whose acmeIdentifier holds SHA-256 of `key_authorization`.
+fn tls_alpn_responder(name: &str, key_authorization: &str) -> u16 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key_authorization.as_bytes());
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(&digest)];
+    let cert = params.self_signed(&key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    // with_single_cert would refuse the critical acmeIdentifier; a resolver takes it as is.
+    let signing = provider
+        .key_provider
+        .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+            key.serialize_der().into(),
+        ))
+        .unwrap();
+    let certified = std::sync::Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    ));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(OneCertificate(certified)));
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut sock, _)) = listener.accept() {
+            let mut conn = rustls::ServerConnection::new(config).unwrap();
+            while conn.is_handshaking() {
+                if conn.complete_io(&mut sock).is_err() {
+                    return;
+                }
+            }
+            let _ = conn.complete_io(&mut sock);
+        }
+    });
+    port
+}
+
+/// tls-alpn-01 (RFC 8737): the server connects with ALPN acme-tls/1 and checks the
+/// certificate's one name and acmeIdentifier; a wrong digest fails the authorization and
+/// the order, the right one lets it finalize.
+#[tokio::test]
+async fn tls_alpn01_proves_names_at_security_level_medium() {
+    let app = admin_app().await;
+    app.set_security_level("medium");
+    let mut c = client(&app).await;
+    assert_eq!(c.register(None).await.status, 201);
+    std::env::set_var("HOSTCA_ACME_CHALLENGE_ADDRESS", "127.0.0.1");
+    let thumbprint = acme_client::thumbprint_of(&c.key);
+    for (name, right) in [("alpn-bad.example.com", false), ("alpn.example.com", true)] {
+        let order = c.new_order(&[name]).await;
+        assert_eq!(order.status, 201, "{}", order.body);
+        let authz_url = order.json()["authorizations"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let authz = c.post(&authz_url, None).await.json();
+        let challenge = authz["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ch| ch["type"] == "tls-alpn-01")
+            .expect("tls-alpn-01 is offered")
+            .clone();
+        let token = challenge["token"].as_str().unwrap();
+        let key_auth = if right {
+            format!("{token}.{thumbprint}")
+        } else {
+            format!("{token}.someone-else")
+        };
+        let port = tls_alpn_responder(name, &key_auth);
+        std::env::set_var("HOSTCA_ACME_TLS_PORT", port.to_string());
+        let r = c
+            .post(challenge["url"].as_str().unwrap(), Some(json!({})))
+            .await;
+        let order_now = c
+            .post(order.location.as_deref().unwrap(), None)
+            .await
+            .json();
+        let (csr, _) = csr_der(&[name]);
+        if right {
+            assert_eq!(r.json()["status"], "valid", "{}", r.body);
+            assert_eq!(order_now["status"], "ready");
+            let chain = c
+                .finalize(&order.json(), &csr)
+                .await
+                .expect("a certificate");
+            assert!(chain_verifies(&app, &chain));
+        } else {
+            assert_eq!(r.json()["status"], "invalid", "{}", r.body);
+            assert!(
+                r.json()["error"]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("acmeIdentifier"),
+                "{}",
+                r.body
+            );
+            assert_eq!(order_now["status"], "invalid");
+            let r = c.finalize(&order.json(), &csr).await.unwrap_err();
+            assert_eq!(r.problem(), "orderNotReady", "{}", r.body);
+        }
+    }
+    assert!(audit_has(
+        &app,
+        "acme-challenge",
+        "tls-alpn-01 challenge for alpn.example.com passed"
+    ));
+}
+
+#[derive(Debug)]
+struct OneCertificate(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for OneCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}

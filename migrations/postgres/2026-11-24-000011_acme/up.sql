@@ -27,8 +27,9 @@ CREATE TABLE acme_orders (
     expires_at TIMESTAMP NOT NULL
 );
 CREATE INDEX acme_orders_account ON acme_orders (account_id, created_at);
--- One authorization per identifier of an order; its one challenge (http-01) lives on the
--- same row, since a name either needs no challenge (the token is the proof) or that one.
+-- One authorization per identifier of an order, with its challenge on the same row: a name
+-- needs no challenge (the token is the proof), or http-01 or tls-alpn-01 (one token; the
+-- type the client answered is recorded).
 CREATE TABLE acme_authorizations (
     id BIGSERIAL PRIMARY KEY,
     authz_id TEXT NOT NULL UNIQUE,
@@ -38,6 +39,7 @@ CREATE TABLE acme_authorizations (
     status TEXT NOT NULL,
     challenge_token TEXT,
     challenge_status TEXT,
+    challenge_type TEXT,
     validated_at TIMESTAMP,
     error TEXT,
     created_at TIMESTAMP NOT NULL,
