@@ -157,8 +157,12 @@ pub fn new_nonce(ctx: &Ctx) -> Result<String, Problem> {
     rand::fill(&mut bytes[..]);
     let value = URL_SAFE_NO_PAD.encode(bytes);
     let now = db::now();
+    let mut conn = db::get(&ctx.pool)?;
+    // One statement, but a write: SQLite's writers queue in the process, not in its busy
+    // handler (see `db::sqlite_writer_lock`).
+    let _writer = db::sqlite_writer_lock(&conn);
     Nonce::insert(
-        &mut *db::get(&ctx.pool)?,
+        &mut conn,
         &Nonce {
             digest: super::renewal::nonce_digest(&value),
             purpose: NONCE_PURPOSE.into(),
@@ -253,7 +257,11 @@ fn verify(ctx: &Ctx, conn: &mut DbConn, req: &Incoming, jwk_ok: bool) -> Result<
     };
     parsed.verify(key)?;
     let digest = super::renewal::nonce_digest(&parsed.nonce);
-    if !Nonce::consume(conn, &digest, NONCE_PURPOSE, None, db::now())? {
+    let used = {
+        let _writer = db::sqlite_writer_lock(conn);
+        Nonce::consume(conn, &digest, NONCE_PURPOSE, None, db::now())?
+    };
+    if !used {
         return Err(Problem::new(
             ProblemKind::BadNonce,
             "the nonce is unknown, used or expired: take the fresh one in this answer's Replay-Nonce header",
