@@ -428,7 +428,7 @@ fn new_account_in(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
     .map_err(|e| match e {
         // Two registrations of one key racing: the other one won; its account stands.
         AppError::Conflict(_) => Problem::malformed("this key was registered at the same moment by another request: send newAccount again to get its account"),
-        e => Problem::from(e).with_kind_if(ProblemKind::Malformed, ProblemKind::Unauthorized),
+        e => Problem::from(e),
     })?;
     Ok(Answer::json(201, account_json(ctx, &account)).at(urls.account(&account.account_id)))
 }
@@ -519,16 +519,6 @@ fn bind_account(
         )),
     )?;
     Ok(account)
-}
-
-impl Problem {
-    /// The same problem, with `from` turned into `to`.
-    fn with_kind_if(mut self, from: ProblemKind, to: ProblemKind) -> Problem {
-        if self.kind == from {
-            self.kind = to;
-        }
-        self
-    }
 }
 
 #[derive(Deserialize, Default)]
