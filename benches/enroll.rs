@@ -161,6 +161,15 @@ async fn drive(
             (latencies, failed)
         }));
     }
+    collect(label, tasks, start).await
+}
+
+/// Waits for the clients (each: its latencies and its failures) and sums them up.
+async fn collect(
+    label: &str,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
+    start: Instant,
+) -> Result {
     let mut all = Vec::new();
     let mut failed = 0;
     for t in tasks {
@@ -300,28 +309,7 @@ async fn bench_acme(n: usize, clients: usize) -> Result {
             (latencies, failed)
         }));
     }
-    let mut all = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (l, f) = t.await.unwrap();
-        all.extend(l);
-        failed += f;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    Result {
-        label: "hostca ACME (SQLite, order to certificate)".into(),
-        ok: all.len(),
-        failed,
-        seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
+    collect("hostca ACME (SQLite, order to certificate)", tasks, start).await
 }
 
 /// The same load against a separate `hostca serve` process, to read the server's own peak

@@ -180,74 +180,37 @@ where
     answer(&ctx, result).await
 }
 
-async fn new_account(req: HttpRequest, ctx: web::Data<Ctx>, body: super::Body) -> HttpResponse {
-    post(req, ctx, body, service::new_account).await
+/// The handler of a POST resource: `service::$f(ctx, incoming)`, or with the one path
+/// segment that names the resource, `service::$f(ctx, incoming, id)`.
+macro_rules! acme_post {
+    ($name:ident, $f:path) => {
+        async fn $name(req: HttpRequest, ctx: web::Data<Ctx>, body: super::Body) -> HttpResponse {
+            post(req, ctx, body, $f).await
+        }
+    };
+    ($name:ident, $f:path, by_id) => {
+        async fn $name(
+            req: HttpRequest,
+            ctx: web::Data<Ctx>,
+            body: super::Body,
+            id: web::Path<String>,
+        ) -> HttpResponse {
+            let id = id.into_inner();
+            post(req, ctx, body, move |c, i| $f(c, i, &id)).await
+        }
+    };
 }
 
-async fn new_order(req: HttpRequest, ctx: web::Data<Ctx>, body: super::Body) -> HttpResponse {
-    post(req, ctx, body, service::new_order).await
-}
-
-async fn revoke_cert(req: HttpRequest, ctx: web::Data<Ctx>, body: super::Body) -> HttpResponse {
-    post(req, ctx, body, service::revoke).await
-}
-
-async fn key_change(req: HttpRequest, ctx: web::Data<Ctx>, body: super::Body) -> HttpResponse {
-    post(req, ctx, body, service::key_change).await
-}
-
-async fn account(
-    req: HttpRequest,
-    ctx: web::Data<Ctx>,
-    body: super::Body,
-    id: web::Path<String>,
-) -> HttpResponse {
-    let id = id.into_inner();
-    post(req, ctx, body, move |c, i| service::account(c, i, &id)).await
-}
-
-async fn account_orders(
-    req: HttpRequest,
-    ctx: web::Data<Ctx>,
-    body: super::Body,
-    id: web::Path<String>,
-) -> HttpResponse {
-    let id = id.into_inner();
-    post(req, ctx, body, move |c, i| {
-        service::account_orders(c, i, &id)
-    })
-    .await
-}
-
-async fn order(
-    req: HttpRequest,
-    ctx: web::Data<Ctx>,
-    body: super::Body,
-    id: web::Path<String>,
-) -> HttpResponse {
-    let id = id.into_inner();
-    post(req, ctx, body, move |c, i| service::order(c, i, &id)).await
-}
-
-async fn finalize(
-    req: HttpRequest,
-    ctx: web::Data<Ctx>,
-    body: super::Body,
-    id: web::Path<String>,
-) -> HttpResponse {
-    let id = id.into_inner();
-    post(req, ctx, body, move |c, i| service::finalize(c, i, &id)).await
-}
-
-async fn authz(
-    req: HttpRequest,
-    ctx: web::Data<Ctx>,
-    body: super::Body,
-    id: web::Path<String>,
-) -> HttpResponse {
-    let id = id.into_inner();
-    post(req, ctx, body, move |c, i| service::authz(c, i, &id)).await
-}
+acme_post!(new_account, service::new_account);
+acme_post!(new_order, service::new_order);
+acme_post!(revoke_cert, service::revoke);
+acme_post!(key_change, service::key_change);
+acme_post!(account, service::account, by_id);
+acme_post!(account_orders, service::account_orders, by_id);
+acme_post!(order, service::order, by_id);
+acme_post!(finalize, service::finalize, by_id);
+acme_post!(authz, service::authz, by_id);
+acme_post!(certificate, service::certificate, by_id);
 
 async fn challenge(
     req: HttpRequest,
@@ -258,19 +221,6 @@ async fn challenge(
     let (id, kind) = path.into_inner();
     post(req, ctx, body, move |c, i| {
         service::challenge(c, i, &id, &kind)
-    })
-    .await
-}
-
-async fn certificate(
-    req: HttpRequest,
-    ctx: web::Data<Ctx>,
-    body: super::Body,
-    serial: web::Path<String>,
-) -> HttpResponse {
-    let serial = serial.into_inner();
-    post(req, ctx, body, move |c, i| {
-        service::certificate(c, i, &serial)
     })
     .await
 }

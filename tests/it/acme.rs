@@ -158,9 +158,7 @@ async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
         &header,
         Some(&json!({"onlyReturnExisting": true})),
     );
-    let r = first
-        .send(&url, jws.to_string().into_bytes(), "application/jose+json")
-        .await;
+    let r = first.send_jws(&url, jws).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.location.as_deref(), Some(account_url.as_str()));
     let header = third.header(&url, true).await;
@@ -169,9 +167,7 @@ async fn a_token_of_two_uses_binds_two_accounts_and_refuses_a_third() {
         &header,
         Some(&json!({"onlyReturnExisting": true})),
     );
-    let r = third
-        .send(&url, jws.to_string().into_bytes(), "application/jose+json")
-        .await;
+    let r = third.send_jws(&url, jws).await;
     assert_eq!(r.problem(), "accountDoesNotExist", "{}", r.body);
 }
 
@@ -186,11 +182,7 @@ async fn refusals_real_clients_never_provoke() {
     let mut h = c.header(&new_account, true).await;
     h["nonce"] = json!("AAAAAAAAAAAAAAAAAAAAAA");
     let r = c
-        .send(
-            &new_account,
-            sign(&c.key, &h, Some(&json!({}))).to_string().into_bytes(),
-            "application/jose+json",
-        )
+        .send_jws(&new_account, sign(&c.key, &h, Some(&json!({}))))
         .await;
     assert_eq!(
         (r.status, r.problem().as_str()),
@@ -221,11 +213,7 @@ async fn refusals_real_clients_never_provoke() {
     let mut h = c.header(&new_account, true).await;
     h["url"] = json!("https://elsewhere.example/acme/new-account");
     let r = c
-        .send(
-            &new_account,
-            sign(&c.key, &h, Some(&json!({}))).to_string().into_bytes(),
-            "application/jose+json",
-        )
+        .send_jws(&new_account, sign(&c.key, &h, Some(&json!({}))))
         .await;
     assert_eq!(
         (r.status, r.problem().as_str()),
@@ -239,12 +227,9 @@ async fn refusals_real_clients_never_provoke() {
     let mut h = c.header(&order_url, false).await;
     h["kid"] = json!(format!("{}/acme/account/nobody", app.address));
     let r = c
-        .send(
+        .send_jws(
             &order_url,
-            sign(&c.key, &h, Some(&json!({"identifiers": []})))
-                .to_string()
-                .into_bytes(),
-            "application/jose+json",
+            sign(&c.key, &h, Some(&json!({"identifiers": []}))),
         )
         .await;
     assert_eq!(r.problem(), "accountDoesNotExist", "{}", r.body);
@@ -253,12 +238,9 @@ async fn refusals_real_clients_never_provoke() {
     let (other, _) = acme_client::new_key();
     let h = c.header(&order_url, false).await;
     let r = c
-        .send(
+        .send_jws(
             &order_url,
-            sign(&other, &h, Some(&json!({"identifiers": []})))
-                .to_string()
-                .into_bytes(),
-            "application/jose+json",
+            sign(&other, &h, Some(&json!({"identifiers": []}))),
         )
         .await;
     assert_eq!(r.problem(), "unauthorized", "{}", r.body);
@@ -266,13 +248,7 @@ async fn refusals_real_clients_never_provoke() {
     // Wrong algorithm, bad base64url, not JSON, wrong media type, too large.
     let mut h = c.header(&order_url, false).await;
     h["alg"] = json!("HS256");
-    let r = c
-        .send(
-            &order_url,
-            sign(&c.key, &h, None).to_string().into_bytes(),
-            "application/jose+json",
-        )
-        .await;
+    let r = c.send_jws(&order_url, sign(&c.key, &h, None)).await;
     assert_eq!(r.problem(), "badSignatureAlgorithm", "{}", r.body);
     let r = c
         .send(
@@ -309,22 +285,14 @@ async fn refusals_real_clients_never_provoke() {
     let h = d.header(&new_account, true).await;
     let payload = json!({"externalAccountBinding": acme_client::eab(&d.key, &name, b"not-the-token-key", &new_account)});
     let r = d
-        .send(
-            &new_account,
-            sign(&d.key, &h, Some(&payload)).to_string().into_bytes(),
-            "application/jose+json",
-        )
+        .send_jws(&new_account, sign(&d.key, &h, Some(&payload)))
         .await;
     assert_eq!(r.problem(), "unauthorized", "{}", r.body);
     assert!(r.detail().contains("HMAC"), "{}", r.detail());
     let h = d.header(&new_account, true).await;
     let payload = json!({"externalAccountBinding": acme_client::eab(&d.key, "no-such-token", &mac, &new_account)});
     let r = d
-        .send(
-            &new_account,
-            sign(&d.key, &h, Some(&payload)).to_string().into_bytes(),
-            "application/jose+json",
-        )
+        .send_jws(&new_account, sign(&d.key, &h, Some(&payload)))
         .await;
     assert_eq!(r.problem(), "unauthorized", "{}", r.body);
     // No EAB at security level high.
@@ -632,26 +600,14 @@ async fn revocation_key_change_and_deactivation() {
         &h,
         Some(&json!({"certificate": b64(&der), "reason": 5})),
     );
-    let r = stranger
-        .send(
-            &revoke,
-            jws.to_string().into_bytes(),
-            "application/jose+json",
-        )
-        .await;
+    let r = stranger.send_jws(&revoke, jws).await;
     assert_eq!(r.status, 200, "{}", r.body);
     // A stranger's own key cannot revoke it.
     let chain = a.issue(&["rev.example.com"]).await.unwrap();
     let der = pem_der(&chain);
     let h = stranger.header(&revoke, true).await;
     let jws = sign(&stranger.key, &h, Some(&json!({"certificate": b64(&der)})));
-    let r = stranger
-        .send(
-            &revoke,
-            jws.to_string().into_bytes(),
-            "application/jose+json",
-        )
-        .await;
+    let r = stranger.send_jws(&revoke, jws).await;
     assert_eq!(r.problem(), "unauthorized", "{}", r.body);
 
     // Key rollover: the new key signs from now on; the old one is refused.

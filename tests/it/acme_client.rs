@@ -186,12 +186,17 @@ impl Acme {
         Reply { body, ..reply }
     }
 
+    /// Sends a JWS as a client would (`application/jose+json`).
+    pub async fn send_jws(&mut self, url: &str, jws: Value) -> Reply {
+        self.send(url, jws.to_string().into_bytes(), "application/jose+json")
+            .await
+    }
+
     /// A correct request to `url` (a kid once registered).
     pub async fn post(&mut self, url: &str, payload: Option<Value>) -> Reply {
         let header = self.header(url, false).await;
         let jws = sign(&self.key, &header, payload.as_ref());
-        self.send(url, jws.to_string().into_bytes(), "application/jose+json")
-            .await
+        self.send_jws(url, jws).await
     }
 
     /// newAccount with a token as External Account Binding (`None`: without one).
@@ -205,9 +210,7 @@ impl Acme {
         }
         let header = self.header(&url, true).await;
         let jws = sign(&self.key, &header, Some(&payload));
-        let r = self
-            .send(&url, jws.to_string().into_bytes(), "application/jose+json")
-            .await;
+        let r = self.send_jws(&url, jws).await;
         if r.status == 201 || r.status == 200 {
             self.kid = r.location.clone();
         }

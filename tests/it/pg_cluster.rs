@@ -39,6 +39,30 @@ fn pg() -> Option<Db> {
     }
 }
 
+/// Two `hostca serve` processes on one data directory and database.
+struct Pair {
+    _a: common::ServerProcess,
+    _b: common::ServerProcess,
+    base_a: String,
+    base_b: String,
+    data: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn two_servers(db: &Db) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (pa, pb) = (common::free_port(), common::free_port());
+    Pair {
+        _a: common::serve_process(&data, pa, Some(&db.url)),
+        _b: common::serve_process(&data, pb, Some(&db.url)),
+        base_a: format!("http://127.0.0.1:{pa}"),
+        base_b: format!("http://127.0.0.1:{pb}"),
+        data,
+        _dir: dir,
+    }
+}
+
 async fn token(c: &reqwest::Client, base: &str, csrf: &str, name: &str, uses: &str) -> String {
     let r = c
         .post(format!("{base}/security/tokens"))
@@ -62,15 +86,8 @@ async fn token(c: &reqwest::Client, base: &str, csrf: &str, name: &str, uses: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_share_users_sessions_and_tokens() {
     let Some(db) = pg() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (pa, pb) = (common::free_port(), common::free_port());
-    let a = common::serve_process(&data, pa, Some(&db.url));
-    let b = common::serve_process(&data, pb, Some(&db.url));
-    let (base_a, base_b) = (
-        format!("http://127.0.0.1:{pa}"),
-        format!("http://127.0.0.1:{pb}"),
-    );
+    let pair = two_servers(&db);
+    let (base_a, base_b) = (pair.base_a.clone(), pair.base_b.clone());
     // A session opened on A is valid on B (same keys, same users).
     let (c, csrf) = common::admin_client(&base_a).await;
     let r = c
@@ -130,7 +147,7 @@ async fn two_servers_share_users_sessions_and_tokens() {
     let pool = hostca::db::connect(&db.url, 2).unwrap();
     let mut conn = hostca::db::get(&pool).unwrap();
     // The chain is keyed with the servers' audit.key.
-    hostca::services::audit::use_key_of(&data).unwrap();
+    hostca::services::audit::use_key_of(&pair.data).unwrap();
     assert!(
         matches!(
             hostca::services::audit::verify_chain(&mut conn).unwrap(),
@@ -138,7 +155,7 @@ async fn two_servers_share_users_sessions_and_tokens() {
         ),
         "one audit chain across both servers"
     );
-    drop((a, b));
+    drop(pair);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,15 +266,8 @@ async fn a_postgresql_restart_under_load_gives_503s_and_recovers() {
 async fn two_servers_share_acme_nonces_and_token_uses() {
     use crate::acme_client::{self, sign, Acme};
     let Some(db) = pg() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (pa, pb) = (common::free_port(), common::free_port());
-    let _a = common::serve_process(&data, pa, Some(&db.url));
-    let _b = common::serve_process(&data, pb, Some(&db.url));
-    let (base_a, base_b) = (
-        format!("http://127.0.0.1:{pa}"),
-        format!("http://127.0.0.1:{pb}"),
-    );
+    let pair = two_servers(&db);
+    let (base_a, base_b) = (pair.base_a.clone(), pair.base_b.clone());
     let (c, csrf) = common::admin_client(&base_a).await;
     let value = token(&c, &base_a, &csrf, "acme-cluster", "3").await;
 
@@ -272,24 +282,12 @@ async fn two_servers_share_acme_nonces_and_token_uses() {
     });
     let header = serde_json::json!({"alg": "ES256", "nonce": nonce, "url": url_b, "jwk": acme_client::jwk_of(&at_b.key)});
     let jws = sign(&at_b.key, &header, Some(&payload));
-    let r = at_b
-        .send(
-            &url_b,
-            jws.to_string().into_bytes(),
-            "application/jose+json",
-        )
-        .await;
+    let r = at_b.send_jws(&url_b, jws).await;
     assert_eq!(r.status, 201, "a nonce of A is good at B: {}", r.body);
     let url_a = at_a.url("newAccount");
     let header = serde_json::json!({"alg": "ES256", "nonce": nonce, "url": url_a, "jwk": acme_client::jwk_of(&at_a.key)});
     let jws = sign(&at_a.key, &header, Some(&serde_json::json!({})));
-    let r = at_a
-        .send(
-            &url_a,
-            jws.to_string().into_bytes(),
-            "application/jose+json",
-        )
-        .await;
+    let r = at_a.send_jws(&url_a, jws).await;
     assert_eq!(
         r.problem(),
         "badNonce",
