@@ -32,9 +32,9 @@ use crate::models::settings::{SecurityLevel, Settings};
 use crate::models::token::{Token, TokenKind};
 use crate::pki::Reason;
 
-/// The `purpose` of ACME nonces in the shared `nonces` table.
+/// The `purpose` of used ACME nonces in the shared `nonces` table.
 pub const NONCE_PURPOSE: &str = "acme";
-/// How long a nonce may wait for its request.
+/// How long a nonce may wait for its request (and its use is remembered).
 const NONCE_MINUTES: i64 = 60;
 /// How long an order (and its authorizations) may wait to be finalized.
 const ORDER_HOURS: i64 = 24;
@@ -150,28 +150,71 @@ pub fn directory(ctx: &Ctx) -> Result<Value, Problem> {
     }))
 }
 
-/// A fresh nonce: 128 random bits, base64url; only its digest is stored (shared by every
-/// server process on the database, single use, one hour).
-pub fn new_nonce(ctx: &Ctx) -> Result<String, Problem> {
-    let mut bytes = [0u8; 16];
-    rand::fill(&mut bytes[..]);
-    let value = URL_SAFE_NO_PAD.encode(bytes);
+/// A fresh nonce, made without touching the database: 16 random bytes and the time it
+/// expires, with a MAC under the data directory's key (shared by every server process on
+/// the database), base64url. Its use is a row (`take_nonce`).
+pub fn new_nonce(ctx: &Ctx) -> String {
+    let mut bytes = [0u8; NONCE_BYTES];
+    rand::fill(&mut bytes[..16]);
+    let expires = (db::now() + Duration::minutes(NONCE_MINUTES))
+        .and_utc()
+        .timestamp();
+    bytes[16..24].copy_from_slice(&expires.to_be_bytes());
+    let mac = nonce_mac(ctx, &bytes[..24]);
+    bytes[24..].copy_from_slice(&mac);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Random part, expiry, MAC.
+const NONCE_BYTES: usize = 16 + 8 + 16;
+
+fn nonce_mac(ctx: &Ctx, body: &[u8]) -> [u8; 16] {
+    let digest = ctx
+        .token_key
+        .digest(&format!("acme-nonce:{}", hex::encode(body)));
+    let mut mac = [0u8; 16];
+    hex::decode_to_slice(&digest[..32], &mut mac).expect("a digest is hex");
+    mac
+}
+
+/// Uses a nonce: it must be one of ours (MAC), unexpired, and not used before: its use is
+/// inserted under its digest (the primary key), so that whichever process sees it first
+/// takes it and every later use is refused. The row goes when the nonce would have expired.
+fn take_nonce(ctx: &Ctx, conn: &mut DbConn, nonce: &str) -> Result<bool, Problem> {
+    use subtle::ConstantTimeEq;
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(nonce) else {
+        return Ok(false);
+    };
+    if bytes.len() != NONCE_BYTES || !bool::from(nonce_mac(ctx, &bytes[..24]).ct_eq(&bytes[24..])) {
+        return Ok(false);
+    }
+    let expires = i64::from_be_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let Some(expires_at) = chrono::DateTime::from_timestamp(expires, 0).map(|t| t.naive_utc())
+    else {
+        return Ok(false);
+    };
     let now = db::now();
-    let mut conn = db::get(&ctx.pool)?;
+    if expires_at <= now {
+        return Ok(false);
+    }
     // One statement, but a write: SQLite's writers queue in the process, not in its busy
     // handler (see `db::sqlite_writer_lock`).
-    let _writer = db::sqlite_writer_lock(&conn);
-    Nonce::insert(
-        &mut conn,
-        &Nonce {
-            digest: super::renewal::nonce_digest(&value),
-            purpose: NONCE_PURPOSE.into(),
-            host_id: None,
-            created_at: now,
-            expires_at: now + Duration::minutes(NONCE_MINUTES),
-        },
-    )?;
-    Ok(value)
+    let _writer = db::sqlite_writer_lock(conn);
+    let used = Nonce {
+        digest: super::renewal::nonce_digest(nonce),
+        purpose: NONCE_PURPOSE.into(),
+        host_id: None,
+        created_at: now,
+        expires_at,
+    };
+    match Nonce::insert(conn, &used) {
+        Ok(_) => Ok(true),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Who signed a verified request.
@@ -256,11 +299,7 @@ fn verify(ctx: &Ctx, conn: &mut DbConn, req: &Incoming, jwk_ok: bool) -> Result<
         Signed::Account(_, k) | Signed::Key(k) => k,
     };
     parsed.verify(key)?;
-    let digest = super::renewal::nonce_digest(&parsed.nonce);
-    let used = {
-        let _writer = db::sqlite_writer_lock(conn);
-        Nonce::consume(conn, &digest, NONCE_PURPOSE, None, db::now())?
-    };
+    let used = take_nonce(ctx, conn, &parsed.nonce)?;
     if !used {
         return Err(Problem::new(
             ProblemKind::BadNonce,
@@ -1209,16 +1248,15 @@ pub fn finalize(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> 
         replaces: order.replaces.as_deref(),
         peer: req.peer,
     };
-    match super::enroll::issue_for_account(ctx, &issue) {
-        Ok(_) => {}
-        Err(e) => {
-            let p = Problem::from(e);
-            refused(ctx, req, "acme-finalize", &names[0], &p);
-            if p.kind != ProblemKind::Busy && p.kind != ProblemKind::ServerInternal {
-                AcmeOrder::set_invalid(&mut conn, id, &p.detail)?;
-            }
-            return Err(p);
+    let issued = super::enroll::issue_for_account(ctx, conn, &issue);
+    let mut conn = db::get(&ctx.pool)?;
+    if let Err(e) = issued {
+        let p = Problem::from(e);
+        refused(ctx, req, "acme-finalize", &names[0], &p);
+        if p.kind != ProblemKind::Busy && p.kind != ProblemKind::ServerInternal {
+            AcmeOrder::set_invalid(&mut conn, id, &p.detail)?;
         }
+        return Err(p);
     }
     let order = own_order(&mut conn, &account, id)?;
     order_answer(ctx, &mut conn, &order)
@@ -1334,12 +1372,14 @@ fn revoke_in(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
         )?;
         Ok(true)
     })?;
+    drop(conn);
     if !revoked {
         return Err(Problem::new(
             ProblemKind::AlreadyRevoked,
             format!("certificate {serial} is already revoked"),
         ));
     }
+    // After the connection is given back: the re-signing takes one of its own.
     super::pki::rebuild_crl_after_revocation(ctx);
     Ok(Answer {
         status: 200,

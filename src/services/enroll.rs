@@ -582,8 +582,14 @@ pub struct AccountIssue<'a> {
 /// the names must still be the host's (an account without a token registers its host
 /// now, as a token-bound one did at its first order), earlier certificates give way, the
 /// certificate is issued, stored and audited, and the order records it.
-pub fn issue_for_account(ctx: &Ctx, req: &AccountIssue) -> Result<Enrolled, AppError> {
-    let mut conn = db::get(&ctx.pool)?;
+/// `conn` is the request's own connection, given up before the CRL is re-signed: taking a
+/// second one from the pool while holding it would let a burst of finalizes hold every
+/// connection and wait for more.
+pub fn issue_for_account(
+    ctx: &Ctx,
+    mut conn: db::PooledConn,
+    req: &AccountIssue,
+) -> Result<Enrolled, AppError> {
     let issued = db::write_tx(&mut conn, |c| {
         if !AcmeOrder::advance(
             c,
@@ -681,6 +687,7 @@ pub fn issue_for_account(ctx: &Ctx, req: &AccountIssue) -> Result<Enrolled, AppE
         audit_issued(c, &req.names[0], &admitted, &enrolled, &[])?;
         Ok((enrolled, urgent, revoked_any))
     });
+    drop(conn);
     let (enrolled, urgent, revoked_any) = issued?;
     if urgent {
         super::pki::rebuild_crl_after_revocation(ctx);

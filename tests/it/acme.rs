@@ -194,6 +194,15 @@ async fn refusals_real_clients_never_provoke() {
         r.nonce.is_some(),
         "a bad nonce is answered with a fresh one"
     );
+    // A real nonce with one character changed (its MAC no longer holds).
+    let mut h = c.header(&new_account, true).await;
+    let real = h["nonce"].as_str().unwrap().to_string();
+    let flipped = if real.starts_with('A') { "B" } else { "A" };
+    h["nonce"] = json!(format!("{flipped}{}", &real[1..]));
+    let r = c
+        .send_jws(&new_account, sign(&c.key, &h, Some(&json!({}))))
+        .await;
+    assert_eq!(r.problem(), "badNonce", "{}", r.body);
 
     // A nonce used twice: the replay is refused.
     let h = c.header(&new_account, true).await;
