@@ -180,7 +180,7 @@ fn nonce_mac(ctx: &Ctx, body: &[u8]) -> [u8; 16] {
 /// Uses a nonce: it must be one of ours (MAC), unexpired, and not used before: its use is
 /// inserted under its digest (the primary key), so that whichever process sees it first
 /// takes it and every later use is refused. The row goes when the nonce would have expired.
-fn take_nonce(ctx: &Ctx, conn: &mut DbConn, nonce: &str) -> Result<bool, Problem> {
+fn take_nonce(ctx: &Ctx, nonce: &str) -> Result<bool, Problem> {
     use subtle::ConstantTimeEq;
     let Ok(bytes) = URL_SAFE_NO_PAD.decode(nonce) else {
         return Ok(false);
@@ -197,9 +197,6 @@ fn take_nonce(ctx: &Ctx, conn: &mut DbConn, nonce: &str) -> Result<bool, Problem
     if expires_at <= now {
         return Ok(false);
     }
-    // One statement, but a write: SQLite's writers queue in the process, not in its busy
-    // handler (see `db::sqlite_writer_lock`).
-    let _writer = db::sqlite_writer_lock(conn);
     let used = Nonce {
         digest: super::renewal::nonce_digest(nonce),
         purpose: NONCE_PURPOSE.into(),
@@ -207,12 +204,11 @@ fn take_nonce(ctx: &Ctx, conn: &mut DbConn, nonce: &str) -> Result<bool, Problem
         created_at: now,
         expires_at,
     };
-    match Nonce::insert(conn, &used) {
+    // Through the group writer: the uses of many concurrent requests commit together. A
+    // used nonce is a unique violation, which rolls back this request's savepoint only.
+    match ctx.writer.write(move |c| Ok(Nonce::insert(c, &used)?)) {
         Ok(_) => Ok(true),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(false),
+        Err(AppError::Conflict(_)) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -247,7 +243,9 @@ impl Verified {
 
 /// Checks a request: the JWS, its `url` against where it was sent, its signer (a live
 /// account's key or, where `jwk_ok`, its own key) and its signature, then uses its nonce.
-fn verify(ctx: &Ctx, conn: &mut DbConn, req: &Incoming, jwk_ok: bool) -> Result<Verified, Problem> {
+/// The connection it reads the account with is given back before the nonce is used: that
+/// goes through the group writer, which needs a pooled connection of its own.
+fn verify(ctx: &Ctx, req: &Incoming, jwk_ok: bool) -> Result<Verified, Problem> {
     let parsed = jws::parse(&req.body)?;
     if parsed.url != req.url {
         return Err(Problem::unauthorized(format!(
@@ -270,20 +268,20 @@ fn verify(ctx: &Ctx, conn: &mut DbConn, req: &Incoming, jwk_ok: bool) -> Result<
             ))
         }
         Signer::Kid(kid) => {
-            let account = kid
-                .strip_prefix(&format!("{}/", urls.account("").trim_end_matches('/')))
-                .map(|id| AcmeAccount::find(conn, id))
-                .transpose()?
-                .flatten()
-                .ok_or_else(|| {
-                    Problem::new(
-                        ProblemKind::AccountDoesNotExist,
-                        format!(
-                            "no account has the URL {}: register with newAccount first",
-                            shown(kid)
-                        ),
-                    )
-                })?;
+            let found =
+                match kid.strip_prefix(&format!("{}/", urls.account("").trim_end_matches('/'))) {
+                    Some(id) => AcmeAccount::find(&mut *db::get(&ctx.pool)?, id)?,
+                    None => None,
+                };
+            let account = found.ok_or_else(|| {
+                Problem::new(
+                    ProblemKind::AccountDoesNotExist,
+                    format!(
+                        "no account has the URL {}: register with newAccount first",
+                        shown(kid)
+                    ),
+                )
+            })?;
             if account.status != AcmeAccountStatus::Valid {
                 return Err(Problem::unauthorized(format!(
                     "the account {} is {}: register a new account",
@@ -299,7 +297,7 @@ fn verify(ctx: &Ctx, conn: &mut DbConn, req: &Incoming, jwk_ok: bool) -> Result<
         Signed::Account(_, k) | Signed::Key(k) => k,
     };
     parsed.verify(key)?;
-    let used = take_nonce(ctx, conn, &parsed.nonce)?;
+    let used = take_nonce(ctx, &parsed.nonce)?;
     if !used {
         return Err(Problem::new(
             ProblemKind::BadNonce,
@@ -406,8 +404,8 @@ pub fn new_account(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
 }
 
 fn new_account_in(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
+    let verified = verify(ctx, req, true)?;
     let mut conn = db::get(&ctx.pool)?;
-    let verified = verify(ctx, &mut conn, req, true)?;
     let Signed::Key(jwk) = verified.signed else {
         unreachable!("newAccount refuses a kid in verify")
     };
@@ -571,8 +569,8 @@ struct AccountUpdate {
 /// The account resource: POST-as-GET reads it; `{"status": "deactivated"}` ends it;
 /// `contact` replaces the contacts.
 pub fn account(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
+    let (account, payload) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, payload) = verify(ctx, &mut conn, req, false)?.account()?;
     if account.account_id != id {
         return Err(Problem::unauthorized(
             "an account may read and change only itself",
@@ -622,8 +620,8 @@ fn problem_to_app(p: Problem) -> AppError {
 
 /// The account's orders (RFC 8555 §7.1.2.1), newest first, at most 100.
 pub fn account_orders(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
+    let (account, _) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, _) = verify(ctx, &mut conn, req, false)?.account()?;
     if account.account_id != id {
         return Err(Problem::unauthorized(
             "an account may list only its own orders",
@@ -726,8 +724,8 @@ enum NameStatus {
 /// and mappings (approved: valid; pending: the order is refused, the mapping kept for an
 /// administrator), or (an account without a token) needs an http-01 challenge.
 pub fn new_order(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
+    let (account, payload) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, payload) = verify(ctx, &mut conn, req, false)?.account()?;
     let payload: NewOrderPayload = Verified::payload(&payload)?;
     let names = order_names(&payload)?;
     let replaces = match &payload.replaces {
@@ -1014,8 +1012,8 @@ fn own_order(conn: &mut DbConn, account: &AcmeAccount, id: &str) -> Result<AcmeO
 
 /// POST-as-GET of an order. A pending order whose authorizations are all valid now is ready.
 pub fn order(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
+    let (account, _) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, _) = verify(ctx, &mut conn, req, false)?.account()?;
     let order = own_order(&mut conn, &account, id)?;
     order_answer(ctx, &mut conn, &order)
 }
@@ -1075,8 +1073,8 @@ fn own_authz(
 
 /// POST-as-GET of an authorization; `{"status": "deactivated"}` gives it up.
 pub fn authz(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
+    let (account, payload) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, payload) = verify(ctx, &mut conn, req, false)?.account()?;
     let mut a = own_authz(&mut conn, &account, id)?;
     if !payload.is_empty() {
         let update: AccountUpdate = Verified::payload(&payload)?;
@@ -1095,8 +1093,8 @@ pub fn authz(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
 /// the first answered challenge of an authorization is checked.
 pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str, kind: &str) -> Result<Answer, Problem> {
     let kind = ChallengeType::parse(kind).ok_or_else(|| Problem::not_found("challenge"))?;
+    let verified = verify(ctx, req, false)?;
     let mut conn = db::get(&ctx.pool)?;
-    let verified = verify(ctx, &mut conn, req, false)?;
     let Signed::Account(account, jwk) = verified.signed else {
         return Err(Problem::malformed(
             "a challenge is answered by its account (kid)",
@@ -1112,7 +1110,10 @@ pub fn challenge(ctx: &Ctx, req: &Incoming, id: &str, kind: &str) -> Result<Answ
     let untried = a.challenge_type.is_none();
     if untried && a.status == AcmeAuthzStatus::Pending && db::now() < a.expires_at {
         let expected = format!("{token}.{}", jwk.thumbprint());
+        // The check may wait seconds on the name's server: without holding a connection.
+        drop(conn);
         let outcome = crate::acme::validate::check(kind, &a.identifier, &token, &expected);
+        conn = db::get(&ctx.pool)?;
         let (status, error) = match &outcome {
             Ok(()) => (AcmeAuthzStatus::Valid, None),
             Err(why) => (AcmeAuthzStatus::Invalid, Some(why.as_str())),
@@ -1187,8 +1188,8 @@ struct FinalizePayload {
 /// finalize: the CSR (base64url DER) must ask for exactly the order's names, under the
 /// same key rules as the JSON API; the certificate is issued by the enrollment steps.
 pub fn finalize(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> {
+    let (account, payload) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, payload) = verify(ctx, &mut conn, req, false)?.account()?;
     let order = own_order(&mut conn, &account, id)?;
     if order.status != AcmeOrderStatus::Ready {
         return Err(Problem::new(
@@ -1264,8 +1265,8 @@ pub fn finalize(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> 
 
 /// The certificate with the CA's: `application/pem-certificate-chain`.
 pub fn certificate(ctx: &Ctx, req: &Incoming, serial: &str) -> Result<Answer, Problem> {
+    let (account, _) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, _) = verify(ctx, &mut conn, req, false)?.account()?;
     let cert = Certificate::find_by_serial(&mut conn, &serial.to_ascii_uppercase())?
         .filter(|c| account.host_id.as_deref() == Some(c.host_id.as_str()))
         .ok_or_else(|| Problem::not_found("certificate of this account's host"))?;
@@ -1316,8 +1317,8 @@ pub fn revoke(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
 }
 
 fn revoke_in(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
+    let verified = verify(ctx, req, true)?;
     let mut conn = db::get(&ctx.pool)?;
-    let verified = verify(ctx, &mut conn, req, true)?;
     let payload: RevokePayload = Verified::payload(&verified.payload)?;
     let der = URL_SAFE_NO_PAD
         .decode(payload.certificate.trim_end_matches('='))
@@ -1398,8 +1399,8 @@ fn pem_der(pem: &str) -> Option<Vec<u8>> {
 /// keyChange (RFC 8555 §7.3.5): the inner JWS, signed by the new key, names the account
 /// and its old key; the new key must not belong to another account.
 pub fn key_change(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
+    let (account, payload) = verify(ctx, req, false)?.account()?;
     let mut conn = db::get(&ctx.pool)?;
-    let (account, payload) = verify(ctx, &mut conn, req, false)?.account()?;
     let inner = jws::parse_inner(&payload)?;
     if inner.url != req.url {
         return Err(Problem::malformed(
