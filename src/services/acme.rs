@@ -733,9 +733,26 @@ pub fn new_order(ctx: &Ctx, req: &Incoming) -> Result<Answer, Problem> {
         None => None,
     };
     let order_id = random_id();
-    let outcome = db::write_tx(&mut conn, |c| {
-        open_order(ctx, c, &account, &names, &order_id, replaces.as_deref())
+    // Through the group writer (concurrent orders commit together), which needs a pooled
+    // connection: this request gives its own back meanwhile.
+    drop(conn);
+    let (job_ctx, job_account, job_names, job_id) = (
+        ctx.clone(),
+        account.clone(),
+        names.clone(),
+        order_id.clone(),
+    );
+    let outcome = ctx.writer.write(move |c| {
+        open_order(
+            &job_ctx,
+            c,
+            &job_account,
+            &job_names,
+            &job_id,
+            replaces.as_deref(),
+        )
     })?;
+    let mut conn = db::get(&ctx.pool)?;
     match outcome {
         Ok(order) => {
             let answer = order_answer(ctx, &mut conn, &order)?;
@@ -1242,14 +1259,15 @@ pub fn finalize(ctx: &Ctx, req: &Incoming, id: &str) -> Result<Answer, Problem> 
         ));
     }
     let issue = super::enroll::AccountIssue {
-        account: &account,
-        order_id: &order.order_id,
-        names: &names,
-        csr: &csr,
-        replaces: order.replaces.as_deref(),
-        peer: req.peer,
+        account: account.clone(),
+        order_id: order.order_id.clone(),
+        names: names.clone(),
+        csr,
+        replaces: order.replaces.clone(),
     };
-    let issued = super::enroll::issue_for_account(ctx, conn, &issue);
+    // The writer needs a pooled connection: this request gives its own back meanwhile.
+    drop(conn);
+    let issued = super::enroll::issue_for_account(ctx, issue);
     let mut conn = db::get(&ctx.pool)?;
     if let Err(e) = issued {
         let p = Problem::from(e);

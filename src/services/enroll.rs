@@ -567,14 +567,13 @@ fn consume(
 
 /// A certificate an ACME order asks for at finalize: its names were authorized when the
 /// order was placed (or by challenges), and are checked again here.
-pub struct AccountIssue<'a> {
-    pub account: &'a AcmeAccount,
-    pub order_id: &'a str,
-    pub names: &'a [String],
-    pub csr: &'a VerifiedCsr,
+pub struct AccountIssue {
+    pub account: AcmeAccount,
+    pub order_id: String,
+    pub names: Vec<String>,
+    pub csr: VerifiedCsr,
     /// The serial of the certificate the order replaces.
-    pub replaces: Option<&'a str>,
-    pub peer: Option<IpAddr>,
+    pub replaces: Option<String>,
 }
 
 /// Issues an ACME order's certificate by the enrollment steps, in one transaction: the
@@ -582,18 +581,15 @@ pub struct AccountIssue<'a> {
 /// the names must still be the host's (an account without a token registers its host
 /// now, as a token-bound one did at its first order), earlier certificates give way, the
 /// certificate is issued, stored and audited, and the order records it.
-/// `conn` is the request's own connection, given up before the CRL is re-signed: taking a
-/// second one from the pool while holding it would let a burst of finalizes hold every
-/// connection and wait for more.
-pub fn issue_for_account(
-    ctx: &Ctx,
-    mut conn: db::PooledConn,
-    req: &AccountIssue,
-) -> Result<Enrolled, AppError> {
-    let issued = db::write_tx(&mut conn, |c| {
+/// It runs on the group writer (concurrent finalizes commit together): the caller must
+/// not hold a pooled connection while it waits, since the writer needs one.
+pub fn issue_for_account(ctx: &Ctx, req: AccountIssue) -> Result<Enrolled, AppError> {
+    let job_ctx = ctx.clone();
+    let issued = ctx.writer.write(move |c| {
+        let (ctx, req) = (&job_ctx, &req);
         if !AcmeOrder::advance(
             c,
-            req.order_id,
+            &req.order_id,
             AcmeOrderStatus::Ready,
             AcmeOrderStatus::Processing,
         )? {
@@ -607,14 +603,14 @@ pub fn issue_for_account(
             settings,
             now: db::now(),
         };
-        for name in req.names {
+        for name in &req.names {
             refuse_forbidden_name(&rules.policy, name)?;
         }
-        let account = req.account;
+        let account = &req.account;
         let actor = format!("ACME account {}", account.account_id);
         let (host, new_host) = account_host(c, &rules, account, &req.names[0], &actor)?;
         let allowed = mappings::certifiable(c, &rules.policy, &host)?;
-        for name in req.names {
+        for name in &req.names {
             if allowed.contains(name) {
                 continue;
             }
@@ -645,8 +641,8 @@ pub fn issue_for_account(
         let first_of_reissue = account.binding == AcmeBinding::Reissue
             && !Certificate::account_has_any(c, &account.account_id)?;
         let urgent = first_of_reissue && supersede(c, &host, rules.now)?;
-        let mut older = Certificate::unrevoked_of_account_for(c, &account.account_id, req.names)?;
-        older.extend(req.replaces.map(str::to_string));
+        let mut older = Certificate::unrevoked_of_account_for(c, &account.account_id, &req.names)?;
+        older.extend(req.replaces.clone());
         let mut revoked_any = false;
         for serial in older {
             revoked_any |=
@@ -656,20 +652,20 @@ pub fn issue_for_account(
             via: IssuedVia::Acme,
             token_name: account.token_name.as_deref(),
             acme_account: Some(&account.account_id),
-            replaces: req.replaces,
+            replaces: req.replaces.as_deref(),
         };
         let enrolled = issue_and_store(
             ctx,
             c,
             &host,
-            req.names,
-            req.csr,
+            &req.names,
+            &req.csr,
             &from,
             &rules.settings,
             rules.now,
             None,
         )?;
-        AcmeOrder::set_issued(c, req.order_id, &enrolled.serial)?;
+        AcmeOrder::set_issued(c, &req.order_id, &enrolled.serial)?;
         let admitted = Admitted {
             host,
             new_host,
@@ -687,7 +683,6 @@ pub fn issue_for_account(
         audit_issued(c, &req.names[0], &admitted, &enrolled, &[])?;
         Ok((enrolled, urgent, revoked_any))
     });
-    drop(conn);
     let (enrolled, urgent, revoked_any) = issued?;
     if urgent {
         super::pki::rebuild_crl_after_revocation(ctx);
