@@ -430,6 +430,10 @@ pub struct TokenValue {
     name: String,
     /// 24 Crockford base32 characters in groups of four.
     value: String,
+    /// The token as an ACME External Account Binding: the key ID (the token's name) and
+    /// the HMAC key (the value's 120 bits, base64url), for `--eab-kid`/`--eab-hmac-key`.
+    eab_kid: String,
+    eab_hmac_key: String,
 }
 
 #[utoipa::path(
@@ -447,9 +451,12 @@ async fn show_token(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (t, value) = web::block(move || services::tokens::reveal(&ctx, &auth.0, &name)).await??;
+    let eab_hmac_key = crate::acme::eab_mac_key_text(&value).unwrap_or_default();
     Ok(HttpResponse::Ok().json(TokenValue {
+        eab_kid: t.name.clone(),
         name: t.name,
         value,
+        eab_hmac_key,
     }))
 }
 

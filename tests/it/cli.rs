@@ -613,6 +613,12 @@ async fn the_admin_api_mirrors_the_pages() {
     let (s, v) = call("POST", "/api/v1/tokens/api/show".into(), Value::Null).await;
     assert_eq!(s, 200);
     let value = v["value"].as_str().unwrap().to_string();
+    assert_eq!(v["eab_kid"], "api");
+    assert_eq!(
+        v["eab_hmac_key"].as_str(),
+        hostca::acme::eab_mac_key_text(&value).as_deref(),
+        "the token as an ACME External Account Binding"
+    );
     let (_k, csr) = common::openssl_csr(&app.scratch(), "a", "api.example.com", &[]);
     let (s, e) = app.enroll("api.example.com", &csr, Some(&value)).await;
     assert_eq!(s, 201);
