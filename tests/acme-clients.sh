@@ -42,12 +42,12 @@ cleanup() {
     if [ -n "${pg_db:-}" ]; then
         psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
     fi
-    rm -rf "$work"
+    [ -n "${HOSTCA_ACME_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
+ok() { echo "ok $(date +%T): $*"; }
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 ADMIN_PASSWORD=acme-judges-admin-password
@@ -182,7 +182,7 @@ flows() {
     # 3. Renewals supersede.
     local a_old b_old a_new b_new a_host
     a_old=$(serial_of "$a_cert"); b_old=$(serial_of "$b_cert"); a_host=$(host_id_of "$a_cert")
-    certbot_ "$w/certbot" renew --force-renewal --standalone --http-01-port "$http_port" \
+    certbot_ "$w/certbot" renew --force-renewal --no-random-sleep-on-renew --standalone --http-01-port "$http_port" \
         >"$w/certbot-renew.log" 2>&1 || { cat "$w/certbot-renew.log"; fail "$label: certbot renew failed"; }
     directory="$lego_base/acme/directory"
     # lego wants the EAB flags whenever the server requires EAB, even for its account.
