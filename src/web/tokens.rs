@@ -202,6 +202,35 @@ struct DetailsPage {
     page: Page,
     t: TokenView,
     value: String,
+    /// The token as an ACME External Account Binding, once its value is shown.
+    eab: Option<Eab>,
+}
+
+/// What an ACME client needs to bind an account with a token, and ready command lines.
+pub struct Eab {
+    pub kid: String,
+    pub hmac_key: String,
+    pub directory: String,
+    pub certbot: String,
+    pub lego: String,
+}
+
+impl Eab {
+    fn of(name: &str, value: &str, public_url: &str) -> Option<Eab> {
+        let hmac_key = crate::acme::eab_mac_key_text(value)?;
+        let directory = format!("{public_url}/acme/directory");
+        Some(Eab {
+            certbot: format!(
+                "REQUESTS_CA_BUNDLE=hostca-ca.pem certbot certonly --standalone --server {directory} --eab-kid {name} --eab-hmac-key {hmac_key} -d HOST-NAME"
+            ),
+            lego: format!(
+                "LEGO_CA_CERTIFICATES=hostca-ca.pem lego --server {directory} --accept-tos --email ADDRESS --eab --kid {name} --hmac {hmac_key} --domains HOST-NAME --http run"
+            ),
+            kid: name.to_string(),
+            hmac_key,
+            directory,
+        })
+    }
 }
 
 async fn details(
@@ -216,6 +245,7 @@ async fn details(
         page: auth.page(&format!("Token {}", token.name), "tokens"),
         t: TokenView::of(&token, now),
         value: String::new(),
+        eab: None,
     })
 }
 
@@ -227,11 +257,13 @@ async fn show_value(
 ) -> Result<HttpResponse, AppError> {
     let name = name.into_inner();
     let actor = auth.actor();
+    let public_url = ctx.site.public_url.clone();
     let (token, value) = web::block(move || svc::reveal(&ctx, &actor, &name)).await??;
     let now = crate::db::now();
     let response = view::ok(&DetailsPage {
         page: auth.page(&format!("Token {}", token.name), "tokens"),
         t: TokenView::of(&token, now),
+        eab: Eab::of(&token.name, &value, &public_url),
         value,
     })?;
     Ok(response)

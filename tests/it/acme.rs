@@ -851,3 +851,35 @@ impl rustls::server::ResolvesServerCert for OneCertificate {
         Some(self.0.clone())
     }
 }
+
+/// The token page shows the token as an External Account Binding after Show, and only then;
+/// the HMAC key it shows is the one the server checks (a registration with it succeeds).
+#[tokio::test]
+async fn the_token_page_shows_the_eab_after_show() {
+    let app = admin_app().await;
+    let (name, value) = token(&app, "page-eab", "1").await;
+    let before = app.get_html(&format!("/security/tokens/{name}")).await;
+    assert!(!before.contains("eab-hmac-key"), "not before Show");
+    let html = app
+        .post(&format!("/security/tokens/{name}/show"), &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    let kid = common::element_text(&html, "eab-kid").unwrap();
+    let key = common::element_text(&html, "eab-hmac-key").unwrap();
+    let directory = common::element_text(&html, "eab-directory").unwrap();
+    assert_eq!(kid, name);
+    assert_eq!(Some(key.clone()), hostca::acme::eab_mac_key_text(&value));
+    assert_eq!(directory, format!("{}/acme/directory", app.address));
+    let certbot = common::element_text(&html, "eab-certbot").unwrap();
+    assert!(
+        certbot.contains(&format!("--eab-hmac-key {key}")),
+        "{certbot}"
+    );
+    assert!(common::element_text(&html, "eab-lego")
+        .unwrap()
+        .contains(&format!("--hmac {key}")));
+    let mut c = client(&app).await;
+    assert_eq!(c.register(Some((&kid, &value))).await.status, 201);
+}
