@@ -1544,3 +1544,54 @@ pub fn renewal_info(ctx: &Ctx, cert_id: &str) -> Result<Answer, Problem> {
         )
     })
 }
+
+/// An administrator deactivates one of a host's ACME accounts: its key signs nothing more
+/// (orders, revocations, key changes); the host's certificates stay as they are.
+pub fn deactivate_by_admin(
+    ctx: &Ctx,
+    actor: &super::Actor,
+    host_key: &str,
+    account_id: &str,
+) -> Result<AcmeAccount, AppError> {
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        crate::models::user::Role::SecurityAdmin,
+        AuditCategory::Cert,
+        "acme-deactivate",
+        account_id,
+    )?;
+    db::write_tx(&mut conn, |c| {
+        let host = hosts::find(c, host_key)?;
+        let account = AcmeAccount::find(c, account_id)?
+            .filter(|a| a.host_id.as_deref() == Some(host.host_id.as_str()))
+            .ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "host {} has no ACME account {}",
+                    host.primary_name,
+                    account_id.chars().take(40).collect::<String>()
+                ))
+            })?;
+        if account.status != AcmeAccountStatus::Valid {
+            return Err(AppError::Conflict(format!(
+                "the ACME account {account_id} is already {}",
+                account.status.key()
+            )));
+        }
+        AcmeAccount::set_status(c, account_id, AcmeAccountStatus::Deactivated)?;
+        audit::record(
+            c,
+            &Event::new(
+                AuditCategory::Cert,
+                "acme-deactivate",
+                &actor.username,
+                account_id,
+            )
+            .describe(format!(
+                "ACME account {account_id} of host {} ({}) deactivated (key {})",
+                host.primary_name, host.host_id, account.thumbprint
+            )),
+        )?;
+        Ok(AcmeAccount::find(c, account_id)?.unwrap_or(account))
+    })
+}

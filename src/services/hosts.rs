@@ -156,6 +156,8 @@ pub struct HostDetails {
     pub host: Host,
     pub mappings: Vec<super::mappings::MappingView>,
     pub certificates: Vec<Certificate>,
+    /// The ACME accounts that are this host.
+    pub acme_accounts: Vec<crate::models::acme::AcmeAccount>,
 }
 
 /// A host's page data, by host ID or primary name.
@@ -177,6 +179,7 @@ pub fn details(conn: &mut DbConn, key: &str) -> Result<HostDetails, AppError> {
     Ok(HostDetails {
         mappings: super::mappings::for_host(conn, &host.host_id)?,
         certificates: Certificate::for_host(conn, &host.host_id)?,
+        acme_accounts: crate::models::acme::AcmeAccount::for_host(conn, &host.host_id)?,
         host,
     })
 }

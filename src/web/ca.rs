@@ -43,6 +43,8 @@ struct CaPage {
     revoked: usize,
     /// The server's own TLS certificates, newest first.
     tls_certs: Vec<CertView>,
+    /// Where ACME clients start.
+    acme_directory: String,
 }
 
 async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError> {
@@ -63,5 +65,6 @@ async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
         next_update: When::of(crl.next_update, now),
         revoked: crl.entries,
         tls_certs: tls.iter().map(|c| CertView::of(c, now)).collect(),
+        acme_directory: format!("{}/acme/directory", ctx.site.public_url),
     })
 }

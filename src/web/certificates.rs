@@ -45,6 +45,11 @@ pub struct CertView {
     pub token_name: String,
     pub sha256: String,
     pub can_revoke: bool,
+    /// How it was issued (Enrollment API, Renewal, ACME, Server).
+    pub issued_via: &'static str,
+    pub acme_account: String,
+    /// The serial of the certificate it replaced.
+    pub replaces: String,
 }
 
 impl CertView {
@@ -69,6 +74,9 @@ impl CertView {
             token_name: c.token_name.clone().unwrap_or_default(),
             sha256: c.fingerprint_sha256.clone(),
             can_revoke: c.revoked_at.is_none(),
+            issued_via: c.issued_via.label(),
+            acme_account: c.acme_account_id.clone().unwrap_or_default(),
+            replaces: c.replaces.clone().unwrap_or_default(),
         }
     }
 }

@@ -32,6 +32,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(allow_renewal),
         )
         .route(
+            "/security/hosts/{host_id}/acme-accounts/{account_id}/deactivate",
+            web::post().to(deactivate_acme_account),
+        )
+        .route(
             "/security/hosts/{host_id}/mappings",
             web::post().to(add_mapping),
         )
@@ -180,6 +184,7 @@ struct DetailsPage {
     created_by: String,
     mappings: Vec<MappingRow>,
     certs: Vec<CertView>,
+    acme_accounts: Vec<AcmeAccountRow>,
     active: usize,
     auto_reissue_until: Option<When>,
     renewal_allowed_until: Option<When>,
@@ -215,6 +220,11 @@ async fn host_page(
             .filter(|c| c.status_key == CertStatus::Active.key())
             .count(),
         certs,
+        acme_accounts: d
+            .acme_accounts
+            .iter()
+            .map(|a| AcmeAccountRow::of(a, now))
+            .collect(),
         mappings: d
             .mappings
             .into_iter()
@@ -311,6 +321,62 @@ async fn auto_reissue(
         None => "Auto reissue disallowed.".to_string(),
     };
     view::flash(&auth.session, "success", message);
+    Ok(view::redirect(&format!("/security/hosts/{host_id}")))
+}
+
+/// An ACME account as the host page shows it.
+pub struct AcmeAccountRow {
+    pub account_id: String,
+    pub thumbprint: String,
+    /// The element the thumbprint's Copy button copies.
+    pub copy_id: String,
+    pub binding: String,
+    pub status_key: &'static str,
+    pub status_label: &'static str,
+    pub created: When,
+    pub last_order: Option<When>,
+    pub valid: bool,
+}
+
+impl AcmeAccountRow {
+    fn of(a: &crate::models::acme::AcmeAccount, now: chrono::NaiveDateTime) -> AcmeAccountRow {
+        AcmeAccountRow {
+            account_id: a.account_id.clone(),
+            thumbprint: a.thumbprint.clone(),
+            copy_id: format!("acme-key-{}", a.account_id),
+            binding: match &a.token_name {
+                Some(t) => format!("{} {t}", a.binding.label()),
+                None => a.binding.label().to_string(),
+            },
+            status_key: a.status.key(),
+            status_label: a.status.label(),
+            created: When::of(a.created_at, now),
+            last_order: When::maybe(a.last_order_at, now),
+            valid: a.status == crate::models::acme::AcmeAccountStatus::Valid,
+        }
+    }
+}
+
+async fn deactivate_acme_account(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    path: web::Path<(String, String)>,
+    _form: Form,
+) -> Result<HttpResponse, AppError> {
+    let (host_id, account_id) = path.into_inner();
+    let (actor, host) = (auth.actor(), host_id.clone());
+    let account = web::block(move || {
+        crate::services::acme::deactivate_by_admin(&ctx, &actor, &host, &account_id)
+    })
+    .await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!(
+            "ACME account {} deactivated: its key can no longer order, revoke or change keys. The host's certificates are unchanged.",
+            account.account_id
+        ),
+    );
     Ok(view::redirect(&format!("/security/hosts/{host_id}")))
 }
 

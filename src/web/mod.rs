@@ -149,6 +149,10 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("post", "/security/hosts/{host_id}/reissue-token"),
     ("post", "/security/hosts/{host_id}/auto-reissue"),
     ("post", "/security/hosts/{host_id}/allow-renewal"),
+    (
+        "post",
+        "/security/hosts/{host_id}/acme-accounts/{account_id}/deactivate",
+    ),
     ("post", "/security/hosts/{host_id}/mappings"),
     (
         "post",

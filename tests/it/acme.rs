@@ -883,3 +883,62 @@ async fn the_token_page_shows_the_eab_after_show() {
     let mut c = client(&app).await;
     assert_eq!(c.register(Some((&kid, &value))).await.status, 201);
 }
+
+/// What administrators see of ACME: the CA page's directory, the host's accounts with
+/// Deactivate (a viewer's forged form refused and audited), how each certificate was issued.
+#[tokio::test]
+async fn the_console_shows_and_ends_acme_accounts() {
+    let app = admin_app().await;
+    let ca = app.get_html("/security/ca").await;
+    assert_eq!(
+        common::element_text(&ca, "acme-directory").unwrap(),
+        format!("{}/acme/directory", app.address)
+    );
+    let (name, value) = token(&app, "console-acme", "1").await;
+    let mut a = client(&app).await;
+    a.register(Some((&name, &value))).await;
+    a.issue(&["console.example.com"]).await.unwrap();
+    let row = cert_row(&app, "console.example.com");
+    let account_id = a
+        .kid
+        .clone()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let host = app
+        .get_html(&format!("/security/hosts/{}", row.host_id))
+        .await;
+    assert!(
+        host.contains(&account_id),
+        "the host page lists the account"
+    );
+    assert!(host.contains(&acme_client::thumbprint_of(&a.key)));
+    assert!(host.contains("Authorization token console-acme"));
+    let list = app.get_html("/security/certificates").await;
+    assert!(list.contains("via ACME"), "the certificates list says how");
+    let details = app
+        .get_html(&format!("/security/certificates/{}", row.serial))
+        .await;
+    assert!(details.contains(&account_id));
+
+    let action = format!(
+        "/security/hosts/{}/acme-accounts/{account_id}/deactivate",
+        row.host_id
+    );
+    let viewer = app
+        .user(hostca::models::user::Role::Viewer, "acme-viewer")
+        .await;
+    let r = viewer.post(&action, &[]).await;
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(audit_has(&app, "acme-deactivate", "permission denied"));
+    let r = app.post(&action, &[]).await;
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert!(audit_has(&app, "acme-deactivate", "deactivated"));
+    let refused = a.new_order(&["console.example.com"]).await;
+    assert_eq!(refused.problem(), "unauthorized", "{}", refused.body);
+    let again = app.post(&action, &[]).await;
+    assert_eq!(again.status().as_u16(), 409);
+}
