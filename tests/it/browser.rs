@@ -672,6 +672,23 @@ async fn an_administrators_day_in_a_real_browser() {
     }
     assert!(filtered, "the filter form sets category=CERT");
 
+    // A host that is an ACME client: its accounts table, with Deactivate.
+    app.login().await;
+    let acme_token = app.token_value("browser-acme", "1").await;
+    let mut acme = crate::acme_client::Acme::at(&base, app.client.clone()).await;
+    assert_eq!(
+        acme.register(Some(("browser-acme", &acme_token)))
+            .await
+            .status,
+        201
+    );
+    acme.issue(&["acme.browser.example.com"]).await.unwrap();
+    c.goto(&format!("{base}/security/hosts/acme.browser.example.com"))
+        .await
+        .unwrap();
+    assert!(page_text(&c).await.contains("ACME accounts"));
+    axe.check(&c, "host with an ACME account").await;
+
     // The other main pages pass the accessibility check too.
     for (path, shot) in [
         ("/security/ca", "ca"),
