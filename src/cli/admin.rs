@@ -109,6 +109,8 @@ pub enum HostCommand {
         #[arg(long)]
         disallow: bool,
     },
+    /// Deactivate one of a host's ACME accounts (`host show` lists them).
+    DeactivateAcmeAccount { host: String, account: String },
 }
 
 #[derive(Subcommand)]
@@ -639,6 +641,20 @@ pub fn host(c: &Client, cmd: HostCommand, json_out: bool) -> CliResult<()> {
             print(json_out, &v, |r| match r["auto_reissue_until"].as_str() {
                 Some(until) => format!("Auto-reissue of {host} allowed until {until}."),
                 None => format!("Auto-reissue of {host} disallowed."),
+            });
+        }
+        HostCommand::DeactivateAcmeAccount { host, account } => {
+            let v = c.json(
+                "POST",
+                &format!(
+                    "/api/v1/hosts/{}/acme-accounts/{}/deactivate",
+                    enc(&host),
+                    enc(&account)
+                ),
+                None,
+            )?;
+            print(json_out, &v, |r| {
+                format!("ACME account {} of {host} deactivated.", r["account_id"])
             });
         }
     }

@@ -337,6 +337,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/hosts/{host}/auto-reissue",
         "host auto-reissue",
     ),
+    (
+        "post",
+        "/api/v1/hosts/{host}/acme-accounts/{account}/deactivate",
+        "host deactivate-acme-account",
+    ),
     ("post", "/api/v1/hosts/{host}/revoke", "cert revoke"),
     ("post", "/api/v1/hosts/{host}/mappings", "mapping add"),
     (

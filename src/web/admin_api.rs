@@ -14,8 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::listing::{self, ListQuery, PAGE_SIZE};
 use super::Body;
 use crate::error::AppError;
+use crate::models::acme::{AcmeAccount, AcmeAccountStatus, AcmeBinding};
 use crate::models::certificate::Certificate;
 use crate::models::host_mapping::{MappingSource, MappingState};
+use crate::models::kinds::IssuedVia;
 use crate::models::kinds::RevocationReason;
 use crate::models::kinds::{
     AuditCategory, CertStatus, HostSort, Outcome, Role, TokenKind, TokenState,
@@ -47,6 +49,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/hosts/{host}"),
     ("post", "/api/v1/hosts/{host}/revoke"),
     ("post", "/api/v1/hosts/{host}/auto-reissue"),
+    (
+        "post",
+        "/api/v1/hosts/{host}/acme-accounts/{account}/deactivate",
+    ),
     ("post", "/api/v1/hosts/{host}/mappings"),
     ("post", "/api/v1/hosts/{host}/mappings/{name}/approve"),
     ("post", "/api/v1/hosts/{host}/mappings/{name}/reject"),
@@ -76,6 +82,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/hosts/{host}", web::get().to(host_details))
         .route("/hosts/{host}/revoke", web::post().to(revoke_host))
         .route("/hosts/{host}/auto-reissue", web::post().to(auto_reissue))
+        .route(
+            "/hosts/{host}/acme-accounts/{account}/deactivate",
+            web::post().to(deactivate_acme_account),
+        )
         .route("/hosts/{host}/mappings", web::post().to(add_mapping))
         .route(
             "/hosts/{host}/mappings/{name}/approve",
@@ -547,6 +557,12 @@ pub struct CertificateJson {
     revoked_by: Option<String>,
     /// The token the host enrolled with.
     token_name: Option<String>,
+    /// How it was issued.
+    issued_via: IssuedVia,
+    /// The ACME account that ordered it.
+    acme_account_id: Option<String>,
+    /// The serial of the certificate it replaced.
+    replaces: Option<String>,
 }
 
 fn cert_json(c: &Certificate, now: NaiveDateTime) -> CertificateJson {
@@ -564,6 +580,9 @@ fn cert_json(c: &Certificate, now: NaiveDateTime) -> CertificateJson {
         revocation_reason: c.revocation_reason,
         revoked_by: c.revoked_by.clone(),
         token_name: c.token_name.clone(),
+        issued_via: c.issued_via,
+        acme_account_id: c.acme_account_id.clone(),
+        replaces: c.replaces.clone(),
     }
 }
 
@@ -705,6 +724,34 @@ pub struct HostJson {
     auto_reissue_until: Option<String>,
     mappings: Vec<MappingJson>,
     certificates: Vec<CertificateJson>,
+    acme_accounts: Vec<AcmeAccountJson>,
+}
+
+/// An ACME account of a host.
+#[derive(Serialize, ToSchema)]
+pub struct AcmeAccountJson {
+    account_id: String,
+    /// The account key's RFC 7638 thumbprint.
+    thumbprint: String,
+    status: AcmeAccountStatus,
+    binding: AcmeBinding,
+    token_name: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    last_order_at: Option<String>,
+}
+
+fn acme_account_json(a: &AcmeAccount) -> AcmeAccountJson {
+    AcmeAccountJson {
+        account_id: a.account_id.clone(),
+        thumbprint: a.thumbprint.clone(),
+        status: a.status,
+        binding: a.binding,
+        token_name: a.token_name.clone(),
+        created_at: iso(a.created_at),
+        last_order_at: a.last_order_at.map(iso),
+    }
 }
 
 fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> HostJson {
@@ -726,6 +773,7 @@ fn host_json(d: &services::hosts::HostDetails, now: NaiveDateTime) -> HostJson {
             })
             .collect(),
         certificates: d.certificates.iter().map(|c| cert_json(c, now)).collect(),
+        acme_accounts: d.acme_accounts.iter().map(acme_account_json).collect(),
     }
 }
 
@@ -942,6 +990,30 @@ async fn auto_reissue(
     Ok(HttpResponse::Ok().json(AutoReissueState {
         auto_reissue_until: until.map(iso),
     }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/{host}/acme-accounts/{account}/deactivate",
+    tag = "hosts-admin",
+    summary = "Deactivate one of a host's ACME accounts (its key signs nothing more)",
+    params(
+        ("host" = String, Path, description = "A host ID (any UUID form) or primary name"),
+        ("account" = String, Path, description = "The ACME account ID (the last part of its URL)")
+    ),
+    responses((status = 200, description = "The account, deactivated", body = AcmeAccountJson)),
+    security(("bearer" = []))
+)]
+async fn deactivate_acme_account(
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (host, account) = path.into_inner();
+    let host = host_key(&host);
+    let a = web::block(move || services::acme::deactivate_by_admin(&ctx, &auth.0, &host, &account))
+        .await??;
+    Ok(HttpResponse::Ok().json(acme_account_json(&a)))
 }
 
 #[derive(Serialize, ToSchema)]

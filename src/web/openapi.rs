@@ -43,6 +43,7 @@ use crate::web::errors::ErrorBody;
         admin_api::host_details,
         admin_api::revoke_host,
         admin_api::auto_reissue,
+        admin_api::deactivate_acme_account,
         admin_api::add_mapping,
         admin_api::approve_mapping,
         admin_api::reject_mapping,

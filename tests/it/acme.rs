@@ -942,3 +942,74 @@ async fn the_console_shows_and_ends_acme_accounts() {
     let again = app.post(&action, &[]).await;
     assert_eq!(again.status().as_u16(), 409);
 }
+
+/// The admin API and the command line see and end ACME accounts too.
+#[tokio::test]
+async fn the_admin_api_and_the_cli_show_and_end_acme_accounts() {
+    let app = admin_app().await;
+    let key = common::api_key(&app.browser, "acme-admin").await;
+    let (name, value) = token(&app, "api-acme", "2").await;
+    let mut a = client(&app).await;
+    a.register(Some((&name, &value))).await;
+    a.issue(&["api-acme.example.com"]).await.unwrap();
+    let mut b = client(&app).await;
+    b.register(Some((&name, &value))).await;
+    b.issue(&["api-acme2.example.com"]).await.unwrap();
+    let host: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/hosts/api-acme.example.com"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let account = &host["acme_accounts"][0];
+    assert_eq!(account["status"], "valid", "{host}");
+    assert_eq!(account["binding"], "authorization");
+    assert_eq!(account["token_name"], "api-acme");
+    assert_eq!(account["thumbprint"], acme_client::thumbprint_of(&a.key));
+    assert_eq!(host["certificates"][0]["issued_via"], "acme");
+    let id = account["account_id"].as_str().unwrap().to_string();
+    let (s, v) = app
+        .post_json_with_key(
+            &key,
+            &format!("/api/v1/hosts/api-acme.example.com/acme-accounts/{id}/deactivate"),
+            &serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!((s, v["status"].as_str()), (200, Some("deactivated")), "{v}");
+    // Another host's account cannot be ended through this host.
+    let other = b
+        .kid
+        .clone()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let (s, _) = app
+        .post_json_with_key(
+            &key,
+            &format!("/api/v1/hosts/api-acme.example.com/acme-accounts/{other}/deactivate"),
+            &serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(s, 404);
+    let r = common::hostca(
+        &[
+            "host",
+            "deactivate-acme-account",
+            "api-acme2.example.com",
+            &other,
+            "--server",
+            &app.address,
+        ],
+        &[("HOSTCA_API_KEY", &key)],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stdout.contains("deactivated"), "{}", r.stdout);
+    let refused = b.new_order(&["api-acme2.example.com"]).await;
+    assert_eq!(refused.problem(), "unauthorized");
+}
