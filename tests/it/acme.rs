@@ -1013,3 +1013,123 @@ async fn the_admin_api_and_the_cli_show_and_end_acme_accounts() {
     let refused = b.new_order(&["api-acme2.example.com"]).await;
     assert_eq!(refused.problem(), "unauthorized");
 }
+
+/// An account key of each accepted kind registers and orders: ES384 (P-384), EdDSA
+/// (Ed25519) and RS256 (a 2048-bit key made by openssl); a 1024-bit RSA key is refused.
+#[tokio::test]
+async fn every_accepted_account_key_kind_registers_and_orders() {
+    use ring::rand::SystemRandom;
+    use ring::signature::{self as sig, KeyPair};
+    let app = admin_app().await;
+    let rng = SystemRandom::new();
+    let p384 =
+        sig::EcdsaKeyPair::generate_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+    let p384 =
+        sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, p384.as_ref(), &rng)
+            .unwrap();
+    let point = p384.public_key().as_ref().to_vec();
+    let ed = sig::Ed25519KeyPair::from_pkcs8(
+        sig::Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref(),
+    )
+    .unwrap();
+    // openssl genpkey writes an RSA key as DER RSAPrivateKey (PKCS#1), which ring reads.
+    let rsa_key = |bits: &str| {
+        let path = app.scratch().join(format!("rsa-{bits}.der"));
+        let (ok, out) = common::openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            &format!("rsa_keygen_bits:{bits}"),
+            "-outform",
+            "DER",
+            "-out",
+            path.to_str().unwrap(),
+        ]);
+        assert!(ok, "{out}");
+        std::fs::read(path).unwrap()
+    };
+    let rsa = sig::RsaKeyPair::from_der(&rsa_key("2048")).unwrap();
+    let parts = sig::RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public());
+    let rsa_jwk = json!({"kty": "RSA", "n": b64(&parts.n), "e": b64(&parts.e)});
+    let keys: Vec<(
+        &str,
+        serde_json::Value,
+        Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>,
+    )> = vec![
+        (
+            "ES384",
+            json!({"kty": "EC", "crv": "P-384", "x": b64(&point[1..49]), "y": b64(&point[49..97])}),
+            Box::new(move |m: &[u8]| {
+                p384.sign(&SystemRandom::new(), m)
+                    .unwrap()
+                    .as_ref()
+                    .to_vec()
+            }),
+        ),
+        (
+            "EdDSA",
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(ed.public_key().as_ref())}),
+            Box::new(move |m: &[u8]| ed.sign(m).as_ref().to_vec()),
+        ),
+        (
+            "RS256",
+            rsa_jwk,
+            Box::new(move |m: &[u8]| {
+                let mut out = vec![0; rsa.public().modulus_len()];
+                rsa.sign(&sig::RSA_PKCS1_SHA256, &SystemRandom::new(), m, &mut out)
+                    .unwrap();
+                out
+            }),
+        ),
+    ];
+    for (i, (alg, jwk, signer)) in keys.iter().enumerate() {
+        let (name, value) = token(&app, &format!("alg-{i}"), "1").await;
+        let mut c = client(&app).await;
+        let url = c.url("newAccount");
+        let mac = hostca::acme::eab_mac_key(&value).unwrap();
+        let header = json!({"alg": alg, "nonce": c.fresh_nonce().await, "url": url, "jwk": jwk});
+        let payload =
+            json!({"externalAccountBinding": acme_client::eab_for(jwk, &name, &mac, &url)});
+        let r = c
+            .send_jws(
+                &url,
+                acme_client::sign_with(&header, Some(&payload), signer),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{alg}: {}", r.body);
+        let kid = r.location.unwrap();
+        let url = c.url("newOrder");
+        let header = json!({"alg": alg, "nonce": c.fresh_nonce().await, "url": url, "kid": kid});
+        let payload =
+            json!({"identifiers": [{"type": "dns", "value": format!("alg{i}.example.com")}]});
+        let r = c
+            .send_jws(
+                &url,
+                acme_client::sign_with(&header, Some(&payload), signer),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{alg}: {}", r.body);
+    }
+    // A 1024-bit RSA key is refused before anything is used.
+    let weak = sig::RsaKeyPair::from_der(&rsa_key("1024"));
+    let parts = match &weak {
+        Ok(k) => sig::RsaPublicKeyComponents::<Vec<u8>>::from(k.public()),
+        // ring itself may refuse to load so small a key: make the JWK by hand then.
+        Err(_) => sig::RsaPublicKeyComponents {
+            n: vec![0xC5; 128],
+            e: vec![1, 0, 1],
+        },
+    };
+    let mut c = client(&app).await;
+    let url = c.url("newAccount");
+    let header = json!({"alg": "RS256", "nonce": c.fresh_nonce().await, "url": url,
+        "jwk": {"kty": "RSA", "n": b64(&parts.n), "e": b64(&parts.e)}});
+    let r = c
+        .send_jws(
+            &url,
+            acme_client::sign_with(&header, Some(&json!({})), |_| vec![0; 128]),
+        )
+        .await;
+    assert_eq!(r.problem(), "badSignatureAlgorithm", "{}", r.body);
+}

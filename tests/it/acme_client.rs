@@ -82,22 +82,33 @@ pub fn thumbprint_of(key: &EcdsaKeyPair) -> String {
 
 /// A flattened JWS over `payload` (None: POST-as-GET) with `header`, signed by `key`.
 pub fn sign(key: &EcdsaKeyPair, header: &Value, payload: Option<&Value>) -> Value {
+    sign_with(header, payload, |m| {
+        key.sign(&SystemRandom::new(), m).unwrap().as_ref().to_vec()
+    })
+}
+
+/// A flattened JWS signed by any signer (the signature's bytes of the signing input).
+pub fn sign_with(
+    header: &Value,
+    payload: Option<&Value>,
+    signer: impl Fn(&[u8]) -> Vec<u8>,
+) -> Value {
     let protected = b64(header.to_string().as_bytes());
     let payload = payload.map_or(String::new(), |p| b64(p.to_string().as_bytes()));
-    let sig = key
-        .sign(
-            &SystemRandom::new(),
-            format!("{protected}.{payload}").as_bytes(),
-        )
-        .unwrap();
-    json!({"protected": protected, "payload": payload, "signature": b64(sig.as_ref())})
+    let sig = signer(format!("{protected}.{payload}").as_bytes());
+    json!({"protected": protected, "payload": payload, "signature": b64(&sig)})
 }
 
 /// The External Account Binding for `key`, made with a token's name and value.
 pub fn eab(key: &EcdsaKeyPair, token_name: &str, mac_key: &[u8], url: &str) -> Value {
+    eab_for(&jwk_of(key), token_name, mac_key, url)
+}
+
+/// The External Account Binding for an account key given as its JWK.
+pub fn eab_for(jwk: &Value, token_name: &str, mac_key: &[u8], url: &str) -> Value {
     let header = json!({"alg": "HS256", "kid": token_name, "url": url});
     let protected = b64(header.to_string().as_bytes());
-    let payload = b64(jwk_of(key).to_string().as_bytes());
+    let payload = b64(jwk.to_string().as_bytes());
     let mut mac = Hmac::<Sha256>::new_from_slice(mac_key).unwrap();
     mac.update(format!("{protected}.{payload}").as_bytes());
     json!({"protected": protected, "payload": payload, "signature": b64(&mac.finalize().into_bytes())})
