@@ -1014,6 +1014,9 @@ async fn the_admin_api_and_the_cli_show_and_end_acme_accounts() {
     assert_eq!(refused.problem(), "unauthorized");
 }
 
+/// Signs a JWS's signing input with some account key.
+type Signer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
 /// An account key of each accepted kind registers and orders: ES384 (P-384), EdDSA
 /// (Ed25519) and RS256 (a 2048-bit key made by openssl); a 1024-bit RSA key is refused.
 #[tokio::test]
@@ -1052,11 +1055,7 @@ async fn every_accepted_account_key_kind_registers_and_orders() {
     let rsa = sig::RsaKeyPair::from_der(&rsa_key("2048")).unwrap();
     let parts = sig::RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public());
     let rsa_jwk = json!({"kty": "RSA", "n": b64(&parts.n), "e": b64(&parts.e)});
-    let keys: Vec<(
-        &str,
-        serde_json::Value,
-        Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>,
-    )> = vec![
+    let keys: Vec<(&str, serde_json::Value, Signer)> = vec![
         (
             "ES384",
             json!({"kty": "EC", "crv": "P-384", "x": b64(&point[1..49]), "y": b64(&point[49..97])}),
