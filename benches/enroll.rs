@@ -57,7 +57,7 @@ fn csrs(n: usize, prefix: &str) -> Vec<(String, String)> {
 /// CSR and signing its certificate, on as many threads as there are cores, with no HTTP
 /// and no database. No enrollment service can go faster than this.
 fn crypto_limit(n: usize) -> f64 {
-    let ca = hostca::pki::ca::Ca::create("CN=bench limit", hostca::db::now()).unwrap();
+    let ca = hostca::pki::ca::Ca::create_legacy("CN=bench limit", hostca::db::now()).unwrap();
     let pems: Vec<String> = csrs(n, "l").into_iter().map(|(_, csr)| csr).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let next = AtomicUsize::new(0);

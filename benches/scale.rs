@@ -168,6 +168,7 @@ fn main() {
                             issued_via: hostca::models::certificate::IssuedVia::Enrollment,
                             acme_account_id: None,
                             replaces: None,
+                            issuer_id: Some(c2.pki.signing().id),
                         },
                     )?;
                 }

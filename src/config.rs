@@ -21,8 +21,9 @@ pub struct Config {
     pub tls_names: Vec<String>,
     /// Allow plain HTTP on a non-loopback address.
     pub insecure_http: bool,
-    /// Subject of the root CA created on the first start.
-    pub ca_name: Option<String>,
+    /// How the first start makes the CA (`--ca-name`, `--ca-key-type`, `--ca-key`) and
+    /// where PKCS#11 keys are reached.
+    pub ca: crate::services::pki::CaOptions,
     /// The base URL hosts reach this server at (CRL distribution point, CA issuers); default
     /// from `listen` and the TLS names.
     pub public_url: Option<String>,
@@ -46,7 +47,7 @@ impl Config {
             tls: false,
             tls_names: Vec::new(),
             insecure_http: false,
-            ca_name: None,
+            ca: Default::default(),
             public_url: None,
             audit_log: None,
             trusted_proxies: Vec::new(),

@@ -36,7 +36,7 @@ impl Application {
             &config.data_dir,
             &config.database_url(),
             config.admin_password.as_deref(),
-            config.ca_name.as_deref(),
+            &config.ca,
             config.pool_size,
             &crate::services::audit::SinkTarget::from_flag(
                 &config.data_dir,
@@ -291,18 +291,24 @@ fn spawn_tls_renewal(
     pki: &Arc<crate::services::pki::PkiState>,
 ) {
     let (cert, pki) = (Arc::downgrade(cert), Arc::downgrade(pki));
-    std::thread::spawn(move || loop {
-        for _ in 0..720 {
-            std::thread::sleep(Duration::from_secs(5));
-            if pki.strong_count() == 0 {
-                return;
+    std::thread::spawn(move || {
+        let mut signing = pki.upgrade().map(|p| p.signing().id);
+        loop {
+            // Hourly, or within seconds once a CA migration's new CA signs.
+            for _ in 0..720 {
+                std::thread::sleep(Duration::from_secs(5));
+                let Some(p) = pki.upgrade() else { return };
+                if Some(p.signing().id) != signing {
+                    break;
+                }
             }
-        }
-        let (Some(cert), Some(pki)) = (cert.upgrade(), pki.upgrade()) else {
-            return;
-        };
-        if let Err(e) = cert.renew_if_due(&pki.ca) {
-            log::error!("TLS certificate renewal failed: {e}");
+            let (Some(cert), Some(pki)) = (cert.upgrade(), pki.upgrade()) else {
+                return;
+            };
+            signing = Some(pki.signing().id);
+            if let Err(e) = cert.renew_if_due(&pki) {
+                log::error!("TLS certificate renewal failed: {e}");
+            }
         }
     });
 }

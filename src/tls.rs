@@ -12,7 +12,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::db::Pool;
 use crate::error::AppError;
-use crate::pki::ca::Ca;
+use crate::services::pki::PkiState;
 use crate::pki::issue::{issue, IssuedCert, LeafRequest};
 use crate::services::Ctx;
 
@@ -36,6 +36,8 @@ struct Current {
     key: Arc<CertifiedKey>,
     not_after: NaiveDateTime,
     serial: String,
+    /// The CA that signed it: a CA migration's activation makes the server re-issue.
+    issuer_id: i64,
 }
 
 /// Hands the current certificate to every TLS handshake; `renew_if_due` replaces it.
@@ -55,7 +57,7 @@ impl std::fmt::Debug for ServerCert {
 }
 
 fn make(
-    ca: &Ca,
+    pki: &PkiState,
     names: &[String],
     public_url: &str,
     now: NaiveDateTime,
@@ -63,8 +65,9 @@ fn make(
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| AppError::internal_from("TLS key", e))?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+    let issuers = pki.issuers();
     let cert = issue(
-        ca,
+        issuers.signing(),
         &LeafRequest {
             names,
             host_id: None,
@@ -77,10 +80,13 @@ fn make(
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let signing =
         any_supported_type(&private).map_err(|e| AppError::internal_from("TLS key", e))?;
-    let chain = vec![
-        CertificateDer::from(cert.der.clone()),
-        CertificateDer::from(ca.cert_der.clone()),
-    ];
+    let mut chain = vec![CertificateDer::from(cert.der.clone())];
+    chain.extend(
+        issuers
+            .chain(cert.issuer_id)
+            .into_iter()
+            .map(|ca| CertificateDer::from(ca.cert_der.clone())),
+    );
     log::info!(
         "TLS certificate {} issued for {} until {} UTC",
         cert.serial,
@@ -91,6 +97,7 @@ fn make(
         key: Arc::new(CertifiedKey::new(chain, signing)),
         not_after: cert.not_after,
         serial: cert.serial.clone(),
+        issuer_id: cert.issuer_id,
     };
     Ok((current, cert))
 }
@@ -109,7 +116,7 @@ impl ServerCert {
             }
         }
         let public_url = ctx.site.public_url.clone();
-        let (current, cert) = make(&ctx.pki.ca, &names, &public_url, crate::db::now())?;
+        let (current, cert) = make(&ctx.pki, &names, &public_url, crate::db::now())?;
         crate::services::pki::record_server_certificate(&ctx.pool, &cert, &names, None)?;
         Ok(ServerCert {
             names,
@@ -119,15 +126,18 @@ impl ServerCert {
         })
     }
 
-    /// Issues a fresh certificate when the current one nears its end or has been revoked.
-    pub fn renew_if_due(&self, ca: &Ca) -> Result<bool, AppError> {
+    /// Issues a fresh certificate when the current one nears its end, has been revoked,
+    /// or comes from a CA that no longer signs.
+    pub fn renew_if_due(&self, pki: &PkiState) -> Result<bool, AppError> {
         let now = crate::db::now();
+        let signing = pki.signing().id;
         let (ending, serial) = self
             .current
             .read()
             .map(|c| {
                 (
-                    c.not_after - now < Duration::days(RENEW_BEFORE_DAYS),
+                    c.not_after - now < Duration::days(RENEW_BEFORE_DAYS)
+                        || c.issuer_id != signing,
                     c.serial.clone(),
                 )
             })
@@ -135,7 +145,7 @@ impl ServerCert {
         if !ending && !crate::services::pki::is_revoked(&self.pool, &serial)? {
             return Ok(false);
         }
-        let (fresh, cert) = make(ca, &self.names, &self.public_url, now)?;
+        let (fresh, cert) = make(pki, &self.names, &self.public_url, now)?;
         crate::services::pki::record_server_certificate(
             &self.pool,
             &cert,

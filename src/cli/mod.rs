@@ -108,6 +108,41 @@ enum Command {
     },
 }
 
+/// How the first start makes the CA, and where PKCS#11 keys are reached.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CaArgs {
+    /// Subject of the root CA made on the first start, e.g. "CN=Example CA,O=Example"
+    /// (the issuing CA's is derived from it).
+    #[arg(long, env = "HOSTCA_CA_NAME")]
+    pub ca_name: Option<String>,
+    /// The CA key type on the first start: p256 (default), p384, rsa3072 or rsa4096.
+    #[arg(long, env = "HOSTCA_CA_KEY_TYPE", value_name = "TYPE")]
+    pub ca_key_type: Option<String>,
+    /// Where the issuing CA's key lives: a PKCS#11 URI (RFC 7512), e.g.
+    /// "pkcs11:token=hostca;object=issuing" (generated in the token, non-extractable, when
+    /// it does not exist). Default: a key file in the data directory, sealed under token.key.
+    #[arg(long, env = "HOSTCA_CA_KEY", value_name = "URI")]
+    pub ca_key: Option<String>,
+    /// The PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, env = "HOSTCA_PKCS11_MODULE", value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
+    /// A file holding the token's user PIN (or HOSTCA_PKCS11_PIN; never a flag value).
+    #[arg(long, env = "HOSTCA_PKCS11_PIN_FILE", value_name = "FILE")]
+    pub pkcs11_pin_file: Option<PathBuf>,
+}
+
+impl CaArgs {
+    pub fn options(&self) -> crate::services::pki::CaOptions {
+        crate::services::pki::CaOptions {
+            name: self.ca_name.clone(),
+            key_type: self.ca_key_type.clone(),
+            issuing_key: self.ca_key.clone(),
+            pkcs11_module: self.pkcs11_module.clone(),
+            pkcs11_pin_file: self.pkcs11_pin_file.clone(),
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Where the database, keys and CA live.
@@ -125,9 +160,8 @@ struct ServeArgs {
     /// Largest number of database connections.
     #[arg(long, env = "HOSTCA_DB_POOL", default_value_t = 16)]
     db_pool: u32,
-    /// Subject of the root CA made on the first start, e.g. "CN=Example CA,O=Example".
-    #[arg(long, env = "HOSTCA_CA_NAME")]
-    ca_name: Option<String>,
+    #[command(flatten)]
+    ca: CaArgs,
     /// Serve HTTPS with a certificate issued by hostca's own CA.
     #[arg(long, env = "HOSTCA_TLS")]
     tls: bool,
@@ -455,7 +489,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     config.database_url = args.database_url;
     config.workers = args.workers;
     config.pool_size = args.db_pool;
-    config.ca_name = args.ca_name;
+    config.ca = args.ca.options();
     config.tls = args.tls;
     config.tls_names = args.tls_names;
     config.insecure_http = args.insecure_http;

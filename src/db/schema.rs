@@ -24,6 +24,7 @@ diesel::table! {
         created_by -> Text,
         auto_reissue_until -> Nullable<Timestamp>,
         renewal_allowed_until -> Nullable<Timestamp>,
+        trust_seen_at -> Nullable<Timestamp>,
     }
 }
 
@@ -76,6 +77,7 @@ diesel::table! {
         issued_via -> Text,
         acme_account_id -> Nullable<Text>,
         replaces -> Nullable<Text>,
+        issuer_id -> Nullable<BigInt>,
     }
 }
 
@@ -118,6 +120,7 @@ diesel::table! {
         audit_key_id -> Text,
         audit_legacy_through -> BigInt,
         audit_seal -> Text,
+        issuers_generation -> BigInt,
     }
 }
 
@@ -213,7 +216,47 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    issuers (id) {
+        id -> BigInt,
+        role -> Text,
+        state -> Text,
+        parent_id -> Nullable<BigInt>,
+        subject -> Text,
+        cert_pem -> Text,
+        fingerprint_sha256 -> Text,
+        key_id -> Text,
+        key_type -> Text,
+        key_location -> Text,
+        not_before -> Timestamp,
+        not_after -> Timestamp,
+        created_at -> Timestamp,
+        activated_at -> Nullable<Timestamp>,
+        retired_at -> Nullable<Timestamp>,
+        decommissioned_at -> Nullable<Timestamp>,
+        arl_der -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    ca_migrations (id) {
+        id -> BigInt,
+        from_issuer_id -> BigInt,
+        to_issuer_id -> BigInt,
+        phase -> Text,
+        reason -> Text,
+        initiated_by -> Text,
+        initiated_at -> Timestamp,
+        activated_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        forced -> Bool,
+        decommissioned_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    issuers,
+    ca_migrations,
     acme_accounts,
     acme_orders,
     acme_authorizations,

@@ -34,6 +34,9 @@ pub struct Certificate {
     /// The serial of the certificate this one replaced (ACME `replaces`, renewal).
     #[serde(default)]
     pub replaces: Option<String>,
+    /// The CA (`issuers.id`) that signed it; older backups have none (the first CA).
+    #[serde(default)]
+    pub issuer_id: Option<i64>,
 }
 
 /// Serial, revocation time and reason of a revoked certificate.
@@ -55,6 +58,7 @@ pub struct NewCertificate<'a> {
     pub issued_via: IssuedVia,
     pub acme_account_id: Option<&'a str>,
     pub replaces: Option<&'a str>,
+    pub issuer_id: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -233,8 +237,10 @@ impl Certificate {
     /// What the CRL lists: revoked certificates that have not expired yet.
     /// Serial, revocation time (Unix seconds: converted by the database, which is much
     /// faster for a CRL of 100,000 than parsing each timestamp here) and reason.
+    /// The revoked, unexpired certificates of one CA (what its CRL lists).
     pub fn revoked_unexpired(
         conn: &mut DbConn,
+        issuer_id: i64,
         now: NaiveDateTime,
     ) -> QueryResult<Vec<RevokedRow>> {
         let revoked_at = match conn {
@@ -244,6 +250,7 @@ impl Certificate {
         certificates::table
             .filter(certificates::revoked_at.is_not_null())
             .filter(certificates::not_after.gt(now))
+            .filter(certificates::issuer_id.eq(issuer_id))
             .select((
                 certificates::serial,
                 diesel::dsl::sql::<diesel::sql_types::BigInt>(revoked_at),

@@ -15,6 +15,11 @@ pub struct Host {
     pub auto_reissue_until: Option<NaiveDateTime>,
     /// An administrator let this host renew before the renewal interval is over, once.
     pub renewal_allowed_until: Option<NaiveDateTime>,
+    /// When the host last fetched the trust bundle (a renewal, the CRL or the CA
+    /// certificates with its host ID): a CA migration lists hosts that have not since it
+    /// began.
+    #[serde(default)]
+    pub trust_seen_at: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]

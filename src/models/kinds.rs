@@ -317,6 +317,7 @@ kinds! {
         SecConfig = "SEC_CONFIG", "Security configuration";
         Login = "LOGIN", "Login";
         User = "USER", "User";
+        Ca = "CA", "Certificate authority";
     }
 }
 
@@ -500,5 +501,50 @@ kinds! {
     pub enum ChallengeType ("ACME challenge type", parse = exact) {
         Http01 = "http-01", "HTTP (port 80)";
         TlsAlpn01 = "tls-alpn-01", "TLS-ALPN (port 443)";
+    }
+}
+
+kinds! {
+    /// What a CA certificate signs.
+    pub enum IssuerRole ("issuer role", parse = exact) {
+        /// A self-signed root that signs issuing CAs and its own ARL, never hosts.
+        Root = "root", "Root CA";
+        /// Signed by a root; signs hosts, the server's TLS certificates and its CRL.
+        Issuing = "issuing", "Issuing CA";
+        /// The one self-signed CA of an installation from before the hierarchy: it signs
+        /// hosts itself until a CA migration moves them to an issuing CA.
+        RootIssuing = "root_issuing", "Root CA (signs hosts)";
+    }
+}
+
+impl IssuerRole {
+    /// Whether certificates of hosts come from a CA of this role.
+    pub fn signs_leaves(self) -> bool {
+        !matches!(self, IssuerRole::Root)
+    }
+}
+
+kinds! {
+    /// Where a CA stands in its life (and in a CA migration).
+    pub enum IssuerState ("issuer state", parse = exact) {
+        /// Created by a migration's initiate: trusted (in the bundle), signs nothing yet.
+        Pending = "pending", "Pending";
+        /// Signs new certificates (an issuing CA), or issuing CAs (a root).
+        Active = "active", "Active";
+        /// Replaced by an activated migration: signs nothing but its CRL; its hosts renew
+        /// into the new CA.
+        Retiring = "retiring", "Retiring";
+        /// The migration completed: signs only its CRL, until its last leaf expires.
+        Retired = "retired", "Retired";
+    }
+}
+
+kinds! {
+    /// The phase of a CA migration.
+    pub enum MigrationPhase ("migration phase", parse = exact) {
+        Initiated = "initiated", "Initiated";
+        Activated = "activated", "Activated";
+        Completed = "completed", "Completed";
+        Decommissioned = "decommissioned", "Decommissioned";
     }
 }

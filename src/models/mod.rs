@@ -6,6 +6,7 @@ pub mod audit_event;
 pub mod certificate;
 pub mod host;
 pub mod host_mapping;
+pub mod issuer;
 pub mod kinds;
 pub mod login_attempt;
 pub mod nonce;

@@ -42,6 +42,10 @@ pub struct Settings {
     /// them by hand shows.
     #[serde(default)]
     pub audit_seal: String,
+    /// Raised on every change of the issuers table: server processes reload the CAs when
+    /// it moves.
+    #[serde(default)]
+    pub issuers_generation: i64,
 }
 
 /// What a backup made before the setting existed restores to (the column's default).

@@ -28,6 +28,20 @@ pub struct SignedCrl {
     pub entries: usize,
 }
 
+impl SignedCrl {
+    /// No CRL (a CA whose key is not on this server cannot sign one).
+    pub fn empty() -> SignedCrl {
+        SignedCrl {
+            der: Vec::new(),
+            pem: String::new(),
+            number: 0,
+            this_update: NaiveDateTime::default(),
+            next_update: NaiveDateTime::default(),
+            entries: 0,
+        }
+    }
+}
+
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
@@ -41,6 +55,30 @@ const IMPLICIT_0: u8 = 0x80;
 const ECDSA_WITH_SHA256: &[u8] = &[
     0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
 ];
+/// AlgorithmIdentifier { ecdsa-with-SHA384 }, without parameters (RFC 5758).
+const ECDSA_WITH_SHA384: &[u8] = &[
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03,
+];
+/// AlgorithmIdentifier { sha256WithRSAEncryption, NULL } (RFC 4055).
+const SHA256_WITH_RSA: &[u8] = &[
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
+];
+
+/// The AlgorithmIdentifier of what a CA key signs with.
+fn signature_algorithm(key: &impl rcgen::PublicKeyData) -> Result<&'static [u8], PkiError> {
+    let alg = key.algorithm();
+    if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        Ok(ECDSA_WITH_SHA256)
+    } else if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+        Ok(ECDSA_WITH_SHA384)
+    } else if alg == &rcgen::PKCS_RSA_SHA256 {
+        Ok(SHA256_WITH_RSA)
+    } else {
+        Err(PkiError::internal(format!(
+            "hostca cannot sign a CRL with {alg:?}"
+        )))
+    }
+}
 const OID_REASON_CODE: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x15];
 const OID_CRL_NUMBER: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x14];
 const OID_AUTHORITY_KEY_ID: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x23];
@@ -145,14 +183,33 @@ pub fn build(
     entries: &[RevokedEntry],
     now: NaiveDateTime,
 ) -> Result<SignedCrl, PkiError> {
+    build_for(ca, number, entries, now, Duration::days(NEXT_UPDATE_DAYS))
+}
+
+/// A root's ARL (RFC 5280's CRL of CA certificates) runs a year: the root's key may be
+/// offline, and is brought back to sign the next.
+pub const ARL_NEXT_UPDATE_DAYS: i64 = 365;
+
+/// A CRL whose next update is `lifetime` after now.
+pub fn build_for(
+    ca: &Ca,
+    number: i64,
+    entries: &[RevokedEntry],
+    now: NaiveDateTime,
+    lifetime: Duration,
+) -> Result<SignedCrl, PkiError> {
     let now = chrono::DateTime::from_timestamp(now.and_utc().timestamp(), 0)
         .map(|d| d.naive_utc())
         .unwrap_or(now);
-    let next = now + Duration::days(NEXT_UPDATE_DAYS);
+    let next = now + lifetime;
+    let key = ca
+        .signer()
+        .ok_or_else(|| PkiError::internal(format!("the key of {} is offline", ca.subject)))?;
+    let algorithm = signature_algorithm(key)?;
 
     let mut tbs = Vec::with_capacity(256 + entries.len() * 48);
     tbs.extend_from_slice(&[INTEGER, 1, 1]); // v2
-    tbs.extend_from_slice(ECDSA_WITH_SHA256);
+    tbs.extend_from_slice(algorithm);
     tbs.extend_from_slice(&ca.subject_der);
     time(&mut tbs, now);
     time(&mut tbs, next);
@@ -182,15 +239,13 @@ pub fn build(
     let mut tbs_der = Vec::with_capacity(tbs.len() + 8);
     tlv(&mut tbs_der, SEQUENCE, &tbs);
     drop(tbs);
-    let signature = ca
-        .issuer()
-        .key()
+    let signature = key
         .sign(&tbs_der)
         .map_err(|e| PkiError::failed("signing the CRL", e))?;
     let mut signature_bits = Vec::with_capacity(signature.len() + 1);
     signature_bits.push(0); // no unused bits
     signature_bits.extend_from_slice(&signature);
-    tbs_der.extend_from_slice(ECDSA_WITH_SHA256);
+    tbs_der.extend_from_slice(algorithm);
     tlv(&mut tbs_der, BIT_STRING, &signature_bits);
     let mut der = Vec::with_capacity(tbs_der.len() + 8);
     tlv(&mut der, SEQUENCE, &tbs_der);
@@ -206,7 +261,7 @@ pub fn build(
 }
 
 /// PEM with 64-character lines (RFC 7468).
-fn pem(label: &str, der: &[u8]) -> String {
+pub fn pem(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 64);
     out.push_str(&format!("-----BEGIN {label}-----\n"));

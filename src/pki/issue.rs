@@ -30,11 +30,24 @@ pub struct LeafRequest<'a> {
 /// RFC 5280's ub-common-name: a longer primary name lives in the SAN only.
 pub const MAX_COMMON_NAME: usize = 64;
 
-/// Where the CRL is published, below the public URL.
+/// Where the CRL of the oldest CA still publishing one is, below the public URL (what
+/// certificates from before the CA hierarchy name).
 pub const CRL_PATH: &str = "/crl";
-/// Where the CA certificate is published as DER (RFC 5280, 4.2.2.1: caIssuers over HTTP
+/// Where that CA's certificate is published as DER (RFC 5280, 4.2.2.1: caIssuers over HTTP
 /// is one DER certificate), below the public URL.
 pub const CA_ISSUERS_PATH: &str = "/ca.crt";
+
+/// Where the CRL of the CA with issuers row `id` is, below the public URL: what
+/// certificates name as their CRL distribution point.
+pub fn crl_path(id: i64) -> String {
+    format!("{CRL_PATH}/{id}")
+}
+
+/// Where the certificate of the CA with issuers row `id` is, as DER: what certificates
+/// name as their caIssuers.
+pub fn ca_issuers_path(id: i64) -> String {
+    format!("/ca/{id}.crt")
+}
 
 /// The authorityInfoAccess extension with one caIssuers URI (RFC 5280, 4.2.2.1); rcgen
 /// has no type for it.
@@ -73,6 +86,8 @@ pub struct IssuedCert {
     pub not_after: NaiveDateTime,
     pub sha256: String,
     pub der: Vec<u8>,
+    /// The issuers row of the CA that signed it.
+    pub issuer_id: i64,
 }
 
 /// Certificates are back-dated a little so that hosts with a slow clock accept them.
@@ -104,6 +119,12 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
             sans.push(SanType::IpAddress(ip));
             continue;
         }
+        if !ca.permits_dns(n) {
+            return Err(PkiError::BadInput(format!(
+                "'{n}' is outside the issuing CA's name constraints ({}): map the host to a name inside them",
+                ca.permitted_dns.join(", ")
+            )));
+        }
         let ia5 = n
             .clone()
             .try_into()
@@ -127,11 +148,12 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     params.use_authority_key_identifier_extension = true;
     if !req.public_url.is_empty() {
         params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![format!("{}{CRL_PATH}", req.public_url)],
+            uris: vec![format!("{}{}", req.public_url, crl_path(ca.id))],
         }];
         params.custom_extensions = vec![authority_info_access(&format!(
-            "{}{CA_ISSUERS_PATH}",
-            req.public_url
+            "{}{}",
+            req.public_url,
+            ca_issuers_path(ca.id)
         ))];
     }
     let serial = random_serial();
@@ -145,7 +167,7 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     params.not_before = to_offset(not_before);
     params.not_after = to_offset(not_after);
     let cert = params
-        .signed_by(&key, ca.issuer())
+        .signed_by(&key, ca.issuer()?)
         .map_err(|e| PkiError::failed("signing", e))?;
     Ok(IssuedCert {
         pem: cert.pem(),
@@ -155,5 +177,6 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
         not_after,
         sha256: sha256_fingerprint(cert.der()),
         der: cert.der().to_vec(),
+        issuer_id: ca.id,
     })
 }

@@ -5,7 +5,10 @@ pub mod ca;
 pub mod crl;
 pub mod csr;
 pub mod issue;
+pub mod keyfile;
 pub mod keys;
+pub mod pkcs11;
+pub mod signer;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};

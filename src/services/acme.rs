@@ -1288,7 +1288,14 @@ pub fn certificate(ctx: &Ctx, req: &Incoming, serial: &str) -> Result<Answer, Pr
     let cert = Certificate::find_by_serial(&mut conn, &serial.to_ascii_uppercase())?
         .filter(|c| account.host_id.as_deref() == Some(c.host_id.as_str()))
         .ok_or_else(|| Problem::not_found("certificate of this account's host"))?;
-    let chain = format!("{}{}", ensure_newline(&cert.pem), ctx.pki.ca.cert_pem);
+    let issuers = ctx.pki.issuers();
+    let chain = format!(
+        "{}{}",
+        ensure_newline(&cert.pem),
+        cert.issuer_id
+            .map(|id| issuers.chain_pem(id))
+            .unwrap_or_default()
+    );
     Ok(Answer {
         status: 200,
         body: Body::Pem(chain),
@@ -1500,11 +1507,11 @@ fn certificate_of_cert_id(
     let serial = URL_SAFE_NO_PAD
         .decode(serial)
         .map_err(|_| Problem::malformed("the certID's serial is not base64url"))?;
-    if ctx.pki.ca.key_id.as_deref() != Some(aki.as_slice()) {
+    let Some(issuer_id) = ctx.pki.issuers().by_key_id(&aki).map(|l| l.row.id) else {
         return Err(Problem::not_found(
             "certificate of this CA (the certID names another issuer)",
         ));
-    }
+    };
     let serial = hex::encode_upper(
         serial
             .iter()
@@ -1512,7 +1519,9 @@ fn certificate_of_cert_id(
             .copied()
             .collect::<Vec<_>>(),
     );
-    Certificate::find_by_serial(conn, &serial)?.ok_or_else(|| Problem::not_found("certificate"))
+    Certificate::find_by_serial(conn, &serial)?
+        .filter(|c| c.issuer_id == Some(issuer_id))
+        .ok_or_else(|| Problem::not_found("certificate"))
 }
 
 /// The suggested renewal window (RFC 9773): the last third of the lifetime; now, when the

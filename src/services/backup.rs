@@ -21,6 +21,7 @@ use crate::models::audit_event::AuditEvent;
 use crate::models::certificate::Certificate;
 use crate::models::host::Host;
 use crate::models::host_mapping::HostMapping;
+use crate::models::issuer::{CaMigration, IssuerRow};
 use crate::models::kinds::AuditCategory;
 use crate::models::settings::Settings;
 use crate::models::token::Token;
@@ -35,8 +36,9 @@ const MAGIC: &[u8] = b"HOSTCA-BACKUP-2\n";
 /// The data directory's files a restored server needs (audit.key keeps the restored
 /// audit chain verifiable and continuable).
 pub const FILES: [&str; 5] = ["session.key", "token.key", "ca.pem", "ca.key", "audit.key"];
-/// Files older backups lack: restored when present.
-const OPTIONAL_FILES: [&str; 1] = ["audit.key"];
+/// Files older backups lack, or installations made since the CA hierarchy do not have
+/// (their CA keys are the issuers' key files): restored when present.
+const OPTIONAL_FILES: [&str; 3] = ["audit.key", "ca.pem", "ca.key"];
 
 /// The passphrase's key derivation, as written in the backup's header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +93,22 @@ struct Contents {
     acme_orders: Vec<AcmeOrder>,
     #[serde(default)]
     acme_authorizations: Vec<AcmeAuthorization>,
+    /// The CAs and CA migrations (absent from backups made before the hierarchy: the CA
+    /// is then ca.pem and ca.key, registered at the restored server's first start).
+    #[serde(default)]
+    issuers: Vec<IssuerRow>,
+    #[serde(default)]
+    ca_migrations: Vec<CaMigration>,
+}
+
+/// The key files the issuers name (`file:NAME`), which a backup carries.
+fn key_files(issuers: &[IssuerRow]) -> Vec<String> {
+    issuers
+        .iter()
+        .filter_map(|i| i.key_location.strip_prefix("file:"))
+        .filter(|n| !FILES.contains(n))
+        .map(str::to_string)
+        .collect()
 }
 
 fn cipher(passphrase: &str, salt: &[u8]) -> Result<ChaCha20Poly1305, AppError> {
@@ -147,8 +165,88 @@ fn read_all(conn: &mut DbConn) -> Result<Contents, AppError> {
             acme_authorizations: acme_authorizations::table
                 .order(acme_authorizations::id)
                 .load(c)?,
+            issuers: issuers::table.order(issuers::id).load(c)?,
+            ca_migrations: ca_migrations::table.order(ca_migrations::id).load(c)?,
         })
     })
+}
+
+/// `magic`, a JSON header line (argon2id's parameters, salt and nonce), then `plain`
+/// sealed with ChaCha20-Poly1305 under the passphrase's key, the header as associated data.
+pub(crate) fn seal(magic: &[u8], plain: &[u8], passphrase: &str) -> Result<Vec<u8>, AppError> {
+    let mut salt = [0u8; 16];
+    let mut nonce = [0u8; 12];
+    rand::fill(&mut salt[..]);
+    rand::fill(&mut nonce[..]);
+    let header = KdfHeader {
+        kdf: "argon2id".into(),
+        m: KDF_M,
+        t: KDF_T,
+        p: KDF_P,
+        salt: hex::encode(salt),
+        nonce: hex::encode(nonce),
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| AppError::internal_from("sealing", e))?;
+    let sealed = cipher_with(passphrase, &salt, KDF_M, KDF_T, KDF_P)?
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: &header,
+            },
+        )
+        .map_err(|_| AppError::internal("encryption failed"))?;
+    let mut file = magic.to_vec();
+    file.extend_from_slice(&header);
+    file.push(b'\n');
+    file.extend_from_slice(&sealed);
+    Ok(file)
+}
+
+/// Opens what `seal` wrote; `None` when the file is not of that format. A wrong
+/// passphrase (or a damaged file) is a 400 naming `what`.
+pub(crate) fn open(
+    magic: &[u8],
+    file: &[u8],
+    passphrase: &str,
+    what: &str,
+) -> Result<Option<Vec<u8>>, AppError> {
+    let Some(rest) = file.strip_prefix(magic) else {
+        return Ok(None);
+    };
+    let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+        return Ok(None);
+    };
+    let (header_bytes, sealed) = (&rest[..end], &rest[end + 1..]);
+    let Ok(header) = serde_json::from_slice::<KdfHeader>(header_bytes) else {
+        return Ok(None);
+    };
+    if header.kdf != "argon2id" {
+        return Err(AppError::BadRequest(format!(
+            "the {what}'s key derivation '{}' is unknown to this hostca",
+            header.kdf
+        )));
+    }
+    let (Ok(salt), Ok(nonce)) = (hex::decode(&header.salt), hex::decode(&header.nonce)) else {
+        return Ok(None);
+    };
+    if nonce.len() != 12 || salt.len() < 8 {
+        return Ok(None);
+    }
+    cipher_with(passphrase, &salt, header.m, header.t, header.p)?
+        .decrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: sealed,
+                aad: header_bytes,
+            },
+        )
+        .map(Some)
+        .map_err(|_| {
+            AppError::BadRequest(format!(
+                "the passphrase is wrong, or the {what} is damaged"
+            ))
+        })
 }
 
 /// Writes an encrypted backup of the installation to `out`. Returns a summary line.
@@ -174,44 +272,40 @@ pub fn backup(
             .map_err(|e| AppError::BadRequest(format!("cannot read {}: {e}", path.display())))?;
         contents.files.push((name.to_string(), hex::encode(bytes)));
     }
+    for name in key_files(&contents.issuers) {
+        let path = data_dir.join(&name);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            AppError::BadRequest(format!("cannot read the CA key {}: {e}", path.display()))
+        })?;
+        contents.files.push((name, hex::encode(bytes)));
+    }
+    // A key in a PKCS#11 token never leaves it: the backup names it, the token keeps it.
+    let in_tokens: Vec<String> = contents
+        .issuers
+        .iter()
+        .filter(|i| i.key_location.starts_with("pkcs11:") && i.in_bundle())
+        .map(|i| format!("{} ({})", i.subject, i.key_location))
+        .collect();
     let plain = serde_json::to_vec(&contents).map_err(|e| AppError::internal_from("backup", e))?;
-    let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 12];
-    rand::fill(&mut salt[..]);
-    rand::fill(&mut nonce[..]);
-    let header = KdfHeader {
-        kdf: "argon2id".into(),
-        m: KDF_M,
-        t: KDF_T,
-        p: KDF_P,
-        salt: hex::encode(salt),
-        nonce: hex::encode(nonce),
-    };
-    let header = serde_json::to_vec(&header).map_err(|e| AppError::internal_from("backup", e))?;
-    let sealed = cipher_with(passphrase, &salt, KDF_M, KDF_T, KDF_P)?
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plain.as_slice(),
-                aad: &header,
-            },
-        )
-        .map_err(|_| AppError::internal("backup encryption failed"))?;
-    let mut file = MAGIC.to_vec();
-    file.extend_from_slice(&header);
-    file.push(b'\n');
-    file.extend_from_slice(&sealed);
+    let file = seal(MAGIC, &plain, passphrase)?;
     let _ = std::fs::remove_file(out);
     crate::secrets::write_private_file(out, &file)
         .map_err(|e| AppError::BadRequest(format!("cannot write {}: {e}", out.display())))?;
-    let summary = format!(
-        "{} users, {} hosts, {} tokens, {} certificates, {} audit events",
+    let mut summary = format!(
+        "{} users, {} hosts, {} tokens, {} certificates, {} audit events, {} CAs",
         contents.users.len(),
         contents.hosts.len(),
         contents.tokens.len(),
         contents.certificates.len(),
-        contents.audit_events.len()
+        contents.audit_events.len(),
+        contents.issuers.len()
     );
+    if !in_tokens.is_empty() {
+        summary.push_str(&format!(
+            "; not in the backup, because they stay in their PKCS#11 token: the keys of {}",
+            in_tokens.join(", ")
+        ));
+    }
     audit::record_alone(
         &mut conn,
         &Event::new(
@@ -237,33 +331,8 @@ pub fn restore(
     let wrong = || AppError::BadRequest("the passphrase is wrong, or the backup is damaged".into());
     let not_a_backup =
         || AppError::BadRequest(format!("{} is not a hostca backup", input.display()));
-    let plain = if let Some(rest) = file.strip_prefix(MAGIC) {
-        let end = rest
-            .iter()
-            .position(|b| *b == b'\n')
-            .ok_or_else(not_a_backup)?;
-        let (header_bytes, sealed) = (&rest[..end], &rest[end + 1..]);
-        let header: KdfHeader = serde_json::from_slice(header_bytes).map_err(|_| not_a_backup())?;
-        if header.kdf != "argon2id" {
-            return Err(AppError::BadRequest(format!(
-                "the backup's key derivation '{}' is unknown to this hostca",
-                header.kdf
-            )));
-        }
-        let salt = hex::decode(&header.salt).map_err(|_| not_a_backup())?;
-        let nonce = hex::decode(&header.nonce).map_err(|_| not_a_backup())?;
-        if nonce.len() != 12 || salt.len() < 8 {
-            return Err(not_a_backup());
-        }
-        cipher_with(passphrase, &salt, header.m, header.t, header.p)?
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: sealed,
-                    aad: header_bytes,
-                },
-            )
-            .map_err(|_| wrong())?
+    let plain = if file.starts_with(MAGIC) {
+        open(MAGIC, &file, passphrase, "backup")?.ok_or_else(not_a_backup)?
     } else if let Some(rest) = file.strip_prefix(MAGIC_V1).filter(|r| r.len() >= 28) {
         let (salt, rest) = rest.split_at(16);
         let (nonce, sealed) = rest.split_at(12);
@@ -292,8 +361,23 @@ pub fn restore(
             "the database already has users: restore into an empty database".into(),
         ));
     }
+    let keys = key_files(&contents.issuers);
+    for name in &keys {
+        if !contents.files.iter().any(|(n, _)| n == name) {
+            return Err(AppError::BadRequest(format!(
+                "the backup names the CA key file {name} but does not hold it: it is incomplete, and hostca will not create another CA in its place"
+            )));
+        }
+    }
+    if contents.issuers.is_empty()
+        && !contents.files.iter().any(|(n, _)| n == "ca.key")
+    {
+        return Err(AppError::BadRequest(
+            "the backup holds no CA (neither issuers nor ca.key): restoring it would make a new CA, which hostca will not do silently".into(),
+        ));
+    }
     for (name, hex_bytes) in &contents.files {
-        if !FILES.contains(&name.as_str()) {
+        if !FILES.contains(&name.as_str()) && !keys.contains(name) {
             continue;
         }
         let bytes = hex::decode(hex_bytes)
@@ -327,8 +411,10 @@ pub fn restore(
         put!(acme_accounts::table, &contents.acme_accounts);
         put!(acme_orders::table, &contents.acme_orders);
         put!(acme_authorizations::table, &contents.acme_authorizations);
+        put!(issuers::table, &contents.issuers);
+        put!(ca_migrations::table, &contents.ca_migrations);
         if let DbConn::Pg(_) = c {
-            for t in ["users", "hosts", "host_mappings", "tokens", "certificates", "audit_events", "api_keys", "acme_accounts", "acme_orders", "acme_authorizations"] {
+            for t in ["users", "hosts", "host_mappings", "tokens", "certificates", "audit_events", "api_keys", "acme_accounts", "acme_orders", "acme_authorizations", "issuers", "ca_migrations"] {
                 c.batch_execute(&format!(
                     "SELECT setval(pg_get_serial_sequence('{t}', 'id'), COALESCE((SELECT MAX(id) FROM {t}), 0) + 1, false)"
                 ))?;

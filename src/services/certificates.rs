@@ -202,6 +202,7 @@ pub(super) fn store_issued(
             issued_via: from.via,
             acme_account_id: from.acme_account,
             replaces: from.replaces,
+            issuer_id: Some(cert.issuer_id),
         },
     )?;
     Ok(())

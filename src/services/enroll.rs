@@ -38,8 +38,14 @@ pub struct Enrolled {
     pub host_id: String,
     pub serial: String,
     pub certificate: String,
+    /// The CA certificates between the certificate and the root (PEM): what a server
+    /// sends after its own certificate.
+    pub chain: String,
+    /// The trust bundle: every CA certificate hosts should trust now.
     pub ca_certificate: String,
     pub not_after: NaiveDateTime,
+    /// The CA that signed it.
+    pub issuer_id: i64,
 }
 
 /// The outcome inside the transaction: the certificate and whether older ones were revoked.
@@ -90,7 +96,7 @@ fn presign(ctx: &Ctx, hostname: &str, csr: &VerifiedCsr) -> Option<Presigned> {
     let names = vec![hostname.to_string()];
     let validity_days = ctx.pki.validity_days.load(Ordering::Relaxed);
     let cert = issue::issue(
-        &ctx.pki.ca,
+        &ctx.pki.signing(),
         &LeafRequest {
             names: &names,
             host_id: Some(&host_id),
@@ -860,7 +866,7 @@ pub(super) fn issue_and_store(
     let cert = match presigned.filter(fits) {
         Some(p) => p.cert,
         None => issue::issue(
-            &ctx.pki.ca,
+            &ctx.pki.signing(),
             &LeafRequest {
                 names,
                 host_id: Some(&host.host_id),
@@ -876,7 +882,9 @@ pub(super) fn issue_and_store(
         host_id: host.host_id.clone(),
         serial: cert.serial,
         certificate: cert.pem,
-        ca_certificate: ctx.pki.ca.cert_pem.clone(),
+        chain: ctx.pki.issuers().chain_pem(cert.issuer_id),
+        ca_certificate: ctx.pki.bundle_pem(),
         not_after: cert.not_after,
+        issuer_id: cert.issuer_id,
     })
 }

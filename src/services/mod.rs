@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod audit_log;
 pub mod backup;
+pub mod ca_migration;
 pub mod certificates;
 pub mod checklist;
 pub mod enroll;

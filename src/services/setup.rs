@@ -23,7 +23,7 @@ pub fn prepare(
     data_dir: &Path,
     database_url: &str,
     admin_password: Option<&str>,
-    ca_name: Option<&str>,
+    ca: &super::pki::CaOptions,
     pool_size: u32,
     audit_log: &super::audit::SinkTarget,
 ) -> Result<Prepared, AppError> {
@@ -44,8 +44,8 @@ pub fn prepare(
         secrets::write_private_file(&path, format!("{p}\n").as_bytes())
             .map_err(|e| AppError::internal_from(format!("cannot write {}", path.display()), e))?;
     }
-    let ca = super::pki::load_or_create_ca(&mut conn, data_dir, ca_name)?;
-    let pki = super::pki::start(&mut conn, ca)?;
+    let keys = super::pki::KeyStore::new(data_dir, token_key.clone(), ca);
+    let pki = super::pki::load_or_create(&mut conn, keys, ca)?;
     drop(conn);
     Ok(Prepared {
         pool,

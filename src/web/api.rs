@@ -77,7 +77,11 @@ pub struct CertificateResponse {
     pub serial: String,
     /// PEM.
     pub certificate: String,
-    /// PEM.
+    /// PEM: the CA certificates between `certificate` and the root (empty when the root
+    /// signed it), for a server to send after its own.
+    pub chain: String,
+    /// PEM: the trust bundle, every CA certificate hosts trust now (more than one during
+    /// a CA migration).
     pub ca_certificate: String,
     #[schema(format = DateTime)]
     pub not_after: String,
@@ -88,6 +92,7 @@ fn created(e: Enrolled) -> HttpResponse {
         host_id: e.host_id,
         serial: e.serial,
         certificate: e.certificate,
+        chain: e.chain,
         ca_certificate: e.ca_certificate,
         not_after: e.not_after.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     })

@@ -116,6 +116,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("get", "/ca.crt"),
     ("get", "/crl"),
     ("get", "/crl.pem"),
+    ("get", "/crl/{issuer}"),
+    ("get", "/ca/{issuer}"),
 ];
 
 /// The console's pages and assets (registered by their modules), so that a wrong method on
@@ -161,6 +163,10 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("get", "/security/host-mappings"),
     ("post", "/security/host-mappings/decide"),
     ("get", "/security/ca"),
+    ("post", "/security/ca/migration/initiate"),
+    ("post", "/security/ca/migration/{step}"),
+    ("get", "/security/ca/migration/pending-trust.csv"),
+    ("get", "/security/ca/migration/pending-renewal.csv"),
     ("get", "/security/settings"),
     ("post", "/security/settings"),
     ("get", "/security/audit"),

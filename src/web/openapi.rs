@@ -27,6 +27,8 @@ use crate::web::errors::ErrorBody;
         ca::ca_der,
         public::crl_der,
         public::crl_pem,
+        public::issuer_crl,
+        public::issuer_cert,
         admin_api::list_tokens,
         admin_api::create_token,
         admin_api::create_reissue_token,

@@ -38,7 +38,7 @@ fn chain_verifies(app: &TestApp, chain: &str) -> bool {
     let dir = app.scratch();
     let ca = dir.join("ca.pem");
     let leaf = dir.join(format!("leaf-{}.pem", rand_suffix()));
-    std::fs::write(&ca, &app.ctx.pki.ca.cert_pem).unwrap();
+    std::fs::write(&ca, &app.ctx.pki.bundle_pem()).unwrap();
     std::fs::write(&leaf, chain).unwrap();
     let (ok, out) = common::openssl(&[
         "verify",
@@ -401,7 +401,7 @@ async fn renewal_supersedes_and_a_reissue_token_keeps_the_host_id() {
     a.issue(&["renew.example.com"]).await.unwrap();
     let first = cert_row(&app, "renew.example.com");
     // Renewal information: the last third of the lifetime.
-    let aki = app.ctx.pki.ca.key_id.clone().unwrap();
+    let aki = app.ctx.pki.signing().key_id.clone().unwrap();
     let cert_id = format!(
         "{}.{}",
         b64(&aki),

@@ -136,7 +136,7 @@ async fn a_restored_server_keeps_its_ca_hosts_tokens_and_audit_chain() {
         !target.join("initial-admin-password").exists(),
         "no new admin was made"
     );
-    assert_eq!(restored.ctx.pki.ca.cert_pem, ca_before, "the same CA");
+    assert_eq!(restored.ctx.pki.bundle_pem(), ca_before, "the same CA");
     let base = restored.base_url();
     let ctx = restored.ctx.clone();
     tokio::spawn(restored.run_until_stopped());

@@ -96,7 +96,7 @@ async fn the_command_line_over_https_end_to_end() {
     let r = cli.host(&["get-ca-certificate", "--fingerprint", "00:11"], &[]);
     assert!(one_line_error(&r).contains("does not match"));
     assert!(!dir.join("ca.pem").exists());
-    let fp = app.ctx.pki.ca.sha256.clone();
+    let fp = app.ctx.pki.root_fingerprint();
     let r = cli.host(
         &["get-ca-certificate", "--fingerprint", &fp.to_lowercase()],
         &[],

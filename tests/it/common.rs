@@ -113,7 +113,7 @@ async fn start(
 ) -> TestApp {
     let app = Application::build(&config).expect("the application starts");
     let address = app.base_url();
-    let ca = config.tls.then(|| app.ctx.pki.ca.cert_pem.clone());
+    let ca = config.tls.then(|| app.ctx.pki.bundle_pem());
     let client = client.unwrap_or_else(|| client_for(ca.as_deref()));
     let handle = app.handle();
     let ctx = app.ctx.clone();
@@ -213,7 +213,7 @@ impl Browser {
 impl TestApp {
     /// Another browser, with no cookies yet.
     pub fn new_browser(&self) -> Browser {
-        let ca = self.config.tls.then(|| self.ctx.pki.ca.cert_pem.clone());
+        let ca = self.config.tls.then(|| self.ctx.pki.bundle_pem());
         Browser {
             address: self.address.clone(),
             client: client_for(ca.as_deref()),

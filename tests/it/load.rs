@@ -323,7 +323,7 @@ fn a_minute_of_mixed_load_keeps_every_promise() {
         "the load issued certificates: {}",
         received.certs.len()
     );
-    check_invariants(&app.ctx.pool, &app.ctx.pki.ca.cert_pem, &received);
+    check_invariants(&app.ctx.pool, &app.ctx.pki.bundle_pem(), &received);
     eprintln!(
         "load: {} certificates, {} tokens created, {} revocations",
         received.certs.len(),

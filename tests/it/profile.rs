@@ -243,7 +243,7 @@ async fn every_accepted_key_type_enrolls_with_the_key_usages_of_its_type() {
     app.login().await;
     let token = app.token_value("profile", "10").await;
     let dir = app.scratch();
-    let ca = write(&app, "ca.pem", app.ctx.pki.ca.cert_pem.as_bytes());
+    let ca = write(&app, "ca.pem", app.ctx.pki.bundle_pem().as_bytes());
     let public = app.ctx.site.public_url.clone();
     assert!(public.starts_with("http://127.0.0.1:"), "{public}");
 
@@ -321,7 +321,7 @@ async fn every_accepted_key_type_enrolls_with_the_key_usages_of_its_type() {
     }
 
     // The CA certificate: certificates and CRLs, nothing else.
-    let ca_profile = profile(&app.ctx.pki.ca.cert_pem);
+    let ca_profile = profile(&app.ctx.pki.signing().cert_pem);
     assert_eq!(ca_profile.key_usage, ["keyCertSign", "cRLSign"]);
     assert!(ca_profile.key_usage_critical);
     lint_cert(&ca);
@@ -499,7 +499,7 @@ async fn openssl_downloads_the_crl_from_the_distribution_point() {
         "dp.pem",
         body["certificate"].as_str().unwrap().as_bytes(),
     );
-    let ca = write(&app, "ca.pem", app.ctx.pki.ca.cert_pem.as_bytes());
+    let ca = write(&app, "ca.pem", app.ctx.pki.bundle_pem().as_bytes());
     // openssl fetches the CRL from this server: off the runtime's threads.
     let verify = |ca: String, leaf: String| {
         tokio::task::spawn_blocking(move || {
@@ -520,7 +520,7 @@ async fn openssl_downloads_the_crl_from_the_distribution_point() {
     let r = app.get("/ca.crt").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/pkix-cert");
-    assert_eq!(r.bytes().await.unwrap().as_ref(), app.ctx.pki.ca.cert_der);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), app.ctx.pki.signing().cert_der);
 
     let serial = body["serial"].as_str().unwrap();
     let r = app
@@ -561,7 +561,7 @@ async fn a_crl_with_every_reason_passes_the_profile() {
     }
     let der = app.get("/crl").await.bytes().await.unwrap();
     let file = write(&app, "crl.der", &der);
-    let ca = write(&app, "ca.pem", app.ctx.pki.ca.cert_pem.as_bytes());
+    let ca = write(&app, "ca.pem", app.ctx.pki.bundle_pem().as_bytes());
     let (ok, out) = openssl(&[
         "crl", "-inform", "DER", "-in", &file, "-CAfile", &ca, "-noout", "-text",
     ]);
@@ -592,7 +592,7 @@ fn a_country_is_two_letters_encoded_as_a_printable_string() {
         "CN=Test CA,C=",
         "CN=Test CA,C=Ü",
     ] {
-        let e = hostca::pki::ca::Ca::create(bad, now)
+        let e = hostca::pki::ca::Ca::create_legacy(bad, now)
             .unwrap_err()
             .to_string();
         assert!(
@@ -601,12 +601,12 @@ fn a_country_is_two_letters_encoded_as_a_printable_string() {
         );
     }
     let long_cn = format!("CN={}", "x".repeat(65));
-    let e = hostca::pki::ca::Ca::create(&long_cn, now)
+    let e = hostca::pki::ca::Ca::create_legacy(&long_cn, now)
         .unwrap_err()
         .to_string();
     assert!(e.contains("64"), "{e}");
 
-    let ca = hostca::pki::ca::Ca::create("CN=Test CA,O=Example,C=us", now).unwrap();
+    let ca = hostca::pki::ca::Ca::create_legacy("CN=Test CA,O=Example,C=us", now).unwrap();
     let (_, x) = X509Certificate::from_der(&ca.cert_der).unwrap();
     let country = x.subject().iter_country().next().expect("a country");
     assert_eq!(
@@ -627,7 +627,7 @@ async fn a_ca_name_with_a_three_letter_country_stops_the_first_start() {
     let dir = tempfile::tempdir().unwrap();
     let (url, _pg) = common::fresh_database();
     let mut config = common::test_config(dir.path().join("data"), url.clone());
-    config.ca_name = Some("CN=Test CA,C=USA".into());
+    config.ca.name = Some("CN=Test CA,C=USA".into());
     let e = hostca::startup::Application::build(&config)
         .err()
         .expect("refused")

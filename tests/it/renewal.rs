@@ -649,7 +649,7 @@ async fn the_host_client_stores_only_what_it_can_verify() {
     );
     assert!(!dir.join("ca.pem").exists() && !dir.join("host.key").exists());
 
-    let fp = app.ctx.pki.ca.sha256.clone();
+    let fp = app.ctx.pki.root_fingerprint();
     let r = hostca(&[
         "get-ca-certificate",
         "--fingerprint",
@@ -707,7 +707,8 @@ async fn the_host_client_stores_only_what_it_can_verify() {
         .to_string();
     let host_key =
         rcgen::KeyPair::from_pem(&String::from_utf8(read(&dir, "host.key")).unwrap()).unwrap();
-    let real_ca = app.ctx.pki.ca.issuer();
+    let signing = app.ctx.pki.signing();
+    let real_ca = signing.issuer().unwrap();
     let other_ca_key = rcgen::KeyPair::generate().unwrap();
     let mut other_ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     other_ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
