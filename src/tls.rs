@@ -12,8 +12,8 @@ use rustls::sign::CertifiedKey;
 
 use crate::db::Pool;
 use crate::error::AppError;
-use crate::services::pki::PkiState;
 use crate::pki::issue::{issue, IssuedCert, LeafRequest};
+use crate::services::pki::PkiState;
 use crate::services::Ctx;
 
 pub const VALIDITY_DAYS: i64 = 30;
@@ -136,8 +136,7 @@ impl ServerCert {
             .read()
             .map(|c| {
                 (
-                    c.not_after - now < Duration::days(RENEW_BEFORE_DAYS)
-                        || c.issuer_id != signing,
+                    c.not_after - now < Duration::days(RENEW_BEFORE_DAYS) || c.issuer_id != signing,
                     c.serial.clone(),
                 )
             })

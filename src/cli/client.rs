@@ -13,6 +13,9 @@ pub struct Client {
     http: reqwest::blocking::Client,
     server: String,
     api_key: Option<String>,
+    /// The host ID this host names itself with (`Hostca-Host-Id`) when it fetches the
+    /// trust bundle or a CRL: how a CA migration learns it has the new CA.
+    host_id: Option<String>,
 }
 
 impl Client {
@@ -33,14 +36,22 @@ impl Client {
             let Some(pem) = ca_pem else {
                 return Err("the server uses https: first run 'hostca get-ca-certificate' (or pass --ca-cert) so that it can be verified".into());
             };
-            let cert = reqwest::Certificate::from_pem(pem)
+            // Every CA of the trust bundle: during a CA migration the server's own
+            // certificate may come from the new CA, under a new root.
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("the CA certificate cannot be read: {e}"))?;
-            builder = builder.add_root_certificate(cert);
+            if certs.is_empty() {
+                return Err("the CA file holds no certificate".into());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         Ok(Client {
             http: builder.build().map_err(|e| format!("HTTP client: {e}"))?,
             server,
             api_key,
+            host_id: None,
         })
     }
 
@@ -58,7 +69,14 @@ impl Client {
             http,
             server,
             api_key: None,
+            host_id: None,
         })
+    }
+
+    /// Names this host in every request (see `host_id`).
+    pub fn as_host(mut self, host_id: Option<String>) -> Client {
+        self.host_id = host_id;
+        self
     }
 
     fn url(&self, path: &str) -> String {
@@ -71,6 +89,10 @@ impl Client {
     ) -> CliResult<reqwest::blocking::Response> {
         let req = match &self.api_key {
             Some(k) => req.bearer_auth(k),
+            None => req,
+        };
+        let req = match &self.host_id {
+            Some(id) => req.header(crate::web::public::HOST_ID_HEADER, id),
             None => req,
         };
         req.send()

@@ -43,53 +43,143 @@ fn normalize_fp(fp: &str) -> String {
         .to_ascii_uppercase()
 }
 
-/// Downloads the CA certificate, shows its SHA-256 fingerprint, and stores it only once
-/// the user confirmed it (or it matches `--fingerprint`).
+/// Every certificate of a PEM bundle, as DER.
+fn pem_ders(pem: &[u8], what: &str) -> CliResult<Vec<Vec<u8>>> {
+    let ders: Vec<Vec<u8>> = x509_parser::pem::Pem::iter_from_buffer(pem)
+        .filter_map(Result::ok)
+        .filter(|p| p.label == "CERTIFICATE")
+        .map(|p| p.contents)
+        .collect();
+    if ders.is_empty() {
+        return Err(format!("{what} holds no certificate"));
+    }
+    Ok(ders)
+}
+
+fn parse(der: &[u8]) -> CliResult<x509_parser::certificate::X509Certificate<'_>> {
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .map(|(_, x)| x)
+        .map_err(|e| format!("a CA certificate cannot be read: {e}"))
+}
+
+/// Whether `child` is signed by `parent` (name and signature).
+fn signed_by(child: &[u8], parent: &[u8]) -> bool {
+    let (Ok(c), Ok(p)) = (parse(child), parse(parent)) else {
+        return false;
+    };
+    c.issuer().as_raw() == p.subject().as_raw() && c.verify_signature(Some(p.public_key())).is_ok()
+}
+
+fn self_signed(der: &[u8]) -> bool {
+    signed_by(der, der)
+}
+
+fn bundle_pem(ders: &[Vec<u8>]) -> String {
+    ders.iter()
+        .map(|d| crate::pki::crl::pem("CERTIFICATE", d))
+        .collect()
+}
+
+/// The certificates of `offered` that `trusted` vouches for: already trusted, or signed
+/// by one that is (checked again for each one added, so a chain of CAs is followed).
+fn vouched(trusted: &[Vec<u8>], offered: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut kept: Vec<Vec<u8>> = trusted.to_vec();
+    loop {
+        let before = kept.len();
+        for o in offered {
+            if !kept.contains(o) && kept.iter().any(|t| signed_by(o, t)) {
+                kept.push(o.clone());
+            }
+        }
+        if kept.len() == before {
+            return kept;
+        }
+    }
+}
+
+/// Downloads the trust bundle, shows each CA's SHA-256 fingerprint, and stores the root
+/// the user confirmed (or the roots `--fingerprint` names) with the CAs it signed. A CA in
+/// the bundle that no confirmed root vouches for is left out, and said.
 pub fn get_ca_certificate(
     server: &str,
     dir: &Path,
-    fingerprint: Option<&str>,
+    fingerprints: &[String],
     yes: bool,
 ) -> CliResult<()> {
-    let pem = Client::unverified(server)?.bytes("/ca.pem")?;
-    let der = pem_der(&pem, "the server's CA certificate")?;
-    let fp = sha256_fingerprint(&der);
-    let (_, x) = x509_parser::certificate::X509Certificate::from_der(&der)
-        .map_err(|e| format!("the CA certificate cannot be read: {e}"))?;
-    println!("CA subject:            {}", x.subject());
-    println!("SHA-256 fingerprint:   {fp}");
-    match fingerprint {
-        Some(expected) if normalize_fp(expected) == normalize_fp(&fp) => {
-            println!("The fingerprint matches --fingerprint.")
-        }
-        Some(_) => {
+    let pem = Client::unverified(server)?
+        .as_host(own_host_id(dir))
+        .bytes("/ca.pem")?;
+    let ders = pem_ders(&pem, "the server's trust bundle")?;
+    for der in &ders {
+        let x = parse(der)?;
+        println!(
+            "{} {}\n  SHA-256 fingerprint:   {}",
+            if self_signed(der) {
+                "Root CA:"
+            } else {
+                "CA:     "
+            },
+            x.subject(),
+            sha256_fingerprint(der)
+        );
+    }
+    let roots: Vec<&Vec<u8>> = ders.iter().filter(|d| self_signed(d)).collect();
+    let confirmed: Vec<Vec<u8>> = if !fingerprints.is_empty() {
+        let wanted: Vec<String> = fingerprints.iter().map(|f| normalize_fp(f)).collect();
+        let matched: Vec<Vec<u8>> = roots
+            .iter()
+            .filter(|d| wanted.contains(&normalize_fp(&sha256_fingerprint(d))))
+            .map(|d| d.to_vec())
+            .collect();
+        if matched.is_empty() {
             return Err(
                 "the CA's fingerprint does not match --fingerprint: refusing to trust it".into(),
-            )
-        }
-        None if yes => {}
-        None => {
-            if !std::io::stdin().is_terminal() {
-                return Err("confirm the fingerprint: pass --fingerprint with the value shown on the server's Certificate authority page".into());
-            }
-            print!(
-                "Does this match the fingerprint on the hostca Certificate authority page? [y/N] "
             );
-            std::io::stdout().flush().ok();
-            let mut answer = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut answer)
-                .map_err(|e| e.to_string())?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
-                return Err("the CA certificate was not trusted".into());
-            }
         }
+        println!("The fingerprint matches --fingerprint.");
+        matched
+    } else if yes {
+        roots.iter().map(|d| d.to_vec()).collect()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err("confirm the fingerprint: pass --fingerprint with the value shown on the server's Certificate authority page".into());
+        }
+        print!(
+            "Does the root's fingerprint match the one on the hostca Certificate authority page? [y/N] "
+        );
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| e.to_string())?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+            return Err("the CA certificate was not trusted".into());
+        }
+        roots.iter().map(|d| d.to_vec()).collect()
+    };
+    let kept = vouched(&confirmed, &ders);
+    for der in ders.iter().filter(|d| !kept.contains(d)) {
+        println!(
+            "Not trusted (no confirmed root signed it; confirm it with another --fingerprint): {}",
+            sha256_fingerprint(der)
+        );
     }
     let path = dir.join("ca.pem");
-    write_file(&path, &pem, false)?;
-    println!("Stored the CA certificate in {}", path.display());
+    write_file(&path, bundle_pem(&kept).as_bytes(), false)?;
+    println!(
+        "Stored {} CA certificate(s) in {}",
+        kept.len(),
+        path.display()
+    );
     Ok(())
+}
+
+/// The host ID of the stored certificate, which this host names itself with.
+fn own_host_id(dir: &Path) -> Option<String> {
+    let local = Local::load(dir).ok()?;
+    let x = local.parsed().ok()?;
+    host_id_of(&x)
 }
 
 fn ca(dir: &Path) -> CliResult<Vec<u8>> {
@@ -161,26 +251,35 @@ fn csr_for(key: &rcgen::KeyPair, hostname: &str, nonce: Option<&str>) -> CliResu
         .map_err(|e| format!("making the CSR: {e}"))
 }
 
-/// Checks what the server issued before anything is written: signed by the pinned CA,
-/// for this host's own key, valid now, and (on renewal) for the same host ID.
+/// Checks what the server issued before anything is written: signed by a CA the pinned
+/// bundle vouches for, for this host's own key, valid now, and (on renewal) for the same
+/// host ID. Returns the certificate with its chain (PEM) and the trust bundle to keep: the
+/// pinned CAs still in the server's bundle, and the new CAs a pinned one signed (a CA
+/// migration's new issuing CA). A new root is never taken from an answer.
 fn check_issued(
     dir: &Path,
     answer: &serde_json::Value,
     key: &rcgen::KeyPair,
     host_id: Option<&str>,
-) -> CliResult<String> {
+) -> CliResult<(String, Option<String>)> {
     let cert = answer["certificate"]
         .as_str()
         .ok_or("the server's answer has no certificate")?;
-    let ca_der = pem_der(&pinned_ca(dir)?, "ca.pem")?;
-    let (_, ca_x) = x509_parser::certificate::X509Certificate::from_der(&ca_der)
-        .map_err(|e| format!("ca.pem: {e}"))?;
+    let pinned = pem_ders(&pinned_ca(dir)?, "ca.pem")?;
+    let offered = answer["ca_certificate"]
+        .as_str()
+        .and_then(|b| pem_ders(b.as_bytes(), "the answer's trust bundle").ok())
+        .unwrap_or_default();
+    let chain = answer["chain"]
+        .as_str()
+        .and_then(|b| pem_ders(b.as_bytes(), "the answer's chain").ok())
+        .unwrap_or_default();
+    let mut trusted = vouched(&pinned, &offered);
+    trusted = vouched(&trusted, &chain);
     let der = pem_der(cert.as_bytes(), "the issued certificate")?;
     let (_, x) = x509_parser::certificate::X509Certificate::from_der(&der)
         .map_err(|e| format!("the issued certificate cannot be read: {e}"))?;
-    if x.issuer().as_raw() != ca_x.subject().as_raw()
-        || x.verify_signature(Some(ca_x.public_key())).is_err()
-    {
+    if !trusted.iter().any(|ca| signed_by(&der, ca)) {
         return Err(
             "the issued certificate is not signed by the CA pinned in ca.pem: not storing it"
                 .into(),
@@ -208,7 +307,37 @@ fn check_issued(
             ));
         }
     }
-    Ok(cert.to_string())
+    let mut full = cert.to_string();
+    if !full.ends_with('\n') {
+        full.push('\n');
+    }
+    for c in chain.iter().filter(|c| trusted.contains(c)) {
+        full.push_str(&crate::pki::crl::pem("CERTIFICATE", c));
+    }
+    // The bundle to keep: what the server still trusts of ours, plus what ours vouch for;
+    // never without a root.
+    let bundle: Vec<Vec<u8>> = if offered.is_empty() {
+        trusted.clone()
+    } else {
+        trusted
+            .iter()
+            .filter(|c| offered.contains(c))
+            .cloned()
+            .collect()
+    };
+    let keep = (bundle != pinned && bundle.iter().any(|c| self_signed(c))).then(|| {
+        for c in bundle.iter().filter(|c| !pinned.contains(c)) {
+            println!("Now trusting the CA with SHA-256 fingerprint {}", sha256_fingerprint(c));
+        }
+        for c in offered.iter().filter(|c| !trusted.contains(c)) {
+            println!(
+                "The server trusts a CA no pinned root vouches for (SHA-256 {}): confirm it with 'hostca get-ca-certificate --fingerprint'",
+                sha256_fingerprint(c)
+            );
+        }
+        bundle_pem(&bundle)
+    });
+    Ok((full, keep))
 }
 
 pub struct TokenSource {
@@ -254,9 +383,12 @@ pub fn get_certificate(
         body["token"] = json!(t);
     }
     let answer = c.json("POST", "/api/v1/certificates", Some(&body))?;
-    let cert = check_issued(dir, &answer, &key, None)?;
+    let (cert, bundle) = check_issued(dir, &answer, &key, None)?;
     write_file(&dir.join("host.key"), key.serialize_pem().as_bytes(), true)?;
     write_file(&dir.join("host.pem"), cert.as_bytes(), false)?;
+    if let Some(b) = bundle {
+        write_file(&dir.join("ca.pem"), b.as_bytes(), false)?;
+    }
     println!(
         "Certificate {} stored in {} (host ID {})",
         answer["serial"].as_str().unwrap_or_default(),
@@ -344,8 +476,11 @@ pub fn renew_certificate(server: &str, dir: &Path) -> CliResult<()> {
         "/api/v1/certificates/renew",
         Some(&json!({"host_id": host_id, "csr": csr})),
     )?;
-    let cert = check_issued(dir, &answer, &key, Some(&host_id))?;
+    let (cert, bundle) = check_issued(dir, &answer, &key, Some(&host_id))?;
     write_file(&dir.join("host.pem"), cert.as_bytes(), false)?;
+    if let Some(b) = bundle {
+        write_file(&dir.join("ca.pem"), b.as_bytes(), false)?;
+    }
     println!(
         "Renewed: certificate {} stored in {}",
         answer["serial"].as_str().unwrap_or_default(),
@@ -354,20 +489,54 @@ pub fn renew_certificate(server: &str, dir: &Path) -> CliResult<()> {
     Ok(())
 }
 
-/// Downloads the CRL, checks its signature against the pinned CA, and stores it.
+/// Where the CRL of this host's certificate is, below the server: the path of its CRL
+/// distribution point (`/crl/7` becomes `/crl/7.pem`), else `/crl.pem`.
+fn own_crl_path(dir: &Path) -> String {
+    let from_cert = Local::load(dir).ok().and_then(|local| {
+        let x = local.parsed().ok()?;
+        let uri = x
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::CRLDistributionPoints(points) => points
+                    .points
+                    .iter()
+                    .find_map(|p| match &p.distribution_point {
+                        Some(x509_parser::extensions::DistributionPointName::FullName(names)) => {
+                            names.iter().find_map(|n| match n {
+                                x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                                _ => None,
+                            })
+                        }
+                        _ => None,
+                    }),
+                _ => None,
+            })?;
+        let path = uri.splitn(4, '/').nth(3).map(|p| format!("/{p}"))?;
+        path.starts_with("/crl/").then(|| format!("{path}.pem"))
+    });
+    from_cert.unwrap_or_else(|| "/crl.pem".into())
+}
+
+/// Downloads the CRL of this host's CA, checks its signature against a CA of the pinned
+/// bundle, and stores it.
 pub fn get_crl(server: &str, dir: &Path) -> CliResult<()> {
-    let pem = client(server, dir)?.bytes("/crl.pem")?;
+    let pem = client(server, dir)?
+        .as_host(own_host_id(dir))
+        .bytes(&own_crl_path(dir))?;
     let crl_der = pem_der(&pem, "the CRL")?;
-    let ca_der = pem_der(&ca(dir)?, "ca.pem")?;
-    let (_, ca_x) = x509_parser::certificate::X509Certificate::from_der(&ca_der)
-        .map_err(|e| format!("ca.pem: {e}"))?;
     let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl_der)
         .map_err(|e| format!("the CRL cannot be read: {e}"))?;
-    crl.verify_signature(ca_x.public_key())
+    let bundle = pem_ders(&ca(dir)?, "ca.pem")?;
+    let issuer = bundle
+        .iter()
+        .filter_map(|d| parse(d).ok())
+        .find(|x| x.subject().as_raw() == crl.issuer().as_raw())
+        .ok_or(
+            "the CRL is not signed by a CA in ca.pem (none has its issuer's name): not storing it",
+        )?;
+    crl.verify_signature(issuer.public_key())
         .map_err(|_| "the CRL is not signed by the CA in ca.pem: not storing it")?;
-    if crl.issuer().as_raw() != ca_x.subject().as_raw() {
-        return Err("the CRL is not issued by the CA in ca.pem: not storing it".into());
-    }
     // A CRL that is out of date, or older than the one already stored, is what someone
     // replaying an old answer would send: the host keeps what it has.
     let now = chrono::Utc::now().naive_utc();

@@ -68,9 +68,10 @@ enum Command {
     GetCaCertificate {
         #[command(flatten)]
         host: HostArgs,
-        /// The SHA-256 fingerprint shown on the server's Certificate authority page.
+        /// The SHA-256 fingerprint of the root shown on the server's Certificate authority
+        /// page (repeatable: during a CA migration to a new root, both roots).
         #[arg(long)]
-        fingerprint: Option<String>,
+        fingerprint: Vec<String>,
         /// Trust the CA without asking (not recommended).
         #[arg(long)]
         yes: bool,
@@ -453,7 +454,7 @@ pub fn run() -> i32 {
             host,
             fingerprint,
             yes,
-        } => host::get_ca_certificate(&host.server, &host.dir, fingerprint.as_deref(), yes),
+        } => host::get_ca_certificate(&host.server, &host.dir, &fingerprint, yes),
         Command::GetCertificate {
             host,
             hostname,

@@ -99,9 +99,7 @@ impl IssuerRow {
     ) -> QueryResult<usize> {
         bump_generation(tx)?;
         let conn: &mut DbConn = tx;
-        let target = issuers::table
-            .find(id)
-            .filter(issuers::state.eq(from));
+        let target = issuers::table.find(id).filter(issuers::state.eq(from));
         match to {
             IssuerState::Active => diesel::update(target)
                 .set((issuers::state.eq(to), issuers::activated_at.eq(Some(now))))
@@ -374,12 +372,11 @@ pub fn pending_renewal(
 /// Records that a host fetched the trust bundle; writes only when it had not since
 /// `since` (at most once per host and migration).
 pub fn record_trust_seen(
-    tx: &mut WriteTx,
+    conn: &mut DbConn,
     host_id: &str,
     since: NaiveDateTime,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let conn: &mut DbConn = tx;
     diesel::update(
         hosts::table.filter(hosts::host_id.eq(host_id)).filter(
             hosts::trust_seen_at
@@ -392,7 +389,11 @@ pub fn record_trust_seen(
 }
 
 /// Whether a host's trust report would change anything (read before taking the writer).
-pub fn trust_seen_since(conn: &mut DbConn, host_id: &str, since: NaiveDateTime) -> QueryResult<bool> {
+pub fn trust_seen_since(
+    conn: &mut DbConn,
+    host_id: &str,
+    since: NaiveDateTime,
+) -> QueryResult<bool> {
     let seen: Option<Option<NaiveDateTime>> = hosts::table
         .filter(hosts::host_id.eq(host_id))
         .select(hosts::trust_seen_at)

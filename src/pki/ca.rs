@@ -131,7 +131,12 @@ fn push_attribute(dn: &mut DistinguishedName, key: &str, value: &str) -> Result<
 impl Ca {
     /// A new self-signed root for `key`, valid `days` from now. It signs issuing CAs and
     /// CRLs (pathLen 1: one issuing CA below it).
-    pub fn create_root(name: &str, key: CaKey, now: NaiveDateTime, days: i64) -> Result<Ca, PkiError> {
+    pub fn create_root(
+        name: &str,
+        key: CaKey,
+        now: NaiveDateTime,
+        days: i64,
+    ) -> Result<Ca, PkiError> {
         let mut params = ca_params(name, now, now + Duration::days(days))?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         let cert = params

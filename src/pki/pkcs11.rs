@@ -165,7 +165,7 @@ impl Pkcs11Uri {
         if parts.is_empty() {
             "any token".into()
         } else {
-            format!("a token with {}", parts.join(", "))
+            format!("token with {}", parts.join(", "))
         }
     }
 
@@ -428,7 +428,7 @@ fn find_token(ctx: &Pkcs11, uri: &Pkcs11Uri, module: &Path) -> Result<(Slot, Tok
     Err(bad(format!(
         "the PKCS#11 module {} has no {}; its tokens are labelled {}: correct the URI's token",
         module.display(),
-        uri.token_wanted().trim_start_matches("a "),
+        uri.token_wanted(),
         labels.join(", ")
     )))
 }
@@ -441,7 +441,7 @@ fn login(session: &Session, pin: &AuthPin, token: &str) -> Result<(), PkiError> 
         Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(bad(format!(
             "the PIN for the PKCS#11 token \"{token}\" is wrong (CKR_PIN_INCORRECT): check \
              --pkcs11-pin-file, HOSTCA_PKCS11_PIN_FILE, HOSTCA_PKCS11_PIN or the URI's \
-             pin-source; after too many wrong PINs the token locks"
+             pin-source before trying again, as tokens lock after a few wrong PINs"
         ))),
         Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(bad(format!(
             "the user PIN of the PKCS#11 token \"{token}\" is locked (CKR_PIN_LOCKED): the \
@@ -503,6 +503,14 @@ enum KeyAlg {
 }
 
 impl KeyAlg {
+    fn name(self) -> &'static str {
+        match self {
+            KeyAlg::P256 => "ECDSA P-256",
+            KeyAlg::P384 => "ECDSA P-384",
+            KeyAlg::Rsa => "RSA",
+        }
+    }
+
     fn signature_algorithm(self) -> &'static SignatureAlgorithm {
         match self {
             KeyAlg::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
@@ -589,16 +597,19 @@ impl Pkcs11Key {
             [key] => key,
             [] => {
                 return Err(bad(format!(
-                    "there is no private key {wanted} (or the PIN does not show it): check the \
-                     URI's object or id (pkcs11-tool --module {} --login --list-objects lists \
-                     them), or generate the key first",
+                    "the PKCS#11 token \"{token}\" has no private key {}: check the URI's \
+                     object or id (pkcs11-tool --module {} --login --list-objects lists the \
+                     token's keys), or generate the key first",
+                    key_phrase(uri.object.as_deref(), uri.id.as_deref()),
                     settings.module.display()
                 )))
             }
             ref several => {
                 return Err(bad(format!(
-                    "{} private keys match {wanted}: add the key's id=%.. to the URI",
-                    several.len()
+                    "{} private keys in the PKCS#11 token \"{token}\" are {}: add the key's \
+                     id=%.. to the URI",
+                    several.len(),
+                    key_phrase(uri.object.as_deref(), uri.id.as_deref()),
                 )))
             }
         };
@@ -609,14 +620,7 @@ impl Pkcs11Key {
                 .filter(|l| !l.is_empty()),
         };
         let (alg, public) = read_public_key(&session, key, object.as_deref(), &wanted)?;
-        log::info!(
-            "PKCS#11 key {wanted} opened ({})",
-            match alg {
-                KeyAlg::P256 => "ECDSA P-256".to_string(),
-                KeyAlg::P384 => "ECDSA P-384".to_string(),
-                KeyAlg::Rsa => "RSA".to_string(),
-            }
-        );
+        log::info!("PKCS#11 key {wanted} opened ({})", alg.name());
         Ok(Pkcs11Key {
             ctx,
             slot,
@@ -922,6 +926,17 @@ fn describe_key(token: &str, object: Option<&str>, id: Option<&[u8]>) -> String 
     }
 }
 
+fn key_phrase(object: Option<&str>, id: Option<&[u8]>) -> String {
+    match (object, id) {
+        (Some(object), Some(id)) => {
+            format!("labelled \"{object}\" with the id {}", hex::encode(id))
+        }
+        (Some(object), None) => format!("labelled \"{object}\""),
+        (None, Some(id)) => format!("with the id {}", hex::encode(id)),
+        (None, None) => "at all".into(),
+    }
+}
+
 /// The errors after which a session (or the handles in it) cannot be trusted, but a new
 /// session may well work.
 fn session_lost(e: &CkError) -> bool {
@@ -964,6 +979,7 @@ fn discard(pooled: Pooled, why: &CkError) {
         // What leaks is a reference to the module, which the process keeps loaded anyway.
         std::mem::forget(pooled.session);
     }
+    // Otherwise it is closed here, as it goes out of scope.
 }
 
 /// The key's algorithm and its subjectPublicKey bits: from the public-key object with the
@@ -985,9 +1001,22 @@ fn read_public_key(
     };
     let id = bytes_of(attribute(session, private, AttributeType::Id).map_err(reading)?)
         .filter(|id| !id.is_empty());
-    let mut template = key_template(ObjectClass::PUBLIC_KEY, label, id.as_deref());
-    template.push(Attribute::KeyType(key_type));
-    let public = match session.find_objects(&template).map_err(reading)?[..] {
+    // CKA_ID is what pairs a private key with its public key (tools label them apart at
+    // times); the label decides only when the id does not.
+    let find_public = |label: Option<&str>| {
+        let mut template = key_template(ObjectClass::PUBLIC_KEY, label, id.as_deref());
+        template.push(Attribute::KeyType(key_type));
+        session.find_objects(&template).map_err(reading)
+    };
+    let mut publics = match (&id, label) {
+        (None, None) => Vec::new(),
+        (None, Some(label)) => find_public(Some(label))?,
+        (Some(_), _) => find_public(None)?,
+    };
+    if publics.len() > 1 && id.is_some() && label.is_some() {
+        publics = find_public(label)?;
+    }
+    let public = match publics[..] {
         [public] => Some(public),
         [] => None,
         ref several => {
@@ -1394,60 +1423,35 @@ mod tests {
     fn settings_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let pin = pin_file(&dir, "pin", "1234\n");
-        let m = match resolve_with("pkcs11:object=o", None, Some(&pin), &no_env) {
-            Err(PkiError::BadInput(m)) => m,
-            other => panic!("{other:?}"),
+        let module = Some(Path::new("/m.so"));
+        let refused = |uri: &str, module: Option<&Path>, pin: Option<&Path>| {
+            bad_input(resolve_with(uri, module, pin, &no_env))
         };
+
+        let m = refused("pkcs11:object=o", None, Some(&pin));
         assert!(
             m.contains("--pkcs11-module") && m.contains("HOSTCA_PKCS11_MODULE"),
             "{m}"
         );
 
-        let m = match resolve_with("pkcs11:object=o", Some(Path::new("/m.so")), None, &no_env) {
-            Err(PkiError::BadInput(m)) => m,
-            other => panic!("{other:?}"),
-        };
+        let m = refused("pkcs11:object=o", module, None);
         assert!(
             m.contains("no PIN") && m.contains("HOSTCA_PKCS11_PIN"),
             "{m}"
         );
 
-        let missing = dir.path().join("missing");
-        let m = match resolve_with(
-            "pkcs11:object=o",
-            Some(Path::new("/m.so")),
-            Some(&missing),
-            &no_env,
-        ) {
-            Err(PkiError::BadInput(m)) => m,
-            other => panic!("{other:?}"),
-        };
-        assert!(
-            m.contains("cannot read the PKCS#11 PIN file") && m.contains("--pkcs11-pin-file"),
-            "{m}"
-        );
+        let m = refused("pkcs11:object=o", module, Some(&dir.path().join("missing")));
+        assert!(m.contains("cannot read the PKCS#11 PIN file"), "{m}");
+        assert!(m.contains("--pkcs11-pin-file"), "{m}");
 
-        let blank = pin_file(&dir, "blank", "\n");
-        let m = match resolve_with(
+        let m = refused(
             "pkcs11:object=o",
-            Some(Path::new("/m.so")),
-            Some(&blank),
-            &no_env,
-        ) {
-            Err(PkiError::BadInput(m)) => m,
-            other => panic!("{other:?}"),
-        };
+            module,
+            Some(&pin_file(&dir, "blank", "\n")),
+        );
         assert!(m.contains("empty"), "{m}");
 
-        let m = match resolve_with(
-            "pkcs11:object=o?pin-value=1234",
-            Some(Path::new("/m.so")),
-            Some(&pin),
-            &no_env,
-        ) {
-            Err(PkiError::BadInput(m)) => m,
-            other => panic!("{other:?}"),
-        };
+        let m = refused("pkcs11:object=o?pin-value=1234", module, Some(&pin));
         assert!(m.contains("never the command line"), "{m}");
     }
 

@@ -243,9 +243,7 @@ pub(crate) fn open(
         )
         .map(Some)
         .map_err(|_| {
-            AppError::BadRequest(format!(
-                "the passphrase is wrong, or the {what} is damaged"
-            ))
+            AppError::BadRequest(format!("the passphrase is wrong, or the {what} is damaged"))
         })
 }
 
@@ -369,9 +367,7 @@ pub fn restore(
             )));
         }
     }
-    if contents.issuers.is_empty()
-        && !contents.files.iter().any(|(n, _)| n == "ca.key")
-    {
+    if contents.issuers.is_empty() && !contents.files.iter().any(|(n, _)| n == "ca.key") {
         return Err(AppError::BadRequest(
             "the backup holds no CA (neither issuers nor ca.key): restoring it would make a new CA, which hostca will not do silently".into(),
         ));

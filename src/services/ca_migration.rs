@@ -61,12 +61,17 @@ fn checked_reason(reason: &str) -> Result<String, AppError> {
             "give a reason: every step of a CA migration is audited with its reason".into(),
         ));
     }
-    super::tokens::check_reason(reason).map_err(|e| AppError::BadRequest(format!("reason: {e}")))?;
+    super::tokens::check_reason(reason)
+        .map_err(|e| AppError::BadRequest(format!("reason: {e}")))?;
     Ok(reason.to_string())
 }
 
 /// The migration the next step applies to, in the phase that step needs.
-fn current_in(conn: &mut DbConn, phase: MigrationPhase, step: &str) -> Result<CaMigration, AppError> {
+fn current_in(
+    conn: &mut DbConn,
+    phase: MigrationPhase,
+    step: &str,
+) -> Result<CaMigration, AppError> {
     match CaMigration::latest(conn)? {
         Some(m) if m.phase == phase => Ok(m),
         Some(m) if m.phase != MigrationPhase::Decommissioned => Err(AppError::Conflict(format!(
@@ -83,8 +88,13 @@ fn current_in(conn: &mut DbConn, phase: MigrationPhase, step: &str) -> Result<Ca
 }
 
 fn step_event(action: &'static str, actor: &Actor, m: &CaMigration, reason: &str) -> Event {
-    Event::new(AuditCategory::Ca, action, &actor.username, &format!("migration #{}", m.id))
-        .reason(reason)
+    Event::new(
+        AuditCategory::Ca,
+        action,
+        &actor.username,
+        &format!("migration #{}", m.id),
+    )
+    .reason(reason)
 }
 
 /// A root's key, from the server or from an exported file checked against the root.
@@ -98,22 +108,44 @@ fn root_with_key(root: &Ca, file: Option<&RootKeyFile>) -> Result<Option<Ca>, Ap
             root.subject
         )));
     };
-    let pem = super::backup::open(ROOT_KEY_MAGIC, &file.file, &file.passphrase, "root key file")?
-        .ok_or_else(|| AppError::BadRequest("that is not a root key exported by hostca ca export-root".into()))?;
-    let pem = String::from_utf8(pem).map_err(|_| AppError::BadRequest("the root key file is damaged".into()))?;
+    let pem = super::backup::open(
+        ROOT_KEY_MAGIC,
+        &file.file,
+        &file.passphrase,
+        "root key file",
+    )?
+    .ok_or_else(|| {
+        AppError::BadRequest("that is not a root key exported by hostca ca export-root".into())
+    })?;
+    let pem = String::from_utf8(pem)
+        .map_err(|_| AppError::BadRequest("the root key file is damaged".into()))?;
     let key = rcgen::KeyPair::from_pem(&pem)
         .map_err(|e| AppError::BadRequest(format!("the root key file holds no usable key: {e}")))?;
     let ca = Ca::from_pem(&root.cert_pem)?
         .with_key(CaKey::File(key))
-        .map_err(|_| AppError::BadRequest(format!("the key in that file is not the key of the root CA {}", root.subject)))?;
+        .map_err(|_| {
+            AppError::BadRequest(format!(
+                "the key in that file is not the key of the root CA {}",
+                root.subject
+            ))
+        })?;
     Ok(Some(ca))
 }
 
 /// Initiate: creates the new CA (pending, in the trust bundle from now on).
 pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMigration, AppError> {
-    let mut conn = super::connect_as(ctx, actor, Role::Administrator, AuditCategory::Ca, "ca_migration_initiate", "CA")?;
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::Administrator,
+        AuditCategory::Ca,
+        "ca_migration_initiate",
+        "CA",
+    )?;
     let reason = checked_reason(&req.reason)?;
-    if let Some(m) = CaMigration::latest(&mut conn)?.filter(|m| m.phase != MigrationPhase::Decommissioned) {
+    if let Some(m) =
+        CaMigration::latest(&mut conn)?.filter(|m| m.phase != MigrationPhase::Decommissioned)
+    {
         return Err(AppError::Conflict(format!(
             "CA migration #{} is still {}: finish it (decommission) before starting another",
             m.id,
@@ -139,7 +171,11 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
         rand::fill(&mut b[..]);
         let name = format!("CN=hostca Root CA {}", hex::encode_upper(b));
         let (key, location) = keys.create("root", kind, None)?;
-        (Ca::create_root(&name, key, now, ca::ROOT_VALIDITY_DAYS)?, Some(location), None)
+        (
+            Ca::create_root(&name, key, now, ca::ROOT_VALIDITY_DAYS)?,
+            Some(location),
+            None,
+        )
     } else {
         let parent_id = from.parent_id.unwrap_or(from.id);
         let parent = set
@@ -154,7 +190,11 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
         };
         (root, None, Some(parent_id))
     };
-    let siblings = set.issuers.iter().filter(|l| l.row.role == IssuerRole::Issuing).count();
+    let siblings = set
+        .issuers
+        .iter()
+        .filter(|l| l.row.role == IssuerRole::Issuing)
+        .count();
     let (key, location) = keys.create("issuing", kind, req.key_uri.as_deref())?;
     let issuing = Ca::create_issuing(
         &pki_state::issuing_name(&root.subject.replace(", ", ","), siblings + 1),
@@ -165,13 +205,29 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
         &permitted,
     )?;
     let arl = match root_location {
-        Some(_) => Some(crate::pki::crl::build_for(&root, 0, &[], now, Duration::days(crate::pki::crl::ARL_NEXT_UPDATE_DAYS))?),
+        Some(_) => Some(crate::pki::crl::build_for(
+            &root,
+            0,
+            &[],
+            now,
+            Duration::days(crate::pki::crl::ARL_NEXT_UPDATE_DAYS),
+        )?),
         None => None,
     };
     let migration = db::write_tx(&mut conn, |c| {
         let root_id = match (&root_location, root_id) {
             (Some(location), _) => {
-                let row = pki_state::store_issuer(c, &root, IssuerRole::Root, IssuerState::Pending, None, location, &actor.username, &reason, now)?;
+                let row = pki_state::store_issuer(
+                    c,
+                    &root,
+                    IssuerRole::Root,
+                    IssuerState::Pending,
+                    None,
+                    location,
+                    &actor.username,
+                    &reason,
+                    now,
+                )?;
                 if let Some(arl) = &arl {
                     IssuerRow::set_arl(c, row.id, &arl.der)?;
                 }
@@ -180,7 +236,17 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
             (None, Some(id)) => id,
             (None, None) => return Err(AppError::internal("a new issuing CA needs a root")),
         };
-        let to = pki_state::store_issuer(c, &issuing, IssuerRole::Issuing, IssuerState::Pending, Some(root_id), &location, &actor.username, &reason, now)?;
+        let to = pki_state::store_issuer(
+            c,
+            &issuing,
+            IssuerRole::Issuing,
+            IssuerState::Pending,
+            Some(root_id),
+            &location,
+            &actor.username,
+            &reason,
+            now,
+        )?;
         let m = CaMigration::insert(
             c,
             &NewCaMigration {
@@ -215,21 +281,55 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
 
 /// Activate: the new CA signs every new certificate; the old one only its CRL.
 pub fn activate(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, AppError> {
-    let mut conn = super::connect_as(ctx, actor, Role::Administrator, AuditCategory::Ca, "ca_migration_activate", "CA")?;
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::Administrator,
+        AuditCategory::Ca,
+        "ca_migration_activate",
+        "CA",
+    )?;
     let reason = checked_reason(reason)?;
     let m = current_in(&mut conn, MigrationPhase::Initiated, "activate")?;
     let now = db::now();
-    let to = IssuerRow::find(&mut conn, m.to_issuer_id)?
-        .ok_or_else(|| AppError::internal(format!("the migration's new CA #{} is gone", m.to_issuer_id)))?;
+    let to = IssuerRow::find(&mut conn, m.to_issuer_id)?.ok_or_else(|| {
+        AppError::internal(format!(
+            "the migration's new CA #{} is gone",
+            m.to_issuer_id
+        ))
+    })?;
     db::write_tx(&mut conn, |c| {
-        if CaMigration::advance(c, m.id, MigrationPhase::Initiated, MigrationPhase::Activated, now, false)? == 0 {
-            return Err(AppError::Conflict(format!("CA migration #{} was moved meanwhile: reload the page", m.id)));
+        if CaMigration::advance(
+            c,
+            m.id,
+            MigrationPhase::Initiated,
+            MigrationPhase::Activated,
+            now,
+            false,
+        )? == 0
+        {
+            return Err(AppError::Conflict(format!(
+                "CA migration #{} was moved meanwhile: reload the page",
+                m.id
+            )));
         }
-        IssuerRow::set_state(c, m.to_issuer_id, IssuerState::Pending, IssuerState::Active, now)?;
+        IssuerRow::set_state(
+            c,
+            m.to_issuer_id,
+            IssuerState::Pending,
+            IssuerState::Active,
+            now,
+        )?;
         if let Some(root) = to.parent_id {
             IssuerRow::set_state(c, root, IssuerState::Pending, IssuerState::Active, now)?;
         }
-        IssuerRow::set_state(c, m.from_issuer_id, IssuerState::Active, IssuerState::Retiring, now)?;
+        IssuerRow::set_state(
+            c,
+            m.from_issuer_id,
+            IssuerState::Active,
+            IssuerState::Retiring,
+            now,
+        )?;
         audit::record(
             c,
             &step_event("ca_migration_activate", actor, &m, &reason).describe(format!(
@@ -246,8 +346,20 @@ pub fn activate(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, A
 
 /// Complete: the old CA stops signing anything but its CRL. Refused while it still has
 /// active certificates, unless `force` (with the reason saying why).
-pub fn complete(ctx: &Ctx, actor: &Actor, reason: &str, force: bool) -> Result<CaMigration, AppError> {
-    let mut conn = super::connect_as(ctx, actor, Role::Administrator, AuditCategory::Ca, "ca_migration_complete", "CA")?;
+pub fn complete(
+    ctx: &Ctx,
+    actor: &Actor,
+    reason: &str,
+    force: bool,
+) -> Result<CaMigration, AppError> {
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::Administrator,
+        AuditCategory::Ca,
+        "ca_migration_complete",
+        "CA",
+    )?;
     let reason = checked_reason(reason)?;
     let m = current_in(&mut conn, MigrationPhase::Activated, "complete")?;
     let now = db::now();
@@ -259,10 +371,27 @@ pub fn complete(ctx: &Ctx, actor: &Actor, reason: &str, force: bool) -> Result<C
         )));
     }
     db::write_tx(&mut conn, |c| {
-        if CaMigration::advance(c, m.id, MigrationPhase::Activated, MigrationPhase::Completed, now, left > 0)? == 0 {
-            return Err(AppError::Conflict(format!("CA migration #{} was moved meanwhile: reload the page", m.id)));
+        if CaMigration::advance(
+            c,
+            m.id,
+            MigrationPhase::Activated,
+            MigrationPhase::Completed,
+            now,
+            left > 0,
+        )? == 0
+        {
+            return Err(AppError::Conflict(format!(
+                "CA migration #{} was moved meanwhile: reload the page",
+                m.id
+            )));
         }
-        IssuerRow::set_state(c, m.from_issuer_id, IssuerState::Retiring, IssuerState::Retired, now)?;
+        IssuerRow::set_state(
+            c,
+            m.from_issuer_id,
+            IssuerState::Retiring,
+            IssuerState::Retired,
+            now,
+        )?;
         audit::record(
             c,
             &step_event("ca_migration_complete", actor, &m, &reason).describe(if left > 0 {
@@ -281,23 +410,49 @@ pub fn complete(ctx: &Ctx, actor: &Actor, reason: &str, force: bool) -> Result<C
 /// Decommission: the old CA (and its root, when no CA in the bundle remains under it)
 /// leaves the trust bundle. Its CRL stays published until its last certificate expires.
 pub fn decommission(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, AppError> {
-    let mut conn = super::connect_as(ctx, actor, Role::Administrator, AuditCategory::Ca, "ca_migration_decommission", "CA")?;
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::Administrator,
+        AuditCategory::Ca,
+        "ca_migration_decommission",
+        "CA",
+    )?;
     let reason = checked_reason(reason)?;
     let m = current_in(&mut conn, MigrationPhase::Completed, "decommission")?;
     let now = db::now();
     let rows = IssuerRow::all(&mut conn)?;
-    let from = rows.iter().find(|r| r.id == m.from_issuer_id).cloned()
+    let from = rows
+        .iter()
+        .find(|r| r.id == m.from_issuer_id)
+        .cloned()
         .ok_or_else(|| AppError::internal("the migration's old CA is gone"))?;
-    let to = rows.iter().find(|r| r.id == m.to_issuer_id).cloned()
+    let to = rows
+        .iter()
+        .find(|r| r.id == m.to_issuer_id)
+        .cloned()
         .ok_or_else(|| AppError::internal("the migration's new CA is gone"))?;
     // The old root goes too when it is not the new CA's root and signs nothing else left.
     let old_root = from.parent_id.filter(|root| {
         Some(*root) != to.parent_id
-            && !rows.iter().any(|r| r.parent_id == Some(*root) && r.id != from.id && r.in_bundle())
+            && !rows
+                .iter()
+                .any(|r| r.parent_id == Some(*root) && r.id != from.id && r.in_bundle())
     });
     db::write_tx(&mut conn, |c| {
-        if CaMigration::advance(c, m.id, MigrationPhase::Completed, MigrationPhase::Decommissioned, now, false)? == 0 {
-            return Err(AppError::Conflict(format!("CA migration #{} was moved meanwhile: reload the page", m.id)));
+        if CaMigration::advance(
+            c,
+            m.id,
+            MigrationPhase::Completed,
+            MigrationPhase::Decommissioned,
+            now,
+            false,
+        )? == 0
+        {
+            return Err(AppError::Conflict(format!(
+                "CA migration #{} was moved meanwhile: reload the page",
+                m.id
+            )));
         }
         IssuerRow::decommission(c, from.id, now)?;
         if let Some(root) = old_root {
@@ -325,11 +480,25 @@ pub fn decommission(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigratio
 /// "now" too). Returns how many hosts were marked.
 pub fn mark_all_for_renewal(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<usize, AppError> {
     use crate::db::schema::hosts;
-    let mut conn = super::connect_as(ctx, actor, Role::SecurityAdmin, AuditCategory::Ca, "ca_migration_mark_renewal", "CA")?;
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::SecurityAdmin,
+        AuditCategory::Ca,
+        "ca_migration_mark_renewal",
+        "CA",
+    )?;
     let reason = checked_reason(reason)?;
     let m = CaMigration::latest(&mut conn)?
-        .filter(|m| matches!(m.phase, MigrationPhase::Activated | MigrationPhase::Completed))
-        .ok_or_else(|| AppError::Conflict("hosts can move only once a CA migration is activated".into()))?;
+        .filter(|m| {
+            matches!(
+                m.phase,
+                MigrationPhase::Activated | MigrationPhase::Completed
+            )
+        })
+        .ok_or_else(|| {
+            AppError::Conflict("hosts can move only once a CA migration is activated".into())
+        })?;
     let now = db::now();
     let until = now + Duration::hours(MARK_RENEWAL_HOURS);
     let pending: Vec<String> = issuer::pending_renewal_query(m.from_issuer_id, now)
@@ -439,7 +608,10 @@ pub fn overview(ctx: &Ctx) -> Result<Overview, AppError> {
     let mut conn = db::get(&ctx.pool)?;
     let now = db::now();
     let history = CaMigration::all(&mut conn)?;
-    let migration = history.first().filter(|m| m.phase != MigrationPhase::Decommissioned).cloned();
+    let migration = history
+        .first()
+        .filter(|m| m.phase != MigrationPhase::Decommissioned)
+        .cloned();
     let (mut pending_trust, mut pending_renewal, mut old_active) = (0, 0, 0);
     let (mut trust_sample, mut renewal_sample) = (Vec::new(), Vec::new());
     if let Some(m) = &migration {
@@ -473,7 +645,9 @@ pub enum Pending {
 pub fn pending_hosts(ctx: &Ctx, which: Pending) -> Result<Vec<PendingHost>, AppError> {
     let mut conn = db::get(&ctx.pool)?;
     let now = db::now();
-    let Some(m) = CaMigration::latest(&mut conn)?.filter(|m| m.phase != MigrationPhase::Decommissioned) else {
+    let Some(m) =
+        CaMigration::latest(&mut conn)?.filter(|m| m.phase != MigrationPhase::Decommissioned)
+    else {
         return Ok(Vec::new());
     };
     Ok(match which {
@@ -498,25 +672,40 @@ pub fn pending_csv(rows: &[PendingHost]) -> String {
 
 /// `hostca ca export-root`: the root key sealed under a passphrase (argon2id,
 /// ChaCha20-Poly1305), for the safe it goes to. Run on the server's data directory.
-pub fn export_root(ctx: &Ctx, passphrase: &str) -> Result<(Vec<u8>, String), AppError> {
+pub fn export_root(
+    pool: &crate::db::Pool,
+    pki: &pki_state::PkiState,
+    passphrase: &str,
+) -> Result<(Vec<u8>, String), AppError> {
     if passphrase.chars().count() < super::backup::MIN_PASSPHRASE {
         return Err(AppError::BadRequest(format!(
             "the passphrase must have at least {} characters",
             super::backup::MIN_PASSPHRASE
         )));
     }
-    let set = ctx.pki.issuers();
+    let set = pki.issuers();
     let root = current_root(&set)?;
     if root.row.key_offline() {
-        return Err(AppError::Conflict(format!("the key of the root CA {} is already offline", root.row.subject)));
+        return Err(AppError::Conflict(format!(
+            "the key of the root CA {} is already offline",
+            root.row.subject
+        )));
     }
-    let pem = ctx.pki.keys().file_key_pem(&root.row.key_location)?;
+    let pem = pki.keys().file_key_pem(&root.row.key_location)?;
     let sealed = super::backup::seal(ROOT_KEY_MAGIC, pem.as_bytes(), passphrase)?;
-    let mut conn = db::get(&ctx.pool)?;
+    let mut conn = db::get(pool)?;
     audit::record_alone(
         &mut conn,
-        &Event::new(AuditCategory::Ca, "export_root_key", "console", &root.row.subject)
-            .describe(format!("the key of root CA #{} exported, sealed under a passphrase", root.row.id)),
+        &Event::new(
+            AuditCategory::Ca,
+            "export_root_key",
+            "console",
+            &root.row.subject,
+        )
+        .describe(format!(
+            "the key of root CA #{} exported, sealed under a passphrase",
+            root.row.id
+        )),
     )?;
     Ok((sealed, root.row.subject.clone()))
 }
@@ -529,27 +718,35 @@ fn current_root(set: &pki_state::IssuerSet) -> Result<&pki_state::Loaded, AppErr
             "this installation's one root CA signs hosts itself (from before the CA hierarchy): its key must stay on the server; a CA migration gives it a root that can go offline".into(),
         )
     })?;
-    set.get(root_id).ok_or_else(|| AppError::internal("the root CA is not loaded"))
+    set.get(root_id)
+        .ok_or_else(|| AppError::internal("the root CA is not loaded"))
 }
 
 /// `hostca ca remove-root-key`: deletes the root's key file and records the root as
 /// offline. `exported` must be a root key file that opens with `passphrase` and holds
 /// the root's key, so the key cannot be removed without a working copy.
-pub fn remove_root_key(ctx: &Ctx, exported: &RootKeyFile) -> Result<String, AppError> {
-    let set = ctx.pki.issuers();
+pub fn remove_root_key(
+    pool: &crate::db::Pool,
+    pki: &pki_state::PkiState,
+    exported: &RootKeyFile,
+) -> Result<String, AppError> {
+    let set = pki.issuers();
     let root = current_root(&set)?;
     if root.row.key_offline() {
-        return Err(AppError::Conflict(format!("the key of the root CA {} is already offline", root.row.subject)));
+        return Err(AppError::Conflict(format!(
+            "the key of the root CA {} is already offline",
+            root.row.subject
+        )));
     }
     let cert_only = Ca::from_pem(&root.row.cert_pem)?;
     root_with_key(&cert_only, Some(exported))?;
-    let path = ctx.pki.keys().file_path(&root.row.key_location).ok_or_else(|| {
+    let path = pki.keys().file_path(&root.row.key_location).ok_or_else(|| {
         AppError::Conflict(format!(
             "the root key is at {}, not in a key file: remove it from the token with the token's own tools",
             root.row.key_location
         ))
     })?;
-    let mut conn = db::get(&ctx.pool)?;
+    let mut conn = db::get(pool)?;
     db::write_tx(&mut conn, |c| {
         IssuerRow::set_key_location(c, root.row.id, issuer::OFFLINE)?;
         audit::record(
@@ -563,8 +760,9 @@ pub fn remove_root_key(ctx: &Ctx, exported: &RootKeyFile) -> Result<String, AppE
     })?;
     std::fs::remove_file(&path)
         .map_err(|e| AppError::internal_from(format!("cannot remove {}", path.display()), e))?;
-    drop(conn);
-    pki_state::reload_if_changed(ctx)?;
-    Ok(format!("{} is offline: the key file {} is removed", root.row.subject, path.display()))
+    Ok(format!(
+        "{} is offline: the key file {} is removed",
+        root.row.subject,
+        path.display()
+    ))
 }
-

@@ -878,6 +878,10 @@ pub(super) fn issue_and_store(
         )?,
     };
     super::certificates::store_issued(c, &cert, &host.host_id, names, from, now)?;
+    // The answer carries the trust bundle: during a CA migration, the host now has it.
+    if let Some(m) = &ctx.pki.issuers().migration {
+        crate::models::issuer::record_trust_seen(c, &host.host_id, m.initiated_at, now)?;
+    }
     Ok(Enrolled {
         host_id: host.host_id.clone(),
         serial: cert.serial,

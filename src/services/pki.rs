@@ -13,7 +13,9 @@ use super::Ctx;
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
-use crate::models::issuer::{self, CaMigration, IssuerRole, IssuerRow, IssuerState, MigrationPhase, NewIssuer};
+use crate::models::issuer::{
+    self, CaMigration, IssuerRole, IssuerRow, IssuerState, MigrationPhase, NewIssuer,
+};
 use crate::models::kinds::{AuditCategory, IssuedVia};
 use crate::models::settings::Settings;
 use crate::pki::ca::{self, Ca};
@@ -79,7 +81,9 @@ impl KeyStore {
             return Ok(None);
         }
         if let Some(name) = location.strip_prefix("file:") {
-            return Ok(Some(CaKey::File(keyfile::load(&self.dir, name, &self.wrap)?)));
+            return Ok(Some(CaKey::File(keyfile::load(
+                &self.dir, name, &self.wrap,
+            )?)));
         }
         if location.starts_with("pkcs11:") {
             let settings = self.pkcs11_settings(location)?;
@@ -199,7 +203,10 @@ impl IssuerSet {
     /// The CA whose CRL `/crl` serves: the oldest still publishing (the one certificates
     /// from before the hierarchy name).
     pub fn default_crl_issuer(&self) -> i64 {
-        self.publishing.first().copied().unwrap_or(self.signing_row().id)
+        self.publishing
+            .first()
+            .copied()
+            .unwrap_or(self.signing_row().id)
     }
 }
 
@@ -363,7 +370,16 @@ pub fn store_issuer(
     let key_type = ca.key_type.map_or("unknown", CaKeyType::key);
     let row = IssuerRow::insert(
         c,
-        &new_issuer_row(ca, role, state, parent_id, &key_id, key_type, key_location, now),
+        &new_issuer_row(
+            ca,
+            role,
+            state,
+            parent_id,
+            &key_id,
+            key_type,
+            key_location,
+            now,
+        ),
     )?;
     super::audit::record(
         c,
@@ -428,6 +444,27 @@ pub fn load_or_create(
     Ok(state)
 }
 
+/// The CAs of an existing installation, for commands run beside the server: never creates
+/// one, and signs nothing.
+pub fn load_existing(conn: &mut DbConn, keys: KeyStore) -> Result<PkiState, AppError> {
+    if IssuerRow::all(conn)?.is_empty() {
+        return Err(AppError::BadRequest(
+            "this database has no CA yet: start the server on it once first".into(),
+        ));
+    }
+    let set = load_set(conn, &keys, None)?;
+    Ok(PkiState {
+        keys,
+        set: RwLock::new(Arc::new(set)),
+        crls: RwLock::new(Arc::new(HashMap::new())),
+        rebuilding: Mutex::new(()),
+        reloading: Mutex::new(()),
+        validity_days: AtomicI64::new(0),
+        crl_dirty: AtomicBool::new(false),
+        crl_worker: AtomicBool::new(false),
+    })
+}
+
 /// An installation from before the issuers table: its `ca.pem`/`ca.key` become issuer
 /// #1, which goes on signing hosts, and its certificates are attributed to it.
 fn register_legacy(conn: &mut DbConn, dir: &Path, settings: &Settings) -> Result<(), AppError> {
@@ -435,7 +472,11 @@ fn register_legacy(conn: &mut DbConn, dir: &Path, settings: &Settings) -> Result
         AppError::internal(format!(
             "{e}. This database belongs to the CA with SHA-256 fingerprint {}; restore {} and {} \
              from a backup of the data directory. hostca will not create a second CA.",
-            if settings.ca_fingerprint.is_empty() { "(unrecorded)" } else { &settings.ca_fingerprint },
+            if settings.ca_fingerprint.is_empty() {
+                "(unrecorded)"
+            } else {
+                &settings.ca_fingerprint
+            },
             ca::cert_path(dir).display(),
             ca::key_path(dir).display()
         ))
@@ -555,9 +596,9 @@ fn load_set(
             && (row.in_bundle()
                 || IssuerRow::last_leaf_expiry(conn, row.id)?.is_some_and(|t| t > now));
         let needs_key = publishes || row.state == IssuerState::Active;
-        let reused = previous.and_then(|p| p.get(row.id)).filter(|l| {
-            l.row.key_location == row.key_location && (l.ca.has_key() || !needs_key)
-        });
+        let reused = previous
+            .and_then(|p| p.get(row.id))
+            .filter(|l| l.row.key_location == row.key_location && (l.ca.has_key() || !needs_key));
         let ca = match reused {
             Some(l) => l.ca.clone(),
             None => {
@@ -572,7 +613,11 @@ fn load_set(
                         )))
                     }
                     Err(e) => {
-                        log::warn!("the key of CA #{} ({}) is not usable: {e}", row.id, row.subject);
+                        log::warn!(
+                            "the key of CA #{} ({}) is not usable: {e}",
+                            row.id,
+                            row.subject
+                        );
                         None
                     }
                 };
@@ -598,7 +643,8 @@ fn load_set(
         .filter(|l| l.row.in_bundle())
         .map(|l| ensure_newline(&l.row.cert_pem))
         .collect();
-    let migration = CaMigration::latest(conn)?.filter(|m| m.phase != MigrationPhase::Decommissioned);
+    let migration =
+        CaMigration::latest(conn)?.filter(|m| m.phase != MigrationPhase::Decommissioned);
     Ok(IssuerSet {
         generation,
         issuers,

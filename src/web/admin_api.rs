@@ -60,6 +60,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/settings"),
     ("put", "/api/v1/settings"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/ca"),
+    ("post", "/api/v1/ca/migration/initiate"),
+    ("post", "/api/v1/ca/migration/activate"),
+    ("post", "/api/v1/ca/migration/complete"),
+    ("post", "/api/v1/ca/migration/decommission"),
+    ("post", "/api/v1/ca/migration/mark-renewal"),
+    ("get", "/api/v1/ca/migration/pending-trust"),
+    ("get", "/api/v1/ca/migration/pending-renewal"),
 ];
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -101,7 +109,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/settings", web::get().to(get_settings))
         .route("/settings", web::put().to(put_settings))
-        .route("/audit", web::get().to(list_audit));
+        .route("/audit", web::get().to(list_audit))
+        .route("/ca", web::get().to(ca_show))
+        .route("/ca/migration/initiate", web::post().to(ca_initiate))
+        .route("/ca/migration/activate", web::post().to(ca_activate))
+        .route("/ca/migration/complete", web::post().to(ca_complete))
+        .route(
+            "/ca/migration/decommission",
+            web::post().to(ca_decommission),
+        )
+        .route(
+            "/ca/migration/mark-renewal",
+            web::post().to(ca_mark_renewal),
+        )
+        .route(
+            "/ca/migration/pending-trust",
+            web::get().to(ca_pending_trust),
+        )
+        .route(
+            "/ca/migration/pending-renewal",
+            web::get().to(ca_pending_renewal),
+        );
 }
 
 /// The caller, from `Authorization: Bearer <api key>`.
@@ -1392,4 +1420,298 @@ async fn list_audit(
         page: found.page_no,
         page_size: PAGE_SIZE,
     }))
+}
+
+// ---- the CAs and their migration ----
+
+/// A CA migration as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct MigrationJson {
+    id: i64,
+    from_issuer_id: i64,
+    to_issuer_id: i64,
+    phase: crate::models::issuer::MigrationPhase,
+    reason: String,
+    initiated_by: String,
+    #[schema(format = DateTime)]
+    initiated_at: String,
+    #[schema(format = DateTime)]
+    activated_at: Option<String>,
+    #[schema(format = DateTime)]
+    completed_at: Option<String>,
+    forced: bool,
+    #[schema(format = DateTime)]
+    decommissioned_at: Option<String>,
+}
+
+impl MigrationJson {
+    fn of(m: &crate::models::issuer::CaMigration) -> MigrationJson {
+        MigrationJson {
+            id: m.id,
+            from_issuer_id: m.from_issuer_id,
+            to_issuer_id: m.to_issuer_id,
+            phase: m.phase,
+            reason: m.reason.clone(),
+            initiated_by: m.initiated_by.clone(),
+            initiated_at: iso(m.initiated_at),
+            activated_at: m.activated_at.map(iso),
+            completed_at: m.completed_at.map(iso),
+            forced: m.forced,
+            decommissioned_at: m.decommissioned_at.map(iso),
+        }
+    }
+}
+
+/// The CAs, the migration in progress and the counts of its two lists.
+#[derive(Serialize, ToSchema)]
+pub struct CaState {
+    issuers: Vec<services::ca_migration::IssuerView>,
+    /// The SHA-256 fingerprint hosts confirm (the newest root in the trust bundle).
+    root_fingerprint: String,
+    migration: Option<MigrationJson>,
+    pending_trust: i64,
+    pending_renewal: i64,
+    /// Active certificates of the migration's old CA.
+    old_active: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/ca", tag = "ca-admin",
+    summary = "The CAs (roots, issuing CAs), where their keys are, and the CA migration in progress with its counts",
+    responses((status = 200, description = "The CAs", body = CaState)),
+    security(("bearer" = [])))]
+async fn ca_show(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpResponse, ApiError> {
+    let fingerprint = ctx.pki.root_fingerprint();
+    let o = web::block(move || services::ca_migration::overview(&ctx)).await??;
+    Ok(HttpResponse::Ok().json(CaState {
+        issuers: o.issuers,
+        root_fingerprint: fingerprint,
+        migration: o.migration.as_ref().map(MigrationJson::of),
+        pending_trust: o.pending_trust,
+        pending_renewal: o.pending_renewal,
+        old_active: o.old_active,
+    }))
+}
+
+/// Initiate a CA migration.
+#[derive(Deserialize, ToSchema)]
+pub struct InitiateBody {
+    /// Why (kept in the audit events).
+    reason: String,
+    /// A whole new root too (for a key type or algorithm change).
+    #[serde(default)]
+    new_root: bool,
+    /// p256, p384, rsa3072 or rsa4096 (default: the current CA's).
+    #[serde(default)]
+    key_type: Option<String>,
+    /// A PKCS#11 URI for the new issuing CA's key (default: a key file).
+    #[serde(default)]
+    key_uri: Option<String>,
+    /// When the root key is offline: the file `hostca ca export-root` wrote, base64.
+    #[serde(default)]
+    root_key: Option<String>,
+    /// Its passphrase.
+    #[serde(default)]
+    root_key_passphrase: Option<String>,
+}
+
+/// A step of a CA migration.
+#[derive(Deserialize, ToSchema)]
+pub struct StepBody {
+    /// Why (kept in the audit events).
+    reason: String,
+    /// Complete even though certificates of the old CA are still active.
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/ca/migration/initiate", tag = "ca-admin",
+    summary = "Initiate a CA migration: a new issuing CA (or a new root and issuing CA), pending, added to the trust bundle (administrators)",
+    request_body = InitiateBody,
+    responses((status = 201, description = "The migration", body = MigrationJson),
+        (status = 409, description = "A migration is in progress", body = ErrorBody),
+        (status = 422, description = "No reason, or the root key is offline and not given", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ca_initiate(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    may_change(
+        &ctx,
+        &auth.0,
+        AuditCategory::Ca,
+        "ca_migration_initiate",
+        "CA",
+    )
+    .await?;
+    let b: InitiateBody = body(&req, &bytes)?;
+    let root_key = match (b.root_key, b.root_key_passphrase) {
+        (Some(file), Some(passphrase)) => {
+            use base64::Engine;
+            let file = base64::engine::general_purpose::STANDARD
+                .decode(file.trim())
+                .map_err(|_| {
+                    AppError::BadRequest("root_key: send the exported file as base64".into())
+                })?;
+            Some(services::ca_migration::RootKeyFile { file, passphrase })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(AppError::BadRequest(
+                "send root_key and root_key_passphrase together".into(),
+            )
+            .into())
+        }
+    };
+    let r = services::ca_migration::InitiateRequest {
+        reason: b.reason,
+        new_root: b.new_root,
+        key_type: b.key_type,
+        key_uri: b.key_uri,
+        root_key,
+    };
+    let m = web::block(move || services::ca_migration::initiate(&ctx, &auth.0, &r)).await??;
+    Ok(HttpResponse::Created().json(MigrationJson::of(&m)))
+}
+
+async fn ca_step(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+    action: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    may_change(&ctx, &auth.0, AuditCategory::Ca, action, "CA").await?;
+    let b: StepBody = body(&req, &bytes)?;
+    let m = web::block(move || match action {
+        "ca_migration_activate" => services::ca_migration::activate(&ctx, &auth.0, &b.reason),
+        "ca_migration_complete" => {
+            services::ca_migration::complete(&ctx, &auth.0, &b.reason, b.force)
+        }
+        _ => services::ca_migration::decommission(&ctx, &auth.0, &b.reason),
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(MigrationJson::of(&m)))
+}
+
+#[utoipa::path(post, path = "/api/v1/ca/migration/activate", tag = "ca-admin",
+    summary = "Activate the initiated CA migration: the new CA signs new certificates (administrators)",
+    request_body = StepBody,
+    responses((status = 200, description = "The migration", body = MigrationJson),
+        (status = 409, description = "No initiated migration", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ca_activate(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    ca_step(req, auth, ctx, bytes, "ca_migration_activate").await
+}
+
+#[utoipa::path(post, path = "/api/v1/ca/migration/complete", tag = "ca-admin",
+    summary = "Complete the activated CA migration: the old CA signs only its CRL; refused while it has active certificates unless force (administrators)",
+    request_body = StepBody,
+    responses((status = 200, description = "The migration", body = MigrationJson),
+        (status = 409, description = "No activated migration, or the old CA still has active certificates", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ca_complete(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    ca_step(req, auth, ctx, bytes, "ca_migration_complete").await
+}
+
+#[utoipa::path(post, path = "/api/v1/ca/migration/decommission", tag = "ca-admin",
+    summary = "Decommission the completed CA migration's old CA: it leaves the trust bundle (administrators)",
+    request_body = StepBody,
+    responses((status = 200, description = "The migration", body = MigrationJson),
+        (status = 409, description = "No completed migration", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ca_decommission(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    ca_step(req, auth, ctx, bytes, "ca_migration_decommission").await
+}
+
+/// How many hosts were marked.
+#[derive(Serialize, ToSchema)]
+pub struct Marked {
+    marked: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/ca/migration/mark-renewal", tag = "ca-admin",
+    summary = "Mark every host pending renewal for one early renewal",
+    request_body = StepBody,
+    responses((status = 200, description = "How many hosts were marked", body = Marked),
+        (status = 409, description = "No activated migration", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn ca_mark_renewal(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    may_change(
+        &ctx,
+        &auth.0,
+        AuditCategory::Ca,
+        "ca_migration_mark_renewal",
+        "CA",
+    )
+    .await?;
+    let b: StepBody = body(&req, &bytes)?;
+    let marked =
+        web::block(move || services::ca_migration::mark_all_for_renewal(&ctx, &auth.0, &b.reason))
+            .await??;
+    Ok(HttpResponse::Ok().json(Marked { marked }))
+}
+
+/// A host a CA migration waits for.
+#[derive(Serialize, ToSchema)]
+pub struct PendingHostJson {
+    #[schema(format = Uuid)]
+    host_id: String,
+    name: String,
+    /// When it last fetched the trust bundle (null: never recorded).
+    #[schema(format = DateTime)]
+    trust_seen_at: Option<String>,
+}
+
+async fn pending(
+    ctx: web::Data<Ctx>,
+    which: services::ca_migration::Pending,
+) -> Result<HttpResponse, ApiError> {
+    let rows = web::block(move || services::ca_migration::pending_hosts(&ctx, which)).await??;
+    Ok(HttpResponse::Ok().json(
+        rows.into_iter()
+            .map(|p| PendingHostJson {
+                host_id: p.host_id,
+                name: p.primary_name,
+                trust_seen_at: p.trust_seen_at.map(iso),
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/ca/migration/pending-trust", tag = "ca-admin",
+    summary = "Hosts with an active certificate that have not fetched the trust bundle since the migration began",
+    responses((status = 200, description = "The hosts", body = [PendingHostJson])),
+    security(("bearer" = [])))]
+async fn ca_pending_trust(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpResponse, ApiError> {
+    pending(ctx, services::ca_migration::Pending::Trust).await
+}
+
+#[utoipa::path(get, path = "/api/v1/ca/migration/pending-renewal", tag = "ca-admin",
+    summary = "Hosts whose active certificate is still from the migration's old CA",
+    responses((status = 200, description = "The hosts", body = [PendingHostJson])),
+    security(("bearer" = [])))]
+async fn ca_pending_renewal(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpResponse, ApiError> {
+    pending(ctx, services::ca_migration::Pending::Renewal).await
 }

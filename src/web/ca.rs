@@ -112,7 +112,10 @@ struct CaPage {
     revoked: usize,
 }
 
-fn pending_rows(rows: &[crate::models::issuer::PendingHost], now: chrono::NaiveDateTime) -> Vec<PendingRow> {
+fn pending_rows(
+    rows: &[crate::models::issuer::PendingHost],
+    now: chrono::NaiveDateTime,
+) -> Vec<PendingRow> {
     rows.iter()
         .map(|p| PendingRow {
             host_id: p.host_id.clone(),
@@ -135,8 +138,16 @@ async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
         let crl = ctx.pki.crl_of(v.id);
         IssuerCard {
             role_label: v.role.label(),
-            state_key: if v.in_bundle { v.state.key() } else { "decommissioned" },
-            state_label: if v.in_bundle { v.state.label() } else { "Decommissioned" },
+            state_key: if v.in_bundle {
+                v.state.key()
+            } else {
+                "decommissioned"
+            },
+            state_label: if v.in_bundle {
+                v.state.label()
+            } else {
+                "Decommissioned"
+            },
             key_where: crate::services::pki::key_location_label(&v.key_location),
             not_before: When::of(v.not_before_at, now),
             not_after: When::of(v.not_after_at, now),
@@ -187,7 +198,10 @@ async fn show(auth: Auth, ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError>
         trust_rows: pending_rows(&overview.trust_sample, now),
         renewal_rows: pending_rows(&overview.renewal_sample, now),
         sample: ca_migration::SAMPLE,
-        key_types: CaKeyType::ALL.iter().map(|k| (k.key(), k.label())).collect(),
+        key_types: CaKeyType::ALL
+            .iter()
+            .map(|k| (k.key(), k.label()))
+            .collect(),
         is_admin,
         tls_certs: tls.iter().map(|c| CertView::of(c, now)).collect(),
         acme_directory: format!("{}/acme/directory", ctx.site.public_url),

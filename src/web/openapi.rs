@@ -53,6 +53,14 @@ use crate::web::errors::ErrorBody;
         admin_api::get_settings,
         admin_api::put_settings,
         admin_api::list_audit,
+        admin_api::ca_show,
+        admin_api::ca_initiate,
+        admin_api::ca_activate,
+        admin_api::ca_complete,
+        admin_api::ca_decommission,
+        admin_api::ca_mark_renewal,
+        admin_api::ca_pending_trust,
+        admin_api::ca_pending_renewal,
     ),
     components(schemas(ErrorBody, crate::models::kinds::HostSort)),
     modifiers(&Edges),
@@ -64,6 +72,7 @@ use crate::web::errors::ErrorBody;
         (name = "hosts-admin", description = "Hosts and their name mappings"),
         (name = "settings", description = "The global security settings"),
         (name = "audit", description = "The audit trail"),
+        (name = "ca-admin", description = "The CAs and CA migration"),
     )
 )]
 pub struct ApiDoc;

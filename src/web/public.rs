@@ -41,8 +41,7 @@ async fn note_trust(req: &HttpRequest, ctx: &web::Data<Ctx>) {
         return;
     }
     let ctx = ctx.clone();
-    if let Ok(Err(e)) =
-        web::block(move || crate::services::pki::record_trust(&ctx, &host_id)).await
+    if let Ok(Err(e)) = web::block(move || crate::services::pki::record_trust(&ctx, &host_id)).await
     {
         log::warn!("recording a host's trust report failed: {e}");
     }
@@ -113,7 +112,11 @@ fn not_found(what: &str) -> HttpResponse {
         ("Hostca-Host-Id" = Option<String>, Header, description = "The fetching host's ID, recorded during a CA migration")),
     responses((status = 200, description = "The CA's current CRL (a root's is its ARL)", content_type = "application/pkix-crl", body = Der),
         (status = 404, description = "No such CA, or it publishes no CRL", content_type = "text/plain", body = String)))]
-pub async fn issuer_crl(req: HttpRequest, ctx: web::Data<Ctx>, path: web::Path<String>) -> HttpResponse {
+pub async fn issuer_crl(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    path: web::Path<String>,
+) -> HttpResponse {
     let Some((id, pem)) = issuer_and_form(&path, "") else {
         return not_found("that CRL");
     };
@@ -141,9 +144,9 @@ pub async fn issuer_crl(req: HttpRequest, ctx: web::Data<Ctx>, path: web::Path<S
     responses((status = 200, description = "The CA certificate", content_type = "application/pkix-cert", body = Der),
         (status = 404, description = "No such CA", content_type = "text/plain", body = String)))]
 pub async fn issuer_cert(ctx: web::Data<Ctx>, path: web::Path<String>) -> HttpResponse {
-    let Some((id, pem)) = issuer_and_form(&path, ".crt").filter(|_| {
-        path.ends_with(".crt") || path.ends_with(".pem")
-    }) else {
+    let Some((id, pem)) =
+        issuer_and_form(&path, ".crt").filter(|_| path.ends_with(".crt") || path.ends_with(".pem"))
+    else {
         return not_found("that CA certificate");
     };
     let set = ctx.pki.issuers();

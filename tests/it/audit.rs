@@ -831,7 +831,7 @@ async fn serve_appends_to_the_audit_log_it_is_given_and_verify_reads_it() {
     let ca_event = lines.iter().find(|e| e["action"] == "create_ca").unwrap()["id"]
         .as_i64()
         .unwrap();
-    let forged = log.replacen("root CA created", "nothing created", 1);
+    let forged = log.replacen("Root CA #1 created", "nothing created", 1);
     let forged_path = dir.path().join("forged.log");
     std::fs::write(&forged_path, forged).unwrap();
     let a = args(forged_path.to_str().unwrap());

@@ -714,9 +714,10 @@ async fn data_directory_modes_are_tightened_at_every_start() {
     let data = app.data_dir();
     let sqlite = app.config.database_url.is_none();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let files: Vec<std::path::PathBuf> = ["session.key", "token.key", "ca.key", "ca.pem"]
+    let files: Vec<std::path::PathBuf> = ["session.key", "token.key"]
         .iter()
         .map(|f| data.join(f))
+        .chain(ca_key_files(&data))
         .chain(
             ["hostca.sqlite3", "hostca.sqlite3-wal", "hostca.sqlite3-shm"]
                 .iter()
@@ -785,4 +786,20 @@ async fn x_forwarded_for_is_believed_only_from_a_configured_proxy() {
     assert_eq!(login_with(direct, "203.0.113.9", "guess").await, 401);
     assert_eq!(failures(&app, "admin", "127.0.0.4"), 1);
     assert_eq!(failures(&app, "admin", "203.0.113.9"), 0);
+}
+
+/// The CA key files of a data directory (`ca-root-*.key`, `ca-issuing-*.key`).
+pub fn ca_key_files(data: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.starts_with("ca-") && n.ends_with(".key")
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "a root key and an issuing key: {files:?}");
+    files
 }

@@ -83,7 +83,7 @@ async fn openssl_accepts_what_the_api_issues() {
     let (_, ca_text) = openssl(&["x509", "-in", &ca, "-noout", "-text"]);
     assert!(ca_text.contains("CA:TRUE") && ca_text.contains("Certificate Sign, CRL Sign"));
     assert!(ca_text.contains("prime256v1"));
-    assert!(ca_text.contains("CN = hostca CA "));
+    assert!(ca_text.contains("CN = hostca Root CA "));
 
     // The token paid for exactly this certificate; the host and its mapping exist.
     let stored: (String, Option<String>) = certificates::table
@@ -694,18 +694,18 @@ async fn the_ca_survives_restarts_and_is_never_silently_replaced() {
     let first = app.get_html("/ca.pem").await;
     let data = app.data_dir();
     use std::os::unix::fs::PermissionsExt;
-    for f in ["ca.key", "ca.pem"] {
+    for f in super::auth::ca_key_files(&data) {
         assert_eq!(
-            std::fs::metadata(data.join(f))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
             0o600
         );
     }
-    let key = std::fs::read_to_string(data.join("ca.key")).unwrap();
-    assert!(key.contains("BEGIN PRIVATE KEY"));
+    // Sealed under token.key: the key file alone gives nothing away.
+    for f in super::auth::ca_key_files(&data) {
+        let key = std::fs::read(&f).unwrap();
+        assert!(key.starts_with(b"HOSTCA-CA-KEY-1\n"), "{}", f.display());
+        assert!(!String::from_utf8_lossy(&key).contains("PRIVATE KEY"));
+    }
     let app = app.restart().await;
     assert_eq!(
         app.get_html("/ca.pem").await,

@@ -315,8 +315,13 @@ async fn every_accepted_key_type_enrolls_with_the_key_usages_of_its_type() {
         assert!(p.key_usage_critical, "{what}");
         assert_eq!(p.subject, format!("CN={name}"), "{what}");
         assert!(!p.san_critical, "{what}: a subject is present");
-        assert_eq!(p.crl_dp, vec![format!("{public}/crl")], "{what}");
-        assert_eq!(p.ca_issuers, vec![format!("{public}/ca.crt")], "{what}");
+        let id = app.ctx.pki.signing().id;
+        assert_eq!(p.crl_dp, vec![format!("{public}/crl/{id}")], "{what}");
+        assert_eq!(
+            p.ca_issuers,
+            vec![format!("{public}/ca/{id}.crt")],
+            "{what}"
+        );
         lint_cert(&file);
     }
 
@@ -520,7 +525,10 @@ async fn openssl_downloads_the_crl_from_the_distribution_point() {
     let r = app.get("/ca.crt").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/pkix-cert");
-    assert_eq!(r.bytes().await.unwrap().as_ref(), app.ctx.pki.signing().cert_der);
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        app.ctx.pki.signing().cert_der
+    );
 
     let serial = body["serial"].as_str().unwrap();
     let r = app
@@ -697,7 +705,14 @@ async fn the_server_tls_certificate_is_recorded_shown_revocable_and_audited() {
     assert!(names.split(',').any(|n| n == "localhost"), "{names}");
     let p = profile(&pem);
     assert_eq!(p.key_usage, ["digitalSignature"], "a P-256 leaf");
-    assert_eq!(p.crl_dp, vec![format!("{}/crl", app.ctx.site.public_url)]);
+    assert_eq!(
+        p.crl_dp,
+        vec![format!(
+            "{}/crl/{}",
+            app.ctx.site.public_url,
+            app.ctx.pki.signing().id
+        )]
+    );
     let audited: Vec<String> = audit_events::table
         .filter(audit_events::action.eq("issue_tls"))
         .filter(audit_events::target.eq(&serial))
@@ -811,7 +826,11 @@ async fn the_server_tls_certificate_for_public_names_passes_the_profile() {
     assert_eq!(p.subject, "CN=hostca.example.com");
     assert_eq!(
         p.ca_issuers,
-        vec![format!("{}/ca.crt", app.ctx.site.public_url)]
+        vec![format!(
+            "{}/ca/{}.crt",
+            app.ctx.site.public_url,
+            app.ctx.pki.signing().id
+        )]
     );
     lint_cert(&write(&app, "tls.pem", pem.as_bytes()));
 }

@@ -776,7 +776,9 @@ async fn the_host_client_stores_only_what_it_can_verify() {
 
     // A server that lies about the CRL.
     let get_crl = |body: Vec<u8>| {
-        answer(&routes, "/crl.pem", 200, "application/x-pem-file", body);
+        // The CRL of the host's own CA, as its certificate names it.
+        let path = format!("/crl/{}.pem", app.ctx.pki.signing().id);
+        answer(&routes, &path, 200, "application/x-pem-file", body);
         hostca(&["get-crl", "--server", &fake, "--dir", d])
     };
     let r = get_crl(crl(real_ca, 1000, -1));
