@@ -1,6 +1,8 @@
 //! Administration from the command line, through the admin API: tokens, certificates,
 //! hosts and mappings. Tables for people, `--json` for scripts.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
@@ -880,6 +882,223 @@ pub fn audit_export(
             println!("{} audit events written to {}.", seen.len(), path.display());
         }
         None => print!("{csv}"),
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum CaCommand {
+    /// The CAs, where their keys are, and the CA migration in progress with its counts.
+    Show,
+    /// A step of a CA migration: initiate, activate, complete, decommission, mark-renewal.
+    Migrate {
+        #[command(subcommand)]
+        step: MigrateStep,
+    },
+    /// Hosts that have not fetched the trust bundle since the migration began.
+    PendingTrust {
+        /// As CSV (host_id,name,trust_seen_at).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Hosts whose active certificate is still from the migration's old CA.
+    PendingRenewal {
+        #[arg(long)]
+        csv: bool,
+    },
+    /// On the server's data: write the root CA's key, sealed under a passphrase, to a file
+    /// that goes offline.
+    ExportRoot {
+        #[command(flatten)]
+        store: super::StoreArgs,
+        #[command(flatten)]
+        ca: super::CaArgs,
+        #[arg(long)]
+        out: PathBuf,
+        /// The name of an environment variable holding the passphrase (else a prompt or stdin).
+        #[arg(long)]
+        passphrase_env: Option<String>,
+    },
+    /// On the server's data: delete the root CA's key file once `export-root` wrote a
+    /// copy (which this checks opens with the passphrase and holds the root's key).
+    RemoveRootKey {
+        #[command(flatten)]
+        store: super::StoreArgs,
+        #[command(flatten)]
+        ca: super::CaArgs,
+        /// The file export-root wrote.
+        #[arg(long)]
+        exported: PathBuf,
+        #[arg(long)]
+        passphrase_env: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MigrateStep {
+    /// A new issuing CA (or with --new-root a new root and issuing CA), trusted but not
+    /// signing yet (administrators).
+    Initiate {
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        new_root: bool,
+        /// p256, p384, rsa3072 or rsa4096 (default: the current CA's).
+        #[arg(long)]
+        key_type: Option<String>,
+        /// A PKCS#11 URI for the new issuing CA's key.
+        #[arg(long)]
+        key_uri: Option<String>,
+        /// When the root key is offline: the file export-root wrote.
+        #[arg(long)]
+        root_key: Option<PathBuf>,
+        /// The environment variable holding that file's passphrase (else a prompt).
+        #[arg(long)]
+        root_key_passphrase_env: Option<String>,
+    },
+    /// The new CA signs new certificates.
+    Activate {
+        #[arg(long)]
+        reason: String,
+    },
+    /// The old CA signs only its CRL (refused while it has active certificates, unless --force).
+    Complete {
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// The old CA leaves the trust bundle.
+    Decommission {
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every host pending renewal may renew early once.
+    MarkRenewal {
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn migration_line(r: &Value) -> String {
+    format!(
+        "CA migration #{} ({} -> {}): {}",
+        r["id"],
+        r["from_issuer_id"],
+        r["to_issuer_id"],
+        r["phase"].as_str().unwrap_or("?")
+    )
+}
+
+fn pending_list(c: &Client, path: &str, csv: bool, json_out: bool) -> CliResult<()> {
+    let v = c.json("GET", path, None)?;
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if csv {
+        println!("host_id,name,trust_seen_at");
+        for r in &rows {
+            println!(
+                "{},{},{}",
+                r["host_id"].as_str().unwrap_or_default(),
+                csv_field(r["name"].as_str().unwrap_or_default()),
+                r["trust_seen_at"].as_str().unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
+    print(json_out, &v, |_| {
+        let mut out = format!("{} host(s)", rows.len());
+        for r in &rows {
+            out.push_str(&format!(
+                "\n{}  {}",
+                r["host_id"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default()
+            ));
+        }
+        out
+    });
+    Ok(())
+}
+
+pub fn ca(c: &Client, cmd: CaCommand, json_out: bool) -> CliResult<()> {
+    match cmd {
+        CaCommand::Show => {
+            let v = c.json("GET", "/api/v1/ca", None)?;
+            print(json_out, &v, |r| {
+                let mut out = format!(
+                    "Root fingerprint (SHA-256): {}",
+                    r["root_fingerprint"].as_str().unwrap_or_default()
+                );
+                for i in r["issuers"].as_array().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "\n#{} {} {} {}{} key {} until {}",
+                        i["id"],
+                        i["role"].as_str().unwrap_or_default(),
+                        i["state"].as_str().unwrap_or_default(),
+                        i["subject"].as_str().unwrap_or_default(),
+                        if i["signing"].as_bool() == Some(true) {
+                            " (signs)"
+                        } else {
+                            ""
+                        },
+                        i["key_location"].as_str().unwrap_or_default(),
+                        i["not_after"].as_str().unwrap_or_default()
+                    ));
+                }
+                if r["migration"].is_object() {
+                    out.push_str(&format!(
+                        "\n{}; hosts pending trust {}, pending renewal {}",
+                        migration_line(&r["migration"]),
+                        r["pending_trust"],
+                        r["pending_renewal"]
+                    ));
+                }
+                out
+            });
+        }
+        CaCommand::PendingTrust { csv } => {
+            pending_list(c, "/api/v1/ca/migration/pending-trust", csv, json_out)?
+        }
+        CaCommand::PendingRenewal { csv } => {
+            pending_list(c, "/api/v1/ca/migration/pending-renewal", csv, json_out)?
+        }
+        CaCommand::Migrate { step } => {
+            let (path, body) = match step {
+                MigrateStep::Initiate {
+                    reason,
+                    new_root,
+                    key_type,
+                    key_uri,
+                    root_key,
+                    root_key_passphrase_env,
+                } => {
+                    let mut body = json!({"reason": reason, "new_root": new_root, "key_type": key_type, "key_uri": key_uri});
+                    if let Some(file) = root_key {
+                        use base64::Engine;
+                        let bytes = std::fs::read(&file)
+                            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                        let passphrase = super::read_password(root_key_passphrase_env.as_deref())?;
+                        body["root_key"] =
+                            json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+                        body["root_key_passphrase"] = json!(passphrase);
+                    }
+                    ("initiate", body)
+                }
+                MigrateStep::Activate { reason } => ("activate", json!({"reason": reason})),
+                MigrateStep::Complete { reason, force } => {
+                    ("complete", json!({"reason": reason, "force": force}))
+                }
+                MigrateStep::Decommission { reason } => ("decommission", json!({"reason": reason})),
+                MigrateStep::MarkRenewal { reason } => ("mark-renewal", json!({"reason": reason})),
+            };
+            let v = c.json("POST", &format!("/api/v1/ca/migration/{path}"), Some(&body))?;
+            print(json_out, &v, |r| match r["marked"].as_u64() {
+                Some(n) => format!("{n} host(s) marked for renewal."),
+                None => migration_line(r),
+            });
+        }
+        CaCommand::ExportRoot { .. } | CaCommand::RemoveRootKey { .. } => {
+            return Err("export-root and remove-root-key run on the server's data directory".into())
+        }
     }
     Ok(())
 }

@@ -64,6 +64,9 @@ enum Command {
     Mapping(Api<admin::MappingCommand>),
     /// The global security settings (admin API).
     Settings(Api<admin::SettingsCommand>),
+    /// The CAs and CA migration (admin API); the root key leaving the server (on the
+    /// server's data).
+    Ca(Api<admin::CaCommand>),
     /// Host: fetch the CA certificate, check its fingerprint, and store it.
     GetCaCertificate {
         #[command(flatten)]
@@ -242,8 +245,8 @@ enum AdminCommand {
 }
 
 /// Where the server keeps its data, for commands that read it directly.
-#[derive(clap::Args)]
-struct StoreArgs {
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
     #[arg(long, env = "HOSTCA_DATA_DIR", default_value = "./hostca-data")]
     data_dir: PathBuf,
     #[arg(long, env = "DATABASE_URL")]
@@ -398,6 +401,42 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("put", "/api/v1/settings", "settings set"),
     ("get", "/api/v1/audit", "audit list"),
     ("get", "/api/v1/audit", "audit export"),
+    ("get", "/api/v1/ca", "ca show"),
+    (
+        "post",
+        "/api/v1/ca/migration/initiate",
+        "ca migrate initiate",
+    ),
+    (
+        "post",
+        "/api/v1/ca/migration/activate",
+        "ca migrate activate",
+    ),
+    (
+        "post",
+        "/api/v1/ca/migration/complete",
+        "ca migrate complete",
+    ),
+    (
+        "post",
+        "/api/v1/ca/migration/decommission",
+        "ca migrate decommission",
+    ),
+    (
+        "post",
+        "/api/v1/ca/migration/mark-renewal",
+        "ca migrate mark-renewal",
+    ),
+    (
+        "get",
+        "/api/v1/ca/migration/pending-trust",
+        "ca pending-trust",
+    ),
+    (
+        "get",
+        "/api/v1/ca/migration/pending-renewal",
+        "ca pending-renewal",
+    ),
 ];
 
 /// clap's command tree, for the test that checks every command in [`ROUTES`] exists.
@@ -450,6 +489,24 @@ pub fn run() -> i32 {
         Command::Settings(api) => api
             .client()
             .and_then(|c| admin::settings(&c, api.command, api.conn.json)),
+        Command::Ca(api) => match api.command {
+            admin::CaCommand::ExportRoot {
+                store,
+                ca,
+                out,
+                passphrase_env,
+            } => export_root(&store, &ca, &out, passphrase_env.as_deref()),
+            admin::CaCommand::RemoveRootKey {
+                store,
+                ca,
+                exported,
+                passphrase_env,
+            } => remove_root_key(&store, &ca, &exported, passphrase_env.as_deref()),
+            command => api
+                .conn
+                .client()
+                .and_then(|c| admin::ca(&c, command, api.conn.json)),
+        },
         Command::GetCaCertificate {
             host,
             fingerprint,
@@ -643,6 +700,62 @@ fn backup(store: &StoreArgs, out: &std::path::Path, passphrase_env: Option<&str>
     Ok(())
 }
 
+/// The CAs of the installation at `store`, for commands beside the server.
+fn open_pki(
+    store: &StoreArgs,
+    ca: &CaArgs,
+) -> CliResult<(crate::db::Pool, crate::services::pki::PkiState)> {
+    let pool = open_store(store)?;
+    let wrap =
+        crate::secrets::TokenKey::load_or_create(&store.data_dir).map_err(|e| e.to_string())?;
+    let keys = crate::services::pki::KeyStore::new(&store.data_dir, wrap, &ca.options());
+    let mut conn = crate::db::get(&pool).map_err(|e| e.to_string())?;
+    let pki = crate::services::pki::load_existing(&mut conn, keys).map_err(|e| e.to_string())?;
+    drop(conn);
+    Ok((pool, pki))
+}
+
+fn export_root(
+    store: &StoreArgs,
+    ca: &CaArgs,
+    out: &std::path::Path,
+    passphrase_env: Option<&str>,
+) -> CliResult<()> {
+    let (pool, pki) = open_pki(store, ca)?;
+    let passphrase = read_password(passphrase_env)?;
+    let (sealed, subject) = crate::services::ca_migration::export_root(&pool, &pki, &passphrase)
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(out);
+    crate::secrets::write_private_file(out, &sealed)
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!(
+        "The key of {subject} is in {} (sealed under the passphrase). Keep it and the passphrase apart, offline; then run 'hostca ca remove-root-key --exported {}'.",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn remove_root_key(
+    store: &StoreArgs,
+    ca: &CaArgs,
+    exported: &std::path::Path,
+    passphrase_env: Option<&str>,
+) -> CliResult<()> {
+    let (pool, pki) = open_pki(store, ca)?;
+    let file =
+        std::fs::read(exported).map_err(|e| format!("cannot read {}: {e}", exported.display()))?;
+    let passphrase = read_password(passphrase_env)?;
+    let summary = crate::services::ca_migration::remove_root_key(
+        &pool,
+        &pki,
+        &crate::services::ca_migration::RootKeyFile { file, passphrase },
+    )
+    .map_err(|e| e.to_string())?;
+    println!("{summary}. A running server stops using it within seconds.");
+    Ok(())
+}
+
 fn restore(
     store: &StoreArgs,
     input: &std::path::Path,
@@ -666,7 +779,7 @@ fn restore(
     Ok(())
 }
 
-fn read_password(env: Option<&str>) -> CliResult<String> {
+pub(crate) fn read_password(env: Option<&str>) -> CliResult<String> {
     if let Some(var) = env {
         return std::env::var(var)
             .map_err(|_| format!("the environment variable {var} is not set"));

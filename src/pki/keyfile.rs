@@ -29,7 +29,7 @@ pub fn load(dir: &Path, name: &str, wrap: &TokenKey) -> Result<KeyPair, PkiError
     let path = dir.join(name);
     let bytes = std::fs::read(&path).map_err(|e| {
         PkiError::internal(format!(
-            "cannot read the CA key {}: {e}. Restore it from a backup of the data directory; \
+            "cannot read the CA key {} ({e}): restore it from a backup of the data directory; \
              hostca will not create another CA in its place",
             path.display()
         ))

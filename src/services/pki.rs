@@ -305,14 +305,15 @@ pub fn issuing_name(root_name: &str, n: usize) -> String {
         .find(|p| p.to_ascii_uppercase().starts_with("CN="))
     {
         Some(cn) => {
-            let base: String = cn[3..]
-                .trim()
-                .trim_end_matches("Root CA")
-                .trim()
-                .chars()
-                .take(64 - suffix.len())
-                .collect();
-            *cn = format!("CN={base}{suffix}");
+            let base = cn[3..].trim().to_string();
+            *cn = if base.contains("Root CA") {
+                let named = base.replacen("Root CA", "Issuing CA", 1);
+                let named: String = named.chars().take(60).collect();
+                format!("CN={named} {n}")
+            } else {
+                let base: String = base.chars().take(64 - suffix.len()).collect();
+                format!("CN={base}{suffix}")
+            };
         }
         None => parts.insert(0, format!("CN=hostca{suffix}")),
     }

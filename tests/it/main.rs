@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod backup;
 mod browser;
+mod ca_migration;
 mod catalogue;
 mod cli;
 mod cli_cover;

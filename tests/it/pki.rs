@@ -714,20 +714,27 @@ async fn the_ca_survives_restarts_and_is_never_silently_replaced() {
     );
 
     let config = app.config.clone();
-    std::fs::rename(data.join("ca.key"), data.join("ca.key.bak")).unwrap();
+    let issuing = super::auth::ca_key_files(&data)
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("ca-issuing-"))
+        .unwrap();
+    let name = issuing.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::rename(&issuing, data.join("issuing.bak")).unwrap();
     let err = hostca::startup::Application::build(&config)
         .err()
         .expect("no second CA");
     let msg = err.to_string();
-    assert!(msg.contains("restore") && msg.contains("ca.key"), "{msg}");
-    assert!(
-        !data.join("ca.key").exists(),
-        "nothing was created in its place"
+    assert!(msg.contains("restore") && msg.contains(&name), "{msg}");
+    assert!(!issuing.exists(), "nothing was created in its place");
+    assert_eq!(
+        super::auth::ca_key_files_unchecked(&data).len(),
+        1,
+        "no new key either"
     );
-    std::fs::write(data.join("ca.key"), "garbage").unwrap();
+    std::fs::write(&issuing, "garbage").unwrap();
     assert!(hostca::startup::Application::build(&config).is_err());
-    std::fs::remove_file(data.join("ca.key")).unwrap();
-    std::fs::rename(data.join("ca.key.bak"), data.join("ca.key")).unwrap();
+    std::fs::remove_file(&issuing).unwrap();
+    std::fs::rename(data.join("issuing.bak"), &issuing).unwrap();
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
