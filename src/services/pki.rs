@@ -326,34 +326,6 @@ fn default_root_name() -> String {
     format!("CN=hostca Root CA {}", hex::encode_upper(b))
 }
 
-/// The rows a new CA gets: active at once, or pending (a migration's new CA).
-fn new_issuer_row<'a>(
-    ca: &'a Ca,
-    role: IssuerRole,
-    state: IssuerState,
-    parent_id: Option<i64>,
-    key_id: &'a str,
-    key_type: &'a str,
-    key_location: &'a str,
-    now: NaiveDateTime,
-) -> NewIssuer<'a> {
-    NewIssuer {
-        role,
-        state,
-        parent_id,
-        subject: &ca.subject,
-        cert_pem: &ca.cert_pem,
-        fingerprint_sha256: &ca.sha256,
-        key_id,
-        key_type,
-        key_location,
-        not_before: ca.not_before,
-        not_after: ca.not_after,
-        created_at: now,
-        activated_at: (state == IssuerState::Active).then_some(now),
-    }
-}
-
 /// Stores a new CA (its row and audit event in the caller's transaction).
 #[allow(clippy::too_many_arguments)]
 pub fn store_issuer(
@@ -371,16 +343,22 @@ pub fn store_issuer(
     let key_type = ca.key_type.map_or("unknown", CaKeyType::key);
     let row = IssuerRow::insert(
         c,
-        &new_issuer_row(
-            ca,
+        &NewIssuer {
             role,
             state,
             parent_id,
-            &key_id,
+            subject: &ca.subject,
+            cert_pem: &ca.cert_pem,
+            fingerprint_sha256: &ca.sha256,
+            key_id: &key_id,
             key_type,
             key_location,
-            now,
-        ),
+            not_before: ca.not_before,
+            not_after: ca.not_after,
+            created_at: now,
+            // Active at once, or pending (a migration's new CA).
+            activated_at: (state == IssuerState::Active).then_some(now),
+        },
     )?;
     super::audit::record(
         c,

@@ -38,7 +38,7 @@ fn chain_verifies(app: &TestApp, chain: &str) -> bool {
     let dir = app.scratch();
     let ca = dir.join("ca.pem");
     let leaf = dir.join(format!("leaf-{}.pem", rand_suffix()));
-    std::fs::write(&ca, &app.ctx.pki.bundle_pem()).unwrap();
+    std::fs::write(&ca, app.ctx.pki.bundle_pem()).unwrap();
     std::fs::write(&leaf, chain).unwrap();
     let (ok, out) = common::openssl(&[
         "verify",

@@ -19,6 +19,7 @@ mod console;
 mod load;
 mod names;
 mod pg_cluster;
+mod pkcs11;
 mod pki;
 mod profile;
 mod properties;
