@@ -345,13 +345,7 @@ pub fn pending_trust(
     now: NaiveDateTime,
     limit: Option<i64>,
 ) -> QueryResult<Vec<PendingHost>> {
-    let mut q = pending_trust_query(since, now)
-        .select((hosts::host_id, hosts::primary_name, hosts::trust_seen_at))
-        .order(hosts::primary_name.asc());
-    if let Some(n) = limit {
-        q = q.limit(n);
-    }
-    q.load(conn)
+    load_pending(conn, pending_trust_query(since, now), limit)
 }
 
 pub fn pending_renewal(
@@ -360,7 +354,16 @@ pub fn pending_renewal(
     now: NaiveDateTime,
     limit: Option<i64>,
 ) -> QueryResult<Vec<PendingHost>> {
-    let mut q = pending_renewal_query(issuer, now)
+    load_pending(conn, pending_renewal_query(issuer, now), limit)
+}
+
+/// The hosts of a pending list, by name, the first `limit` of them.
+fn load_pending(
+    conn: &mut DbConn,
+    query: hosts::BoxedQuery<'static, super::Db>,
+    limit: Option<i64>,
+) -> QueryResult<Vec<PendingHost>> {
+    let mut q = query
         .select((hosts::host_id, hosts::primary_name, hosts::trust_seen_at))
         .order(hosts::primary_name.asc());
     if let Some(n) = limit {

@@ -172,7 +172,7 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
         let name = format!("CN=hostca Root CA {}", hex::encode_upper(b));
         let (key, location) = keys.create("root", kind, None)?;
         (
-            Ca::create_root(&name, key, now, ca::ROOT_VALIDITY_DAYS)?,
+            std::sync::Arc::new(Ca::create_root(&name, key, now, ca::ROOT_VALIDITY_DAYS)?),
             Some(location),
             None,
         )
@@ -181,12 +181,10 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
         let parent = set
             .get(parent_id)
             .ok_or_else(|| AppError::internal(format!("the root CA #{parent_id} is not loaded")))?;
+        // The root as this process holds it (its key loaded), or with its exported key.
         let root = match root_with_key(&parent.ca, req.root_key.as_ref())? {
-            Some(with_key) => with_key,
-            None => Ca::from_pem(&parent.row.cert_pem)?.with_key(
-                keys.load(&parent.row.key_location)?
-                    .ok_or_else(|| AppError::internal("the root key is not loaded"))?,
-            )?,
+            Some(with_key) => std::sync::Arc::new(with_key),
+            None => parent.ca.clone(),
         };
         (root, None, Some(parent_id))
     };
@@ -279,18 +277,65 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
     Ok(migration)
 }
 
-/// Activate: the new CA signs every new certificate; the old one only its CRL.
-pub fn activate(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, AppError> {
+/// The start of a migration step: an administrator's connection (a refusal audited), the
+/// checked reason, and the migration in the phase the step needs.
+fn begin_step(
+    ctx: &Ctx,
+    actor: &Actor,
+    action: &'static str,
+    reason: &str,
+    phase: MigrationPhase,
+    step: &str,
+) -> Result<(crate::db::PooledConn, String, CaMigration), AppError> {
     let mut conn = super::connect_as(
         ctx,
         actor,
         Role::Administrator,
         AuditCategory::Ca,
-        "ca_migration_activate",
+        action,
         "CA",
     )?;
     let reason = checked_reason(reason)?;
-    let m = current_in(&mut conn, MigrationPhase::Initiated, "activate")?;
+    let m = current_in(&mut conn, phase, step)?;
+    Ok((conn, reason, m))
+}
+
+/// Moves the migration from one phase to the next, or says another request moved it.
+fn advance(
+    c: &mut db::WriteTx,
+    m: &CaMigration,
+    from: MigrationPhase,
+    to: MigrationPhase,
+    now: NaiveDateTime,
+    forced: bool,
+) -> Result<(), AppError> {
+    if CaMigration::advance(c, m.id, from, to, now, forced)? == 0 {
+        return Err(AppError::Conflict(format!(
+            "CA migration #{} was moved meanwhile: reload the page",
+            m.id
+        )));
+    }
+    Ok(())
+}
+
+/// After a step committed: this process takes up the changed CAs at once (others within
+/// seconds), and the caller gets the migration as it now stands.
+fn finish_step(ctx: &Ctx, m: CaMigration) -> Result<CaMigration, AppError> {
+    pki_state::reload_if_changed(ctx)?;
+    let mut conn = db::get(&ctx.pool)?;
+    Ok(CaMigration::latest(&mut conn)?.unwrap_or(m))
+}
+
+/// Activate: the new CA signs every new certificate; the old one only its CRL.
+pub fn activate(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, AppError> {
+    let (mut conn, reason, m) = begin_step(
+        ctx,
+        actor,
+        "ca_migration_activate",
+        reason,
+        MigrationPhase::Initiated,
+        "activate",
+    )?;
     let now = db::now();
     let to = IssuerRow::find(&mut conn, m.to_issuer_id)?.ok_or_else(|| {
         AppError::internal(format!(
@@ -299,20 +344,14 @@ pub fn activate(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, A
         ))
     })?;
     db::write_tx(&mut conn, |c| {
-        if CaMigration::advance(
+        advance(
             c,
-            m.id,
+            &m,
             MigrationPhase::Initiated,
             MigrationPhase::Activated,
             now,
             false,
-        )? == 0
-        {
-            return Err(AppError::Conflict(format!(
-                "CA migration #{} was moved meanwhile: reload the page",
-                m.id
-            )));
-        }
+        )?;
         IssuerRow::set_state(
             c,
             m.to_issuer_id,
@@ -339,9 +378,7 @@ pub fn activate(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, A
         )
     })?;
     drop(conn);
-    pki_state::reload_if_changed(ctx)?;
-    let mut conn = db::get(&ctx.pool)?;
-    Ok(CaMigration::latest(&mut conn)?.unwrap_or(m))
+    finish_step(ctx, m)
 }
 
 /// Complete: the old CA stops signing anything but its CRL. Refused while it still has
@@ -352,16 +389,14 @@ pub fn complete(
     reason: &str,
     force: bool,
 ) -> Result<CaMigration, AppError> {
-    let mut conn = super::connect_as(
+    let (mut conn, reason, m) = begin_step(
         ctx,
         actor,
-        Role::Administrator,
-        AuditCategory::Ca,
         "ca_migration_complete",
-        "CA",
+        reason,
+        MigrationPhase::Activated,
+        "complete",
     )?;
-    let reason = checked_reason(reason)?;
-    let m = current_in(&mut conn, MigrationPhase::Activated, "complete")?;
     let now = db::now();
     let left = IssuerRow::active_leaves(&mut conn, m.from_issuer_id, now)?;
     if left > 0 && !force {
@@ -371,20 +406,14 @@ pub fn complete(
         )));
     }
     db::write_tx(&mut conn, |c| {
-        if CaMigration::advance(
+        advance(
             c,
-            m.id,
+            &m,
             MigrationPhase::Activated,
             MigrationPhase::Completed,
             now,
             left > 0,
-        )? == 0
-        {
-            return Err(AppError::Conflict(format!(
-                "CA migration #{} was moved meanwhile: reload the page",
-                m.id
-            )));
-        }
+        )?;
         IssuerRow::set_state(
             c,
             m.from_issuer_id,
@@ -402,24 +431,20 @@ pub fn complete(
         )
     })?;
     drop(conn);
-    pki_state::reload_if_changed(ctx)?;
-    let mut conn = db::get(&ctx.pool)?;
-    Ok(CaMigration::latest(&mut conn)?.unwrap_or(m))
+    finish_step(ctx, m)
 }
 
 /// Decommission: the old CA (and its root, when no CA in the bundle remains under it)
 /// leaves the trust bundle. Its CRL stays published until its last certificate expires.
 pub fn decommission(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigration, AppError> {
-    let mut conn = super::connect_as(
+    let (mut conn, reason, m) = begin_step(
         ctx,
         actor,
-        Role::Administrator,
-        AuditCategory::Ca,
         "ca_migration_decommission",
-        "CA",
+        reason,
+        MigrationPhase::Completed,
+        "decommission",
     )?;
-    let reason = checked_reason(reason)?;
-    let m = current_in(&mut conn, MigrationPhase::Completed, "decommission")?;
     let now = db::now();
     let rows = IssuerRow::all(&mut conn)?;
     let from = rows
@@ -440,20 +465,14 @@ pub fn decommission(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigratio
                 .any(|r| r.parent_id == Some(*root) && r.id != from.id && r.in_bundle())
     });
     db::write_tx(&mut conn, |c| {
-        if CaMigration::advance(
+        advance(
             c,
-            m.id,
+            &m,
             MigrationPhase::Completed,
             MigrationPhase::Decommissioned,
             now,
             false,
-        )? == 0
-        {
-            return Err(AppError::Conflict(format!(
-                "CA migration #{} was moved meanwhile: reload the page",
-                m.id
-            )));
-        }
+        )?;
         IssuerRow::decommission(c, from.id, now)?;
         if let Some(root) = old_root {
             IssuerRow::set_state(c, root, IssuerState::Active, IssuerState::Retired, now)?;
@@ -471,9 +490,7 @@ pub fn decommission(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<CaMigratio
         )
     })?;
     drop(conn);
-    pki_state::reload_if_changed(ctx)?;
-    let mut conn = db::get(&ctx.pool)?;
-    Ok(CaMigration::latest(&mut conn)?.unwrap_or(m))
+    finish_step(ctx, m)
 }
 
 /// Opens one early renewal for every host pending renewal (ACME's renewalInfo then says

@@ -879,15 +879,16 @@ pub(super) fn issue_and_store(
     };
     super::certificates::store_issued(c, &cert, &host.host_id, names, from, now)?;
     // The answer carries the trust bundle: during a CA migration, the host now has it.
-    if let Some(m) = &ctx.pki.issuers().migration {
+    let issuers = ctx.pki.issuers();
+    if let Some(m) = &issuers.migration {
         crate::models::issuer::record_trust_seen(c, &host.host_id, m.initiated_at, now)?;
     }
     Ok(Enrolled {
         host_id: host.host_id.clone(),
         serial: cert.serial,
         certificate: cert.pem,
-        chain: ctx.pki.issuers().chain_pem(cert.issuer_id),
-        ca_certificate: ctx.pki.bundle_pem(),
+        chain: issuers.chain_pem(cert.issuer_id),
+        ca_certificate: issuers.bundle_pem.clone(),
         not_after: cert.not_after,
         issuer_id: cert.issuer_id,
     })

@@ -234,6 +234,20 @@ pub struct PkiState {
 }
 
 impl PkiState {
+    /// The CAs of `set`, with no CRL signed yet.
+    fn new(keys: KeyStore, set: IssuerSet, validity_days: i64) -> PkiState {
+        PkiState {
+            keys,
+            set: RwLock::new(Arc::new(set)),
+            crls: RwLock::new(Arc::new(HashMap::new())),
+            rebuilding: Mutex::new(()),
+            reloading: Mutex::new(()),
+            validity_days: AtomicI64::new(validity_days),
+            crl_dirty: AtomicBool::new(false),
+            crl_worker: AtomicBool::new(false),
+        }
+    }
+
     pub fn issuers(&self) -> Arc<IssuerSet> {
         self.set
             .read()
@@ -408,16 +422,7 @@ pub fn load_or_create(
     }
     let set = load_set(conn, &keys, None)?;
     let validity = Settings::load(conn)?.certificate_validity_days;
-    let state = PkiState {
-        keys,
-        set: RwLock::new(Arc::new(set)),
-        crls: RwLock::new(Arc::new(HashMap::new())),
-        rebuilding: Mutex::new(()),
-        reloading: Mutex::new(()),
-        validity_days: AtomicI64::new(validity_days(validity)),
-        crl_dirty: AtomicBool::new(false),
-        crl_worker: AtomicBool::new(false),
-    };
+    let state = PkiState::new(keys, set, validity_days(validity));
     let number = db::write_tx(conn, |c| Ok(Settings::next_crl_number(c)?))?;
     sign_crls(conn, &state, number)?;
     Ok(state)
@@ -432,16 +437,7 @@ pub fn load_existing(conn: &mut DbConn, keys: KeyStore) -> Result<PkiState, AppE
         ));
     }
     let set = load_set(conn, &keys, None)?;
-    Ok(PkiState {
-        keys,
-        set: RwLock::new(Arc::new(set)),
-        crls: RwLock::new(Arc::new(HashMap::new())),
-        rebuilding: Mutex::new(()),
-        reloading: Mutex::new(()),
-        validity_days: AtomicI64::new(0),
-        crl_dirty: AtomicBool::new(false),
-        crl_worker: AtomicBool::new(false),
-    })
+    Ok(PkiState::new(keys, set, 0))
 }
 
 /// An installation from before the issuers table: its `ca.pem`/`ca.key` become issuer
@@ -600,11 +596,10 @@ fn load_set(
                         None
                     }
                 };
-                let mut ca = match key {
+                let ca = match key {
                     Some(k) => ca.with_key(k)?,
                     None => ca,
                 };
-                ca.id = row.id;
                 Arc::new(ca)
             }
         };

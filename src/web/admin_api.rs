@@ -1575,23 +1575,21 @@ async fn ca_initiate(
     Ok(HttpResponse::Created().json(MigrationJson::of(&m)))
 }
 
+/// A migration step's service, given the caller and the step's body.
+type StepService =
+    fn(&Ctx, &Actor, &StepBody) -> Result<crate::models::issuer::CaMigration, AppError>;
+
 async fn ca_step(
     req: HttpRequest,
     auth: ApiAuth,
     ctx: web::Data<Ctx>,
     bytes: Body,
     action: &'static str,
+    service: StepService,
 ) -> Result<HttpResponse, ApiError> {
     may_change(&ctx, &auth.0, AuditCategory::Ca, action, "CA").await?;
     let b: StepBody = body(&req, &bytes)?;
-    let m = web::block(move || match action {
-        "ca_migration_activate" => services::ca_migration::activate(&ctx, &auth.0, &b.reason),
-        "ca_migration_complete" => {
-            services::ca_migration::complete(&ctx, &auth.0, &b.reason, b.force)
-        }
-        _ => services::ca_migration::decommission(&ctx, &auth.0, &b.reason),
-    })
-    .await??;
+    let m = web::block(move || service(&ctx, &auth.0, &b)).await??;
     Ok(HttpResponse::Ok().json(MigrationJson::of(&m)))
 }
 
@@ -1607,7 +1605,10 @@ async fn ca_activate(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    ca_step(req, auth, ctx, bytes, "ca_migration_activate").await
+    ca_step(req, auth, ctx, bytes, "ca_migration_activate", |c, a, b| {
+        services::ca_migration::activate(c, a, &b.reason)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/ca/migration/complete", tag = "ca-admin",
@@ -1622,7 +1623,10 @@ async fn ca_complete(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    ca_step(req, auth, ctx, bytes, "ca_migration_complete").await
+    ca_step(req, auth, ctx, bytes, "ca_migration_complete", |c, a, b| {
+        services::ca_migration::complete(c, a, &b.reason, b.force)
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/ca/migration/decommission", tag = "ca-admin",
@@ -1637,7 +1641,15 @@ async fn ca_decommission(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    ca_step(req, auth, ctx, bytes, "ca_migration_decommission").await
+    ca_step(
+        req,
+        auth,
+        ctx,
+        bytes,
+        "ca_migration_decommission",
+        |c, a, b| services::ca_migration::decommission(c, a, &b.reason),
+    )
+    .await
 }
 
 /// How many hosts were marked.

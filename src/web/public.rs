@@ -60,10 +60,15 @@ pub async fn ca_pem(req: HttpRequest, ctx: web::Data<Ctx>) -> HttpResponse {
 }
 
 fn crl_answer(der: bool, crl: &crate::pki::crl::SignedCrl) -> HttpResponse {
+    crl_body(der, crl.der.clone(), || crl.pem.clone())
+}
+
+/// A CRL as DER, or as the PEM `pem` makes.
+fn crl_body(der: bool, bytes: Vec<u8>, pem: impl FnOnce() -> String) -> HttpResponse {
     let (kind, body) = if der {
-        ("application/pkix-crl", crl.der.clone())
+        ("application/pkix-crl", bytes)
     } else {
-        ("application/x-pem-file", crl.pem.clone().into_bytes())
+        ("application/x-pem-file", pem().into_bytes())
     };
     HttpResponse::Ok()
         .content_type(kind)
@@ -127,14 +132,10 @@ pub async fn issuer_crl(
     // A root's ARL is signed when its key is at hand and kept in its row.
     let set = ctx.pki.issuers();
     match set.get(id).and_then(|l| l.row.arl_der.clone()) {
-        Some(der) if !pem => HttpResponse::Ok()
-            .content_type("application/pkix-crl")
-            .insert_header(("Cache-Control", "no-cache"))
-            .body(der),
-        Some(der) => HttpResponse::Ok()
-            .content_type("application/x-pem-file")
-            .insert_header(("Cache-Control", "no-cache"))
-            .body(crate::pki::crl::pem("X509 CRL", &der)),
+        Some(der) => {
+            let text = crate::pki::crl::pem("X509 CRL", &der);
+            crl_body(!pem, der, || text)
+        }
         None => not_found("that CRL"),
     }
 }
