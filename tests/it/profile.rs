@@ -834,3 +834,68 @@ async fn the_server_tls_certificate_for_public_names_passes_the_profile() {
     );
     lint_cert(&write(&app, "tls.pem", pem.as_bytes()));
 }
+
+#[tokio::test]
+async fn the_root_the_issuing_cas_and_the_arl_pass_the_profile() {
+    let app = spawn_app().await;
+    app.login().await;
+    let set = app.ctx.pki.issuers();
+    let (root, issuing) = (&set.issuers[0], &set.issuers[1]);
+    let root_file = write(&app, "root.pem", root.row.cert_pem.as_bytes());
+    let issuing_file = write(&app, "issuing.pem", issuing.row.cert_pem.as_bytes());
+    // The root: a CA of one level below it, certificates and CRLs only.
+    let (_, text) = openssl(&["x509", "-in", &root_file, "-noout", "-text"]);
+    assert!(text.contains("CA:TRUE, pathlen:1"), "{text}");
+    assert!(text.contains("Certificate Sign, CRL Sign"), "{text}");
+    lint_cert(&root_file);
+    // The issuing CA: signed by the root, pathLen 0, naming the root's key.
+    let (ok, out) = openssl(&["verify", "-CAfile", &root_file, &issuing_file]);
+    assert!(ok, "{out}");
+    let (_, text) = openssl(&["x509", "-in", &issuing_file, "-noout", "-text"]);
+    assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+    assert!(text.contains("Authority Key Identifier"), "{text}");
+    lint_cert(&issuing_file);
+    // The root's ARL: signed by the root, empty, a year long.
+    let arl = app
+        .get(&format!("/crl/{}", root.row.id))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let arl_file = write(&app, "root.arl", &arl);
+    let (ok, out) = openssl(&[
+        "crl", "-inform", "DER", "-in", &arl_file, "-CAfile", &root_file, "-noout", "-text",
+    ]);
+    assert!(
+        ok && out.contains("verify OK") && out.contains("No Revoked Certificates"),
+        "{out}"
+    );
+    pkilint(&["lint_crl", "lint", "-t", "ARL", "-p", "PKIX"], &arl_file);
+
+    // A migration once allowed domains are set: the new issuing CA is name-constrained,
+    // and still passes the profile.
+    app.set_allowed_domains("example.com");
+    let admin = hostca::services::Actor {
+        username: "admin".into(),
+        role: hostca::models::kinds::Role::Administrator,
+    };
+    let m = hostca::services::ca_migration::initiate(
+        &app.ctx,
+        &admin,
+        &hostca::services::ca_migration::InitiateRequest {
+            reason: "name constraints".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let set = app.ctx.pki.issuers();
+    let constrained = set.get(m.to_issuer_id).unwrap();
+    let file = write(&app, "constrained.pem", constrained.row.cert_pem.as_bytes());
+    let (_, text) = openssl(&["x509", "-in", &file, "-noout", "-text"]);
+    assert!(text.contains("X509v3 Name Constraints: critical"), "{text}");
+    assert!(text.contains("DNS:example.com"), "{text}");
+    assert_eq!(constrained.ca.permitted_dns, ["example.com"]);
+    let (ok, out) = openssl(&["verify", "-CAfile", &root_file, &file]);
+    assert!(ok, "{out}");
+    lint_cert(&file);
+}
