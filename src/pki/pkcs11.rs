@@ -665,6 +665,10 @@ impl Pkcs11Key {
                 e,
             )
         };
+        // One generation at a time in this process, so that two generations of the same
+        // label cannot both pass the check below.
+        static GENERATING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = GENERATING.lock().unwrap_or_else(|p| p.into_inner());
         let by_label = key_template(ObjectClass::PRIVATE_KEY, Some(&label), None);
         if !session
             .find_objects(&by_label)
@@ -736,17 +740,30 @@ impl Pkcs11Key {
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.clone()),
         ];
-        let (public, private) = session
-            .generate_key_pair(&mechanism, &public_template, &private_template)
-            .map_err(|e| {
-                PkiError::failed(
-                    format!(
-                        "generating an {} key \"{label}\" in the PKCS#11 token \"{token}\"",
-                        kind.label()
-                    ),
-                    e,
-                )
-            })?;
+        // SoftHSMv2 2.6 fails an EC generation with CKR_GENERAL_ERROR when the new private
+        // value happens to start with a zero byte (about one key in 256): a fresh attempt
+        // makes a fresh key.
+        let mut attempt = 0;
+        let generated = loop {
+            attempt += 1;
+            match session.generate_key_pair(&mechanism, &public_template, &private_template) {
+                Err(CkError::Pkcs11(RvError::GeneralError, _)) if attempt < 4 => {
+                    log::warn!(
+                        "the PKCS#11 token \"{token}\" failed a key generation; trying again"
+                    );
+                }
+                other => break other,
+            }
+        };
+        let (public, private) = generated.map_err(|e| {
+            PkiError::failed(
+                format!(
+                    "generating an {} key \"{label}\" in the PKCS#11 token \"{token}\"",
+                    kind.label()
+                ),
+                e,
+            )
+        })?;
         log::info!(
             "generated an {} key in the PKCS#11 token \"{token}\", object \"{label}\", id {}",
             kind.label(),

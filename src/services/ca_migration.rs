@@ -132,6 +132,30 @@ fn root_with_key(root: &Ca, file: Option<&RootKeyFile>) -> Result<Option<Ca>, Ap
     Ok(Some(ca))
 }
 
+/// A new object's URI in the token a PKCS#11 key location names (`None` for a key file):
+/// the same token, `object=hostca-issuing-<6 hex>`, without the old object's id.
+fn sibling_object(location: &str) -> Option<String> {
+    let path = location.strip_prefix("pkcs11:")?;
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut b = [0u8; 3];
+    rand::fill(&mut b[..]);
+    let mut parts: Vec<String> = path
+        .split(';')
+        .filter(|a| !a.starts_with("object=") && !a.starts_with("id=") && !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("object=hostca-issuing-{}", hex::encode(b)));
+    let mut uri = format!("pkcs11:{}", parts.join(";"));
+    if let Some(q) = query {
+        uri.push('?');
+        uri.push_str(q);
+    }
+    Some(uri)
+}
+
 /// Initiate: creates the new CA (pending, in the trust bundle from now on).
 pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMigration, AppError> {
     let mut conn = super::connect_as(
@@ -193,7 +217,13 @@ pub fn initiate(ctx: &Ctx, actor: &Actor, req: &InitiateRequest) -> Result<CaMig
         .iter()
         .filter(|l| l.row.role == IssuerRole::Issuing)
         .count();
-    let (key, location) = keys.create("issuing", kind, req.key_uri.as_deref())?;
+    // A key in a token stays in that token: the new CA's key is a new object beside it,
+    // unless the request names another place.
+    let key_uri = req
+        .key_uri
+        .clone()
+        .or_else(|| sibling_object(&from.key_location));
+    let (key, location) = keys.create("issuing", kind, key_uri.as_deref())?;
     let issuing = Ca::create_issuing(
         &pki_state::issuing_name(&root.subject.replace(", ", ","), siblings + 1),
         key,
@@ -782,4 +812,30 @@ pub fn remove_root_key(
         root.row.subject,
         path.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_object;
+
+    #[test]
+    fn a_new_key_goes_beside_the_old_one_in_its_token() {
+        assert_eq!(sibling_object("file:ca-issuing-abc.key"), None);
+        assert_eq!(sibling_object("offline"), None);
+        let uri = sibling_object("pkcs11:token=hostca;object=issuing;id=%01%02").unwrap();
+        assert!(
+            uri.starts_with("pkcs11:token=hostca;object=hostca-issuing-"),
+            "{uri}"
+        );
+        assert!(
+            !uri.contains("id=") && !uri.contains("object=issuing;"),
+            "{uri}"
+        );
+        let uri = sibling_object("pkcs11:token=hsm;serial=42;object=a?module-path=/m.so").unwrap();
+        assert!(
+            uri.starts_with("pkcs11:token=hsm;serial=42;object=hostca-issuing-"),
+            "{uri}"
+        );
+        assert!(uri.ends_with("?module-path=/m.so"), "{uri}");
+    }
 }

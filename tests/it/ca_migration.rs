@@ -284,6 +284,23 @@ async fn a_thousand_hosts_move_from_one_issuing_ca_to_another() {
     assert_eq!(m["phase"], "initiated");
     let new = m["to_issuer_id"].as_i64().unwrap();
     assert_eq!(m["from_issuer_id"].as_i64(), Some(old));
+    // A key in a token stays in it: the new CA's key is a new object beside the old one.
+    let set = app.ctx.pki.issuers();
+    let (old_at, new_at) = (
+        set.get(old).unwrap().row.key_location.clone(),
+        set.get(new).unwrap().row.key_location.clone(),
+    );
+    assert_eq!(
+        old_at.starts_with("pkcs11:"),
+        common::issuing_key_in_token(),
+        "{old_at}"
+    );
+    assert_eq!(
+        new_at.starts_with("pkcs11:"),
+        old_at.starts_with("pkcs11:"),
+        "{new_at}"
+    );
+    assert_ne!(old_at, new_at);
     // A second migration waits for the first.
     let r = admin(
         &app,

@@ -58,8 +58,24 @@ pub fn fresh_database() -> (Option<String>, Option<(String, String)>) {
     (Some(url), Some((base, name)))
 }
 
+/// Whether the suites run with the issuing CA's key in a PKCS#11 token
+/// (`HOSTCA_TEST_ISSUING_KEY=pkcs11`; CI makes a SoftHSMv2 token and sets
+/// `SOFTHSM2_CONF`, `HOSTCA_PKCS11_MODULE` and `HOSTCA_PKCS11_PIN_FILE`).
+pub fn issuing_key_in_token() -> bool {
+    std::env::var("HOSTCA_TEST_ISSUING_KEY").is_ok_and(|v| v == "pkcs11")
+}
+
 pub fn test_config(dir: PathBuf, database_url: Option<String>) -> Config {
     let mut config = Config::new(dir);
+    if issuing_key_in_token() {
+        let token =
+            std::env::var("HOSTCA_TEST_PKCS11_TOKEN").unwrap_or_else(|_| "hostca-ci".into());
+        // One object per test installation, in the one token.
+        config.ca.issuing_key = Some(format!(
+            "pkcs11:token={token};object=issuing-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+    }
     config.listen = "127.0.0.1:0".into();
     config.database_url = database_url;
     config.admin_password = Some(ADMIN_PASSWORD.into());
