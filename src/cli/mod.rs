@@ -563,7 +563,9 @@ fn serve(args: ServeArgs) -> CliResult<()> {
             config.data_dir.display()
         );
         app.run_until_stopped().await.map_err(|e| e.to_string())
-    })
+    })?;
+    crate::pki::pkcs11::finalize_modules();
+    Ok(())
 }
 
 /// The database, with the data directory's audit key and sink open, for commands that

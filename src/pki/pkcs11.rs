@@ -340,8 +340,22 @@ fn trim_pin(pin: String) -> String {
 
 /// The module loaded from `path`, initialised once for the whole process: a second
 /// C_Initialize of the same library fails, and each CA key that lives in it needs it.
+static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Pkcs11>>>> = OnceLock::new();
+
+/// Finalises every module this process loaded (C_Finalize), for a clean exit: a module
+/// left initialised (SoftHSMv2 seen) can corrupt its heap in its own exit handlers. Keys
+/// opened before cannot sign afterwards.
+pub fn finalize_modules() {
+    let Some(modules) = MODULES.get() else { return };
+    let mut modules = modules.lock().unwrap_or_else(PoisonError::into_inner);
+    for (path, ctx) in modules.drain() {
+        if let Err(e) = Pkcs11::clone(&ctx).finalize() {
+            log::warn!("finalising the PKCS#11 module {}: {e}", path.display());
+        }
+    }
+}
+
 fn load_module(path: &Path) -> Result<Arc<Pkcs11>, PkiError> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Pkcs11>>>> = OnceLock::new();
     // Two names of one file (a symlink) are one library in the process.
     let file = std::fs::canonicalize(path).map_err(|e| {
         bad(format!(
