@@ -561,3 +561,106 @@ async fn an_installation_from_before_the_hierarchy_keeps_its_root_and_migrates_t
     assert_eq!(m["from_issuer_id"], 1);
     assert_eq!(bundle_count(&app.get_html("/ca.pem").await), 3);
 }
+
+#[tokio::test]
+async fn what_the_ca_refuses() {
+    let app = spawn_app().await;
+    app.login().await;
+    let count = |app: &TestApp| -> i64 {
+        hostca::db::schema::ca_migrations::table
+            .count()
+            .get_result(&mut *app.conn())
+            .unwrap()
+    };
+    // A forged form (no CSRF token), and a viewer's real one: nothing starts.
+    let r = app
+        .post_raw("/security/ca/migration/initiate", &[("reason", "forged")])
+        .await;
+    assert_eq!(r.status().as_u16(), 403);
+    let viewer = app
+        .user(hostca::models::kinds::Role::Viewer, "watcher")
+        .await;
+    let r = viewer
+        .post("/security/ca/migration/initiate", &[("reason", "mine")])
+        .await;
+    assert_eq!(r.status().as_u16(), 403);
+    let refused: i64 = audit_events::table
+        .filter(audit_events::action.eq("ca_migration_initiate"))
+        .filter(audit_events::outcome.eq("failure"))
+        .count()
+        .get_result(&mut *app.conn())
+        .unwrap();
+    assert_eq!(refused, 1, "the viewer's attempt is audited");
+    // A step out of order is a 409 that says what is needed.
+    let r = app
+        .post("/security/ca/migration/activate", &[("reason", "too soon")])
+        .await;
+    assert_eq!(r.status().as_u16(), 409);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("initiate a migration first"));
+    let r = app
+        .post("/security/ca/migration/teleport", &[("reason", "x")])
+        .await;
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(count(&app), 0);
+
+    // Paths that are no CA: 404, never a file of the server.
+    for path in [
+        "/crl/abc",
+        "/crl/99999",
+        "/crl/-1",
+        "/ca/1.txt",
+        "/ca/1",
+        "/ca/99.pem",
+    ] {
+        assert_eq!(app.get(path).await.status().as_u16(), 404, "{path}");
+    }
+    // A trust report from a host ID that is no UUID, or from no host, records nothing.
+    for claimed in [
+        "not-a-uuid",
+        "'; DROP TABLE hosts; --",
+        "00000000-0000-0000-0000-000000000001",
+    ] {
+        let r = common::client()
+            .get(app.url("/ca.pem"))
+            .header("Hostca-Host-Id", claimed)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    let seen: i64 = hosts::table
+        .filter(hosts::trust_seen_at.is_not_null())
+        .count()
+        .get_result(&mut *app.conn())
+        .unwrap();
+    assert_eq!(seen, 0);
+
+    // An issuers row edited to point a key outside the data directory stops the start.
+    let config = app.config.clone();
+    diesel::update(hostca::db::schema::issuers::table.find(2i64))
+        .set(hostca::db::schema::issuers::key_location.eq("file:../../etc/passwd"))
+        .execute(&mut *app.conn())
+        .unwrap();
+    diesel::update(hostca::db::schema::settings::table)
+        .set(hostca::db::schema::settings::issuers_generation.eq(100i64))
+        .execute(&mut *app.conn())
+        .unwrap();
+    let err = hostca::startup::Application::build(&config)
+        .err()
+        .expect("a key outside the data directory is refused");
+    assert!(err.to_string().contains("not a key file name"), "{err}");
+    // The running server keeps the CAs it had: a reload that fails changes nothing.
+    assert!(hostca::services::pki::reload_if_changed(&app.ctx).is_err());
+    let (s, b) = app
+        .enroll(
+            "still.example.com",
+            &common::quick_csr("still.example.com"),
+            Some(&app.token_value("t", "1").await),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+}
