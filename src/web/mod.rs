@@ -118,6 +118,7 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("get", "/crl.pem"),
     ("get", "/crl/{issuer}"),
     ("get", "/ca/{issuer}"),
+    ("get", "/healthz"),
 ];
 
 /// The console's pages and assets (registered by their modules), so that a wrong method on

@@ -29,6 +29,7 @@ use crate::web::errors::ErrorBody;
         public::crl_pem,
         public::issuer_crl,
         public::issuer_cert,
+        public::healthz,
         admin_api::list_tokens,
         admin_api::create_token,
         admin_api::create_reissue_token,

@@ -607,6 +607,19 @@ async fn what_the_ca_refuses() {
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(count(&app), 0);
 
+    // The signer answers, and /healthz says where it is.
+    let health: Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    let key = health["signer"]["key"].as_str().unwrap();
+    if common::issuing_key_in_token() {
+        assert!(key.contains("PKCS#11"), "{health}");
+    } else {
+        assert_eq!(key, "key file", "{health}");
+    }
+    assert_eq!(
+        health["signer"]["issuer_id"].as_i64(),
+        Some(app.ctx.pki.signing().id)
+    );
     // Paths that are no CA: 404, never a file of the server.
     for path in [
         "/crl/abc",

@@ -75,6 +75,17 @@ async fn the_issuing_key_lives_in_a_pkcs11_token_and_signs_everything() {
         .unwrap()
         .describe()
         .contains("PKCS#11"));
+    // /healthz asks the token.
+    let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["signer"]["reachable"], true);
+    assert!(
+        health["signer"]["key"]
+            .as_str()
+            .unwrap()
+            .contains("PKCS#11"),
+        "{health}"
+    );
     // No key file for the issuing CA: only the root's.
     assert_eq!(
         super::auth::ca_key_files_unchecked(&app.data_dir()).len(),
