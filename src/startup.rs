@@ -242,6 +242,10 @@ fn spawn_hourly_crl(ctx: &Ctx) {
             let Some(ctx) = weak.upgrade() else {
                 return;
             };
+            // The CAs, when another process or a command changed them.
+            if let Err(e) = crate::services::pki::reload_if_changed(&ctx) {
+                log::warn!("reloading the CAs failed: {e}");
+            }
             if last.elapsed() < Duration::from_secs(3600) {
                 // Another process on the same database may have published a newer CRL.
                 if checked.elapsed() >= Duration::from_secs(30) {

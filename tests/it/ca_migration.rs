@@ -677,3 +677,146 @@ async fn what_the_ca_refuses() {
         .await;
     assert_eq!(s, 201, "{b}");
 }
+
+#[tokio::test]
+async fn the_root_key_goes_offline_and_comes_back_for_one_signature() {
+    let app = spawn_app().await;
+    app.login().await;
+    let key = api_key(&app, "ca").await;
+    let data = app.data_dir();
+    let db = app.config.database_url.clone().unwrap_or_default();
+    let local = |args: &[&str], pass: &str| {
+        let mut all = args.to_vec();
+        let d = data.display().to_string();
+        all.extend(["--data-dir", &d, "--passphrase-env", "P"]);
+        let mut envs = vec![("P", pass)];
+        if !db.is_empty() {
+            envs.push(("DATABASE_URL", db.as_str()));
+        }
+        hostca(&all, &envs)
+    };
+    let exported = app.scratch().join("root.sealed");
+    let out = exported.display().to_string();
+    // A passphrase too short, then the export.
+    let r = local(&["ca", "export-root", "--out", &out], "short");
+    assert!(!r.ok && r.stderr.contains("at least"), "{}", r.stderr);
+    let r = local(
+        &["ca", "export-root", "--out", &out],
+        "a long root passphrase",
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let sealed = std::fs::read(&exported).unwrap();
+    assert!(sealed.starts_with(b"HOSTCA-ROOT-KEY-1\n"));
+    assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"));
+    // Removal needs a copy that opens with the passphrase and holds the root's key.
+    let r = local(
+        &["ca", "remove-root-key", "--exported", &out],
+        "the wrong passphrase",
+    );
+    assert!(
+        !r.ok && r.stderr.contains("passphrase is wrong"),
+        "{}",
+        r.stderr
+    );
+    let other = app.scratch().join("other.sealed");
+    std::fs::write(&other, b"HOSTCA-ROOT-KEY-1\nnot a header\n").unwrap();
+    let r = local(
+        &[
+            "ca",
+            "remove-root-key",
+            "--exported",
+            other.to_str().unwrap(),
+        ],
+        "a long root passphrase",
+    );
+    assert!(!r.ok, "{}", r.stdout);
+    let root_file = super::auth::ca_key_files(&data)
+        .into_iter()
+        .find(|f| f.to_string_lossy().contains("ca-root-"))
+        .unwrap();
+    let r = local(
+        &["ca", "remove-root-key", "--exported", &out],
+        "a long root passphrase",
+    );
+    assert!(r.ok, "{}", r.stderr);
+    assert!(!root_file.exists(), "the root's key file is gone");
+
+    // The running server takes it up within seconds: the root is offline, hosts still enroll.
+    let mut offline = false;
+    for _ in 0..40 {
+        let set = app.ctx.pki.issuers();
+        if set.issuers[0].row.key_offline() && !set.issuers[0].ca.has_key() {
+            offline = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(offline, "the server saw the root go offline");
+    let page = app.get_html("/security/ca").await;
+    assert!(
+        page.contains("offline (not on this server)"),
+        "the CA page says where the key is"
+    );
+    let token = app.token_value("after", "1").await;
+    let (s, b) = app
+        .enroll(
+            "after.example.com",
+            &common::quick_csr("after.example.com"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        app.get("/crl/1").await.status().as_u16(),
+        200,
+        "the ARL is still served"
+    );
+
+    // A new issuing CA needs the root: refused without it, made with the exported file.
+    let r = admin(
+        &app,
+        &key,
+        &["ca", "migrate", "initiate", "--reason", "rotate"],
+    );
+    assert!(!r.ok && r.stderr.contains("offline"), "{}", r.stderr);
+    let mut all = vec![
+        "ca",
+        "migrate",
+        "initiate",
+        "--reason",
+        "rotate",
+        "--root-key",
+        &out,
+        "--root-key-passphrase-env",
+        "P",
+    ];
+    all.extend(["--server", &app.address, "--json"]);
+    let r = hostca(
+        &all,
+        &[("HOSTCA_API_KEY", &key), ("P", "a long root passphrase")],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    let m: Value = serde_json::from_str(&r.stdout).unwrap();
+    let set = app.ctx.pki.issuers();
+    let new = set.get(m["to_issuer_id"].as_i64().unwrap()).unwrap();
+    assert_eq!(
+        new.row.parent_id,
+        Some(set.issuers[0].row.id),
+        "under the same root"
+    );
+    assert!(
+        !set.issuers[0].ca.has_key(),
+        "the server kept nothing of the root key"
+    );
+    let root = app.scratch().join("root.pem");
+    std::fs::write(&root, &set.issuers[0].row.cert_pem).unwrap();
+    let issuing = app.scratch().join("new.pem");
+    std::fs::write(&issuing, &new.row.cert_pem).unwrap();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-CAfile",
+        root.to_str().unwrap(),
+        issuing.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+}
