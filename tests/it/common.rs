@@ -682,3 +682,21 @@ pub fn location(r: &Response) -> String {
         .map(|v| v.to_str().unwrap_or_default().to_string())
         .unwrap_or_default()
 }
+
+/// What `openssl x509 -noout -text` says of a PEM certificate.
+pub fn openssl_text(pem: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+}

@@ -317,3 +317,90 @@ async fn two_servers_share_acme_nonces_and_token_uses() {
     }
     assert_eq!(created, 2, "three uses in all, one taken before the race");
 }
+
+/// Polls `check` for up to 15 seconds (the CAs reload every 5).
+async fn within_seconds(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what} did not happen within 15 seconds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_migration_on_one_server_reaches_the_other() {
+    let Some(db) = pg() else { return };
+    let pair = two_servers(&db);
+    let (base_a, base_b) = (pair.base_a.clone(), pair.base_b.clone());
+    let (c, csrf) = common::admin_client(&base_a).await;
+    let bundle = |base: String| {
+        let c = c.clone();
+        async move {
+            c.get(format!("{base}/ca.pem"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .matches("BEGIN CERTIFICATE")
+                .count()
+        }
+    };
+    assert_eq!(bundle(base_b.clone()).await, 2);
+    let html = c
+        .get(format!("{base_a}/security/ca"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf_ca = common::csrf_in(&html).unwrap_or(csrf.clone());
+    let r = c
+        .post(format!("{base_a}/security/ca/migration/initiate"))
+        .form(&[
+            ("csrf_token", csrf_ca.as_str()),
+            ("reason", "across processes"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    // B's trust bundle carries the new CA within seconds.
+    within_seconds("B serving the new CA in its bundle", async || {
+        bundle(base_b.clone()).await == 3
+    })
+    .await;
+    let r = c
+        .post(format!("{base_a}/security/ca/migration/activate"))
+        .form(&[("csrf_token", csrf_ca.as_str()), ("reason", "go")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    // Then B signs with it: its certificates name the new CA's CRL.
+    let value = token(&c, &base_a, &csrf, "moved", "20").await;
+    let mut n = 0;
+    within_seconds("B signing with the new CA", async || {
+        n += 1;
+        let name = format!("b{n}.example.com");
+        let r: serde_json::Value = c
+            .post(format!("{base_b}/api/v1/certificates"))
+            .json(&serde_json::json!({"hostname": name, "csr": common::quick_csr(&name), "token": value}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["chain"].as_str().is_some_and(|chain| chain.contains("BEGIN CERTIFICATE"))
+            && !r["certificate"].as_str().unwrap_or_default().is_empty()
+            && crate::common::openssl_text(r["certificate"].as_str().unwrap()).contains("/crl/3")
+    })
+    .await;
+    let _ = &pair.data;
+}
