@@ -32,7 +32,7 @@ use crate::models::user::User;
 const MAGIC_V1: &[u8] = b"HOSTCA-BACKUP-1\n";
 /// The current format: a JSON header line with the KDF's parameters, salt and nonce
 /// (authenticated as associated data), then the sealed contents.
-const MAGIC: &[u8] = b"HOSTCA-BACKUP-2\n";
+pub const MAGIC: &[u8] = b"HOSTCA-BACKUP-2\n";
 /// The data directory's files a restored server needs (audit.key keeps the restored
 /// audit chain verifiable and continuable).
 pub const FILES: [&str; 5] = ["session.key", "token.key", "ca.pem", "ca.key", "audit.key"];
@@ -173,7 +173,7 @@ fn read_all(conn: &mut DbConn) -> Result<Contents, AppError> {
 
 /// `magic`, a JSON header line (argon2id's parameters, salt and nonce), then `plain`
 /// sealed with ChaCha20-Poly1305 under the passphrase's key, the header as associated data.
-pub(crate) fn seal(magic: &[u8], plain: &[u8], passphrase: &str) -> Result<Vec<u8>, AppError> {
+pub fn seal(magic: &[u8], plain: &[u8], passphrase: &str) -> Result<Vec<u8>, AppError> {
     let mut salt = [0u8; 16];
     let mut nonce = [0u8; 12];
     rand::fill(&mut salt[..]);
@@ -205,7 +205,7 @@ pub(crate) fn seal(magic: &[u8], plain: &[u8], passphrase: &str) -> Result<Vec<u
 
 /// Opens what `seal` wrote; `None` when the file is not of that format. A wrong
 /// passphrase (or a damaged file) is a 400 naming `what`.
-pub(crate) fn open(
+pub fn open(
     magic: &[u8],
     file: &[u8],
     passphrase: &str,

@@ -234,3 +234,81 @@ async fn a_restored_server_keeps_its_ca_hosts_tokens_and_audit_chain() {
         }
     }
 }
+
+/// A backup opened, changed by `edit`, and sealed again with the same passphrase: what
+/// someone who knows the passphrase could hand to restore.
+fn tampered(file: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    use hostca::services::backup;
+    let plain = backup::open(backup::MAGIC, file, "a long backup passphrase", "backup")
+        .unwrap()
+        .unwrap();
+    let mut contents: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    edit(&mut contents);
+    backup::seal(
+        backup::MAGIC,
+        &serde_json::to_vec(&contents).unwrap(),
+        "a long backup passphrase",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn restore_refuses_a_backup_that_would_need_a_new_ca() {
+    let app = spawn_app().await;
+    let out = app.scratch().join("full.backup");
+    let pool = app.ctx.pool.clone();
+    let data = app.data_dir();
+    let o = out.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        hostca::services::backup::backup(&pool, &data, &o, "a long backup passphrase")
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(summary.contains("2 CAs"), "{summary}");
+    let file = std::fs::read(&out).unwrap();
+    let attempts = [
+        (
+            "no key files",
+            tampered(&file, |c| {
+                let files = c["files"].as_array_mut().unwrap();
+                files.retain(|f| !f[0].as_str().unwrap().starts_with("ca-"));
+            }),
+            "does not hold it",
+        ),
+        (
+            "no CA at all",
+            tampered(&file, |c| {
+                c["issuers"] = serde_json::json!([]);
+                let files = c["files"].as_array_mut().unwrap();
+                files.retain(|f| !f[0].as_str().unwrap().starts_with("ca"));
+            }),
+            "holds no CA",
+        ),
+    ];
+    for (what, bytes, expected) in attempts {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.backup");
+        std::fs::write(&input, bytes).unwrap();
+        let (url, pg) = common::fresh_database();
+        let target = dir.path().join("restored");
+        let url = url.unwrap_or_else(|| target.join("hostca.sqlite3").display().to_string());
+        let err =
+            hostca::services::backup::restore(&input, &target, &url, "a long backup passphrase")
+                .expect_err(what);
+        assert!(err.to_string().contains(expected), "{what}: {err}");
+        // Nothing was started in its place: no CA key was written.
+        let keys = std::fs::read_dir(&target)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("ca"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(keys, 0, "{what}");
+        if let Some((base, name)) = pg {
+            let mut c = diesel::PgConnection::establish(&base).unwrap();
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
