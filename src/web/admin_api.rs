@@ -1597,7 +1597,8 @@ async fn ca_step(
     summary = "Activate the initiated CA migration: the new CA signs new certificates (administrators)",
     request_body = StepBody,
     responses((status = 200, description = "The migration", body = MigrationJson),
-        (status = 409, description = "No initiated migration", body = ErrorBody)),
+        (status = 409, description = "No initiated migration", body = ErrorBody),
+        (status = 422, description = "No reason given: every step is audited with its reason", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn ca_activate(
     req: HttpRequest,
@@ -1615,7 +1616,8 @@ async fn ca_activate(
     summary = "Complete the activated CA migration: the old CA signs only its CRL; refused while it has active certificates unless force (administrators)",
     request_body = StepBody,
     responses((status = 200, description = "The migration", body = MigrationJson),
-        (status = 409, description = "No activated migration, or the old CA still has active certificates", body = ErrorBody)),
+        (status = 409, description = "No activated migration, or the old CA still has active certificates", body = ErrorBody),
+        (status = 422, description = "No reason given: every step is audited with its reason", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn ca_complete(
     req: HttpRequest,
@@ -1633,7 +1635,8 @@ async fn ca_complete(
     summary = "Decommission the completed CA migration's old CA: it leaves the trust bundle (administrators)",
     request_body = StepBody,
     responses((status = 200, description = "The migration", body = MigrationJson),
-        (status = 409, description = "No completed migration", body = ErrorBody)),
+        (status = 409, description = "No completed migration", body = ErrorBody),
+        (status = 422, description = "No reason given: every step is audited with its reason", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn ca_decommission(
     req: HttpRequest,
@@ -1662,7 +1665,8 @@ pub struct Marked {
     summary = "Mark every host pending renewal for one early renewal",
     request_body = StepBody,
     responses((status = 200, description = "How many hosts were marked", body = Marked),
-        (status = 409, description = "No activated migration", body = ErrorBody)),
+        (status = 409, description = "No activated migration", body = ErrorBody),
+        (status = 422, description = "No reason given: every step is audited with its reason", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn ca_mark_renewal(
     req: HttpRequest,
