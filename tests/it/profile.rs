@@ -329,7 +329,12 @@ async fn every_accepted_key_type_enrolls_with_the_key_usages_of_its_type() {
     let ca_profile = profile(&app.ctx.pki.signing().cert_pem);
     assert_eq!(ca_profile.key_usage, ["keyCertSign", "cRLSign"]);
     assert!(ca_profile.key_usage_critical);
-    lint_cert(&ca);
+    // pkilint reads one certificate a file: the signing CA alone, not the whole bundle.
+    lint_cert(&write(
+        &app,
+        "signing-ca.pem",
+        app.ctx.pki.signing().cert_pem.as_bytes(),
+    ));
 }
 
 #[tokio::test]
