@@ -169,6 +169,7 @@ fn main() {
                             acme_account_id: None,
                             replaces: None,
                             issuer_id: Some(c2.pki.signing().id),
+                            renew_by: None,
                         },
                     )?;
                 }

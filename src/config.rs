@@ -33,6 +33,84 @@ pub struct Config {
     /// Reverse proxies in front of hostca: only from these is `X-Forwarded-For` believed
     /// (login throttling and audit events need the client's own address).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `/metrics` answers a client with this bearer token (`--metrics-token-file`).
+    pub metrics_token: Option<String>,
+    /// `/metrics` answers a client from these networks without a token (`--metrics-allow`;
+    /// default the loopback addresses).
+    pub metrics_allow: Vec<Cidr>,
+}
+
+/// A network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is one host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The loopback networks: the default `/metrics` allow-list.
+    pub fn loopback() -> Vec<Cidr> {
+        vec![
+            Cidr {
+                addr: std::net::Ipv4Addr::LOCALHOST.into(),
+                prefix: 8,
+            },
+            Cidr {
+                addr: std::net::Ipv6Addr::LOCALHOST.into(),
+                prefix: 128,
+            },
+        ]
+    }
+
+    pub fn contains(&self, a: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let a = match a {
+            V6(v6) => v6.to_ipv4_mapped().map(V4).unwrap_or(V6(v6)),
+            v4 => v4,
+        };
+        match (self.addr, a) {
+            (V4(net), V4(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
+            (V6(net), V6(a)) => prefix_eq(&net.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+/// Whether the first `bits` bits of `a` and `b` are equal.
+fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
+    let bits = usize::from(bits);
+    let (whole, rest) = (bits / 8, bits % 8);
+    if a[..whole] != b[..whole] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[whole] & mask == b[whole] & mask
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an address or network (like 10.0.0.0/8 or ::1)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
 }
 
 impl Config {
@@ -51,6 +129,8 @@ impl Config {
             public_url: None,
             audit_log: None,
             trusted_proxies: Vec::new(),
+            metrics_token: None,
+            metrics_allow: Cidr::loopback(),
         }
     }
 

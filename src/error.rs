@@ -107,8 +107,12 @@ impl AppError {
         }
     }
 
-    /// Logs an internal error with its chain of causes; other errors are the client's.
-    pub fn log(&self) {
+    /// As the answer goes out: an internal error is logged with its chain of causes; a
+    /// refusal (a 4xx, the client's error) is counted by its code for `/metrics`.
+    pub fn report(&self) {
+        if self.status().is_client_error() {
+            crate::metrics::refused(self.code());
+        }
         if let AppError::Internal { context, source } = self {
             let mut line = format!("internal error: {context}");
             let mut cause: Option<&(dyn std::error::Error + 'static)> =

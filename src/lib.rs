@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod models;
 pub mod names;
 pub mod pki;

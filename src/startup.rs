@@ -92,10 +92,15 @@ impl Application {
         let proxies = web::Data::new(crate::web::auth::TrustedProxies(
             config.trusted_proxies.clone(),
         ));
+        let metrics_access = web::Data::new(crate::web::health::MetricsAccess {
+            token: config.metrics_token.clone(),
+            allow: config.metrics_allow.clone(),
+        });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(proxies.clone())
+                .app_data(metrics_access.clone())
                 // Inside the session middleware: it reads the session of the request.
                 .wrap(actix_web::middleware::from_fn(
                     crate::web::view::keep_navigation,
@@ -138,6 +143,7 @@ impl Application {
                 // The request line and status only: no headers, cookies or bodies.
                 .wrap(actix_web::middleware::from_fn(crate::web::refuse_nul))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(actix_web::middleware::from_fn(crate::web::health::timed))
                 // Outermost: HEAD and over-long addresses are settled before anything else.
                 .wrap(actix_web::middleware::from_fn(crate::web::edges))
                 .configure(crate::web::configure)

@@ -164,7 +164,7 @@ impl From<AppError> for Problem {
             _ if e.status().as_u16() == 503 => ProblemKind::Busy,
             _ if e.status().is_client_error() => ProblemKind::Malformed,
             _ => {
-                e.log();
+                e.report();
                 ProblemKind::ServerInternal
             }
         };

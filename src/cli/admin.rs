@@ -60,6 +60,12 @@ pub enum CertCommand {
         status: Option<String>,
         #[arg(long)]
         search: Option<String>,
+        /// Only active certificates that expire within this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires_within: Option<u32>,
+        /// renewal-missed, lapsed or recently-revoked.
+        #[arg(long)]
+        view: Option<String>,
     },
     /// Revoke one certificate, or every active certificate of a host.
     Revoke {
@@ -386,12 +392,23 @@ pub fn token_details_cmd(c: &Client, name: &str, json_out: bool) -> CliResult<()
 
 pub fn cert(c: &Client, cmd: CertCommand, json_out: bool) -> CliResult<()> {
     match cmd {
-        CertCommand::List { status, search } => {
+        CertCommand::List {
+            status,
+            search,
+            expires_within,
+            view,
+        } => {
+            let expires_within = expires_within.map(|d| d.to_string());
             let v = c.json(
                 "GET",
                 &format!(
                     "/api/v1/certificates{}",
-                    query(&[("status", &status), ("q", &search)])
+                    query(&[
+                        ("status", &status),
+                        ("q", &search),
+                        ("expires_within", &expires_within),
+                        ("view", &view)
+                    ])
                 ),
                 None,
             )?;

@@ -191,6 +191,18 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// A file holding the bearer token /metrics answers to (from any address). Default: no
+    /// token.
+    #[arg(long, env = "HOSTCA_METRICS_TOKEN_FILE", value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// A network that may read /metrics without the token (repeatable, or comma-separated
+    /// in the variable; `none` for no address). Default: 127.0.0.0/8 and ::1.
+    #[arg(
+        long = "metrics-allow",
+        env = "HOSTCA_METRICS_ALLOW",
+        value_delimiter = ','
+    )]
+    metrics_allow: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -554,6 +566,28 @@ fn serve(args: ServeArgs) -> CliResult<()> {
     config.public_url = args.public_url;
     config.audit_log = args.audit_log;
     config.trusted_proxies = args.trusted_proxies;
+    if let Some(file) = &args.metrics_token_file {
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the metrics token file {}: {e}", file.display()))?;
+        let token = token.trim();
+        if token.len() < 16 {
+            return Err(format!(
+                "the metrics token in {} is shorter than 16 characters: use a long random one (openssl rand -hex 32)",
+                file.display()
+            ));
+        }
+        config.metrics_token = Some(token.to_string());
+    }
+    if !args.metrics_allow.is_empty() {
+        config.metrics_allow = if args.metrics_allow.iter().any(|a| a.trim() == "none") {
+            Vec::new()
+        } else {
+            args.metrics_allow
+                .iter()
+                .map(|a| a.parse())
+                .collect::<Result<_, String>>()?
+        };
+    }
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

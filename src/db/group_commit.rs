@@ -56,11 +56,13 @@ impl GroupWriter {
         let (tx, rx) = mpsc::sync_channel::<Result<T, AppError>>(1);
         let job: Job = Box::new(move |conn: &mut DbConn, memo: &mut Memo| {
             let mark = crate::services::audit::pending_mark();
+            let counted = crate::metrics::pending_mark();
             let result = conn.transaction(|c| f(&mut WriteTx::in_batch(c, memo)));
             if result.is_err() {
                 // Its savepoint rolled back: what it remembered may be gone with it.
                 *memo = Memo::default();
                 crate::services::audit::pending_done(mark, false);
+                crate::metrics::pending_done(counted, false);
             }
             Box::new(move |committed: Result<(), AppError>| {
                 let _ = tx.send(committed.and(result));
@@ -138,6 +140,10 @@ fn run(pool: Pool, receiver: Receiver<Job>, wal_grew: SyncSender<()>) {
             Ok(())
         });
         crate::services::audit::pending_done(0, committed.is_ok());
+        crate::metrics::pending_done(0, committed.is_ok());
+        if committed.is_ok() {
+            crate::metrics::observe_batch(replies.len());
+        }
         if committed.is_ok() && matches!(*conn, DbConn::Sqlite(_)) {
             let _ = wal_grew.try_send(());
         }

@@ -174,6 +174,7 @@ where
 {
     let _writer = sqlite_writer_lock(conn);
     let mark = crate::services::audit::pending_mark();
+    let counted = crate::metrics::pending_mark();
     let result = conn.transaction(|c| {
         c.batch_execute(LOCK_STATEMENT)?;
         f(&mut WriteTx {
@@ -183,7 +184,25 @@ where
     });
     // Audit events reach the append-only sink only once they are committed.
     crate::services::audit::pending_done(mark, result.is_ok());
+    crate::metrics::pending_done(counted, result.is_ok());
     result
+}
+
+/// What a transaction leaves for after its commit (audit events for the sink, counts for
+/// `/metrics`): on commit everything waiting is taken; otherwise what was added since
+/// `mark` is dropped with the rolled-back work, and nothing is taken.
+pub(crate) fn settle_pending<T>(
+    pending: &std::cell::RefCell<Vec<T>>,
+    mark: usize,
+    committed: bool,
+) -> Vec<T> {
+    let mut p = pending.borrow_mut();
+    if committed {
+        std::mem::take(&mut *p)
+    } else {
+        p.truncate(mark);
+        Vec::new()
+    }
 }
 
 /// A connection inside a write transaction that holds the writers' lock. Only `write_tx`

@@ -78,6 +78,7 @@ diesel::table! {
         acme_account_id -> Nullable<Text>,
         replaces -> Nullable<Text>,
         issuer_id -> Nullable<BigInt>,
+        renew_by -> Nullable<Timestamp>,
     }
 }
 

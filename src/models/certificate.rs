@@ -5,7 +5,7 @@ use super::{contains_pattern, lower, Db};
 use crate::db::schema::certificates;
 use crate::db::DbConn;
 
-pub use super::kinds::{CertSort, CertStatus, IssuedVia, RevocationReason};
+pub use super::kinds::{CertAttention, CertSort, CertStatus, IssuedVia, RevocationReason};
 
 #[derive(Queryable, Insertable, Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[diesel(table_name = certificates)]
@@ -37,6 +37,10 @@ pub struct Certificate {
     /// The CA (`issuers.id`) that signed it; older backups have none (the first CA).
     #[serde(default)]
     pub issuer_id: Option<i64>,
+    /// When half of the suggested renewal window is over (`renew_by_for`); older backups
+    /// have none (restore computes it).
+    #[serde(default)]
+    pub renew_by: Option<NaiveDateTime>,
 }
 
 /// Serial, revocation time and reason of a revoked certificate.
@@ -59,16 +63,33 @@ pub struct NewCertificate<'a> {
     pub acme_account_id: Option<&'a str>,
     pub replaces: Option<&'a str>,
     pub issuer_id: Option<i64>,
+    pub renew_by: Option<NaiveDateTime>,
 }
 
 #[derive(Clone, Debug)]
 pub struct CertFilter {
     pub q: String,
     pub status: Option<CertStatus>,
+    /// Only active certificates that expire within this many days.
+    pub expires_within: Option<u32>,
+    pub attention: Option<CertAttention>,
     pub sort: CertSort,
     pub descending: bool,
     pub offset: i64,
     pub limit: i64,
+}
+
+/// How far back "expired, not renewed" looks: a host silent for longer is taken as retired.
+pub const LAPSED_DAYS: i64 = 90;
+/// What "recently revoked" means, in days.
+pub const RECENT_DAYS: i64 = 7;
+
+diesel::alias!(certificates as active_alias: ActiveAlias);
+
+/// When half of the server's suggested renewal window (the last third of the lifetime) is
+/// over: a host still on the certificate by then has missed its window.
+pub fn renew_by_for(not_before: NaiveDateTime, not_after: NaiveDateTime) -> NaiveDateTime {
+    not_before + (not_after - not_before) * 5 / 6
 }
 
 fn filtered<'a>(f: &CertFilter, now: NaiveDateTime) -> certificates::BoxedQuery<'a, Db> {
@@ -82,6 +103,42 @@ fn filtered<'a>(f: &CertFilter, now: NaiveDateTime) -> certificates::BoxedQuery<
                 .or(lower(certificates::host_id).like(p.clone()).escape('\\'))
                 .or(lower(certificates::serial).like(p).escape('\\')),
         );
+    }
+    if let Some(days) = f.expires_within {
+        q = q
+            .filter(certificates::revoked_at.is_null())
+            .filter(certificates::not_after.gt(now))
+            .filter(certificates::not_after.le(now + chrono::Duration::days(i64::from(days))));
+    }
+    match f.attention {
+        None => {}
+        Some(CertAttention::RenewalMissed) => {
+            q = q
+                .filter(certificates::revoked_at.is_null())
+                .filter(certificates::not_after.gt(now))
+                .filter(certificates::renew_by.le(now))
+        }
+        Some(CertAttention::Lapsed) => {
+            q = q
+                .filter(certificates::revoked_at.is_null())
+                .filter(certificates::not_after.le(now))
+                .filter(certificates::not_after.gt(now - chrono::Duration::days(LAPSED_DAYS)))
+                .filter(diesel::dsl::not(diesel::dsl::exists(
+                    active_alias
+                        .filter(
+                            active_alias
+                                .field(certificates::host_id)
+                                .eq(certificates::host_id),
+                        )
+                        .filter(active_alias.field(certificates::revoked_at).is_null())
+                        .filter(active_alias.field(certificates::not_after).gt(now)),
+                )))
+        }
+        Some(CertAttention::RecentlyRevoked) => {
+            q = q
+                .filter(certificates::revoked_at.ge(now - chrono::Duration::days(RECENT_DAYS)))
+                .filter(certificates::revocation_reason.ne(RevocationReason::Superseded))
+        }
     }
     match f.status {
         None => {}
@@ -190,6 +247,9 @@ impl Certificate {
             certificates::revoked_by.eq(Some(by)),
         ))
         .execute(conn)?;
+        if n == 1 {
+            crate::metrics::count_on_commit(crate::metrics::Count::Revoked(reason));
+        }
         Ok(n == 1)
     }
 
@@ -310,5 +370,69 @@ impl Certificate {
             .filter(certificates::revoked_by.eq(REVOKED_BY_RENEWAL))
             .select(diesel::dsl::max(certificates::revoked_at))
             .first(conn)
+    }
+}
+
+/// The counts the overview page and `/metrics` show: each one indexed query (the partial
+/// indexes of unrevoked certificates by expiry and renewal time, and `revoked_at`).
+impl Certificate {
+    /// Unrevoked certificates with `from < not_after <= to`.
+    pub fn count_unrevoked_expiring(
+        conn: &mut DbConn,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> QueryResult<i64> {
+        certificates::table
+            .filter(certificates::revoked_at.is_null())
+            .filter(certificates::not_after.gt(from))
+            .filter(certificates::not_after.le(to))
+            .count()
+            .get_result(conn)
+    }
+
+    /// Unrevoked certificates expired at `now`.
+    pub fn count_expired(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<i64> {
+        certificates::table
+            .filter(certificates::revoked_at.is_null())
+            .filter(certificates::not_after.le(now))
+            .count()
+            .get_result(conn)
+    }
+
+    /// Revoked certificates, superseded (`true`) or revoked for another reason.
+    pub fn count_revoked(conn: &mut DbConn, superseded: bool) -> QueryResult<i64> {
+        let q = certificates::table.filter(certificates::revoked_at.is_not_null());
+        if superseded {
+            q.filter(certificates::revocation_reason.eq(RevocationReason::Superseded))
+                .count()
+                .get_result(conn)
+        } else {
+            q.filter(certificates::revocation_reason.ne(RevocationReason::Superseded))
+                .count()
+                .get_result(conn)
+        }
+    }
+
+    /// How many certificates a view of the list holds (the overview's numbers are the
+    /// list's totals, so that a number and the list it links to always agree).
+    pub fn count(conn: &mut DbConn, f: &CertFilter, now: NaiveDateTime) -> QueryResult<i64> {
+        filtered(f, now).count().get_result(conn)
+    }
+
+    /// Unrevoked certificates expiring in each of `weeks` weeks from `now`.
+    pub fn expiring_per_week(
+        conn: &mut DbConn,
+        now: NaiveDateTime,
+        weeks: u32,
+    ) -> QueryResult<Vec<i64>> {
+        (0..i64::from(weeks))
+            .map(|w| {
+                Certificate::count_unrevoked_expiring(
+                    conn,
+                    now + chrono::Duration::weeks(w),
+                    now + chrono::Duration::weeks(w + 1),
+                )
+            })
+            .collect()
     }
 }

@@ -83,6 +83,13 @@ impl HostMapping {
             .load(conn)
     }
 
+    pub fn count_in_state(conn: &mut DbConn, state: MappingState) -> QueryResult<i64> {
+        host_mappings::table
+            .filter(host_mappings::state.eq(state))
+            .count()
+            .get_result(conn)
+    }
+
     /// Names mapped to more than one host.
     pub fn conflicting_names(conn: &mut DbConn) -> QueryResult<Vec<String>> {
         use diesel::dsl::count_star;

@@ -255,6 +255,15 @@ kinds! {
 }
 
 kinds! {
+    /// The certificate list's views of what needs attention (the overview page's links).
+    pub enum CertAttention ("certificate view", parse = exact) {
+        RenewalMissed = "renewal-missed", "Renewal window missed";
+        Lapsed = "lapsed", "Expired, not renewed";
+        RecentlyRevoked = "recently-revoked", "Revoked in the last 7 days";
+    }
+}
+
+kinds! {
     /// The certificate list's sort columns.
     pub enum CertSort ("certificate sort column", parse = exact) {
         Host = "host", "Host";
@@ -393,6 +402,7 @@ mod tests {
         round_trips(ApiKeyState::ALL, ApiKeyState::key, ApiKeyState::label);
         round_trips(CertStatus::ALL, CertStatus::key, CertStatus::label);
         round_trips(CertSort::ALL, CertSort::key, CertSort::label);
+        round_trips(CertAttention::ALL, CertAttention::key, CertAttention::label);
         round_trips(HostSort::ALL, HostSort::key, HostSort::label);
         round_trips(MappingState::ALL, MappingState::key, MappingState::label);
         round_trips(MappingSource::ALL, MappingSource::key, MappingSource::label);

@@ -46,6 +46,8 @@ pub struct NewToken<'a> {
 pub struct TokenFilter {
     pub q: String,
     pub state: Option<TokenState>,
+    /// Only active tokens that expire within so many days.
+    pub expires_within: Option<u32>,
     pub sort: TokenSort,
     pub descending: bool,
     pub offset: i64,
@@ -62,6 +64,12 @@ fn filtered<'a>(f: &TokenFilter, now: NaiveDateTime) -> Boxed<'a> {
                 .like(contains_pattern(&f.q))
                 .escape('\\'),
         );
+    }
+    if let Some(days) = f.expires_within {
+        q = q
+            .filter(tokens::uses.lt(tokens::max_uses))
+            .filter(tokens::valid_until.gt(now))
+            .filter(tokens::valid_until.le(now + chrono::Duration::days(i64::from(days))));
     }
     match f.state {
         None => {}
@@ -108,6 +116,11 @@ impl Token {
             .filter(tokens::value_digest.eq(digest))
             .first(conn)
             .optional()
+    }
+
+    /// How many tokens the filter matches (the overview's numbers are the list's totals).
+    pub fn count(conn: &mut DbConn, f: &TokenFilter, now: NaiveDateTime) -> QueryResult<i64> {
+        filtered(f, now).count().get_result(conn)
     }
 
     /// One page of the list and the number of tokens that match the filter.
@@ -180,6 +193,9 @@ impl Token {
             tokens::last_used_by.eq(Some(host)),
         ))
         .execute(conn)?;
+        if n == 1 {
+            crate::metrics::count_on_commit(crate::metrics::Count::TokenUse);
+        }
         Ok(n == 1)
     }
 }

@@ -407,15 +407,7 @@ pub(crate) fn pending_mark() -> usize {
 /// The transaction begun at `mark` is over: on commit every waiting event goes to its
 /// sink; otherwise the events it wrote are forgotten (they were rolled back).
 pub(crate) fn pending_done(mark: usize, committed: bool) {
-    let events = PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        if committed {
-            std::mem::take(&mut *p)
-        } else {
-            p.truncate(mark);
-            Vec::new()
-        }
-    });
+    let events = PENDING.with(|p| crate::db::settle_pending(p, mark, committed));
     if events.is_empty() {
         return;
     }

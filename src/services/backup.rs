@@ -18,7 +18,7 @@ use crate::error::AppError;
 use crate::models::acme::{AcmeAccount, AcmeAuthorization, AcmeOrder};
 use crate::models::api_key::ApiKey;
 use crate::models::audit_event::AuditEvent;
-use crate::models::certificate::Certificate;
+use crate::models::certificate::{renew_by_for, Certificate};
 use crate::models::host::Host;
 use crate::models::host_mapping::HostMapping;
 use crate::models::issuer::{CaMigration, IssuerRow};
@@ -340,7 +340,7 @@ pub fn restore(
     } else {
         return Err(not_a_backup());
     };
-    let contents: Contents = serde_json::from_slice(&plain)
+    let mut contents: Contents = serde_json::from_slice(&plain)
         .map_err(|e| AppError::BadRequest(format!("the backup cannot be read: {e}")))?;
     for name in FILES.iter().copied().chain(["hostca.sqlite3"]) {
         if data_dir.join(name).exists() {
@@ -384,6 +384,11 @@ pub fn restore(
     // The restored server's audit log starts with the restored events, so that
     // `hostca audit verify` compares what came back with what the backup held.
     audit::write_restored_sink(data_dir, &contents.audit_events, &contents.settings)?;
+    // A backup from before renewal times were kept: compute them as an upgrade does.
+    for cert in &mut contents.certificates {
+        cert.renew_by
+            .get_or_insert_with(|| renew_by_for(cert.not_before, cert.not_after));
+    }
     let mut inserted = 0usize;
     let conn: &mut DbConn = &mut conn;
     conn.transaction::<_, AppError, _>(|c| {

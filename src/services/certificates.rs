@@ -6,7 +6,7 @@ use super::audit::{self, Event};
 use super::{Actor, Ctx};
 use crate::db;
 use crate::error::AppError;
-use crate::models::certificate::{CertFilter, Certificate, NewCertificate};
+use crate::models::certificate::{renew_by_for, CertFilter, Certificate, NewCertificate};
 use crate::models::kinds::{AuditCategory, IssuedVia};
 use crate::models::user::Role;
 use crate::pki::issue::IssuedCert;
@@ -20,6 +20,37 @@ pub fn list(
     let now = db::now();
     let (rows, total) = Certificate::list(&mut conn, filter, now)?;
     Ok((rows, total, now))
+}
+
+/// The most rows a certificate CSV holds.
+pub const CSV_ROWS: i64 = 100_000;
+
+/// The certificates `filter` matches (its search, filters and sort; not its page), as CSV.
+pub fn csv(ctx: &Ctx, mut filter: CertFilter) -> Result<String, AppError> {
+    use super::audit_log::csv_field;
+    filter.offset = 0;
+    filter.limit = CSV_ROWS;
+    let (rows, _, now) = list(ctx, &filter)?;
+    let mut out = String::from(
+        "serial,host_id,names,status,not_before_utc,not_after_utc,revoked_at_utc,revocation_reason,issued_via,sha256\r\n",
+    );
+    let at = |t: NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    for c in &rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{}\r\n",
+            csv_field(&c.serial),
+            csv_field(&c.host_id),
+            csv_field(&c.names),
+            c.status(now).key(),
+            at(c.not_before),
+            at(c.not_after),
+            c.revoked_at.map(at).unwrap_or_default(),
+            c.revocation_reason.map(|r| r.key()).unwrap_or_default(),
+            c.issued_via.key(),
+            c.fingerprint_sha256
+        ));
+    }
+    Ok(out)
 }
 
 pub fn details(ctx: &Ctx, serial: &str) -> Result<Certificate, AppError> {
@@ -203,7 +234,9 @@ pub(super) fn store_issued(
             acme_account_id: from.acme_account,
             replaces: from.replaces,
             issuer_id: Some(cert.issuer_id),
+            renew_by: Some(renew_by_for(cert.not_before, cert.not_after)),
         },
     )?;
+    crate::metrics::count_on_commit(crate::metrics::Count::Issued(from.via));
     Ok(())
 }

@@ -20,7 +20,7 @@ use crate::models::host_mapping::{MappingSource, MappingState};
 use crate::models::kinds::IssuedVia;
 use crate::models::kinds::RevocationReason;
 use crate::models::kinds::{
-    AuditCategory, CertStatus, HostSort, Outcome, Role, TokenKind, TokenState,
+    AuditCategory, CertAttention, CertStatus, HostSort, Outcome, Role, TokenKind, TokenState,
 };
 use crate::models::settings::SecurityLevel;
 use crate::models::token::Token;
@@ -310,7 +310,11 @@ async fn list_tokens(
 ) -> Result<HttpResponse, ApiError> {
     let p = p.into_inner();
     let q = list_query(p.q, p.sort, p.dir, p.page);
-    let (paging, filter) = super::tokens::filter(&q, p.state.as_deref())?;
+    let extra = super::tokens::StateQuery {
+        state: p.state,
+        expires_within: None,
+    };
+    let (paging, filter) = super::tokens::filter(&q, &extra)?;
     let (rows, total, now) = web::block(move || services::tokens::list(&ctx, &filter)).await??;
     Ok(HttpResponse::Ok().json(TokenList {
         tokens: rows.iter().map(|t| token_json(t, now)).collect(),
@@ -637,6 +641,14 @@ pub struct CertificateListParams {
     q: Option<String>,
     #[param(value_type = Option<CertStatus>)]
     status: Option<String>,
+    /// Only active certificates that expire within this many days (1 to 3650).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 3650)]
+    expires_within: Option<String>,
+    /// What needs attention: `renewal-missed` (half of the renewal window gone, not
+    /// renewed), `lapsed` (expired in the last 90 days, the host has no active
+    /// certificate), `recently-revoked` (revoked, not superseded, in the last 7 days).
+    #[param(value_type = Option<CertAttention>)]
+    view: Option<String>,
     /// The column to sort by.
     sort: Option<String>,
     /// `asc` or `desc`.
@@ -651,7 +663,8 @@ pub struct CertificateListParams {
     tag = "certificates",
     summary = "List certificates",
     params(CertificateListParams),
-    responses((status = 200, description = "One page of certificates", body = CertificateList)),
+    responses((status = 200, description = "One page of certificates", body = CertificateList),
+        (status = 400, description = "A filter, sort or page that is not valid", body = ErrorBody)),
     security(("bearer" = []))
 )]
 async fn list_certificates(
@@ -661,7 +674,12 @@ async fn list_certificates(
 ) -> Result<HttpResponse, ApiError> {
     let p = p.into_inner();
     let q = list_query(p.q, p.sort, p.dir, p.page);
-    let (paging, filter) = super::certificates::filter(&q, p.status.as_deref())?;
+    let extra = super::certificates::CertQuery {
+        status: p.status,
+        expires_within: p.expires_within,
+        view: p.view,
+    };
+    let (paging, filter) = super::certificates::filter(&q, &extra)?;
     let (rows, total, now) =
         web::block(move || services::certificates::list(&ctx, &filter)).await??;
     Ok(HttpResponse::Ok().json(CertificateList {

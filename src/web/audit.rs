@@ -255,15 +255,5 @@ async fn export(
         }
         Some((Ok(web::Bytes::from(out)), st))
     });
-    let name = format!(
-        "hostca-audit-{}.csv",
-        crate::db::now().format("%Y%m%d-%H%M%S")
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            "Content-Disposition",
-            format!("attachment; filename=\"{name}\""),
-        ))
-        .streaming(stream))
+    Ok(view::csv_download("audit").streaming(stream))
 }

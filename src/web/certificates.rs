@@ -10,13 +10,14 @@ use super::forms::RevokeForm;
 use super::listing::{self, ListQuery, Listing, Paging, PAGE_SIZE};
 use super::view::{self, Page, When};
 use crate::error::AppError;
-use crate::models::certificate::{CertFilter, CertSort, CertStatus, Certificate};
+use crate::models::certificate::{CertAttention, CertFilter, CertSort, CertStatus, Certificate};
 use crate::pki::Reason;
 use crate::services::certificates as svc;
 use crate::services::Ctx;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security/certificates", web::get().to(list))
+        .route("/security/certificates.csv", web::get().to(export))
         .route("/security/certificates/{serial}", web::get().to(details))
         .route(
             "/security/certificates/{serial}/pem",
@@ -86,9 +87,32 @@ pub fn reasons() -> Vec<(&'static str, &'static str)> {
     Reason::ALL.iter().map(|r| (r.key(), r.label())).collect()
 }
 
-#[derive(Deserialize, Default)]
-pub struct StatusQuery {
+/// The certificate list's filters beside search, sort and page: the page's query, the
+/// admin API's and the CSV's.
+#[derive(Deserialize, Default, Clone)]
+pub struct CertQuery {
     pub status: Option<String>,
+    /// Days: only active certificates that expire within so many.
+    pub expires_within: Option<String>,
+    /// `renewal-missed`, `lapsed` or `recently-revoked` (the overview's links).
+    pub view: Option<String>,
+}
+
+/// The longest `expires_within`: ten years.
+pub const EXPIRES_WITHIN_MAX: u32 = 3650;
+
+/// A number of days in a query, between 1 and `max`.
+pub fn days(name: &str, value: Option<&str>, max: u32) -> Result<Option<u32>, AppError> {
+    match value.map(str::trim).unwrap_or("") {
+        "" => Ok(None),
+        v => match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(AppError::BadRequest(format!(
+                "{name} '{}' is not a number of days: use a whole number from 1 to {max}",
+                v.chars().take(20).collect::<String>()
+            ))),
+        },
+    }
 }
 
 #[derive(Template)]
@@ -100,12 +124,76 @@ struct ListPage {
     reasons: Vec<(&'static str, &'static str)>,
     /// The status filter's choices: key and label.
     statuses: Vec<(&'static str, &'static str)>,
+    /// The same list as CSV.
+    csv_href: String,
 }
 
-/// The certificate list's query (search, status, sort, page), for the page and the API.
-pub fn filter(query: &ListQuery, status: Option<&str>) -> Result<(Paging, CertFilter), AppError> {
+/// The filters beside the status that the list's sort and page links keep, with a label
+/// for the page to say what it shows.
+fn kept_filters(f: &CertFilter) -> Vec<(&'static str, String, String)> {
+    let mut kept = Vec::new();
+    if let Some(d) = f.expires_within {
+        kept.push((
+            "expires_within",
+            d.to_string(),
+            format!("Active, expiring within {d} days"),
+        ));
+    }
+    if let Some(a) = f.attention {
+        kept.push(("view", a.key().to_string(), a.label().to_string()));
+    }
+    kept
+}
+
+/// `/security/certificates.csv` with the list's search and filters (not its page).
+fn csv_href(query: &ListQuery, extra: &CertQuery) -> String {
+    let params: Vec<(&str, &str)> = [
+        ("q", query.q.as_deref()),
+        ("status", extra.status.as_deref()),
+        ("expires_within", extra.expires_within.as_deref()),
+        ("view", extra.view.as_deref()),
+        ("sort", query.sort.as_deref()),
+        ("dir", query.dir.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
+    .collect();
+    let qs = serde_urlencoded::to_string(&params).unwrap_or_default();
+    if qs.is_empty() {
+        "/security/certificates.csv".into()
+    } else {
+        format!("/security/certificates.csv?{qs}")
+    }
+}
+
+/// Every certificate the list's search and filters match, as CSV (at most
+/// `svc::CSV_ROWS`).
+async fn export(
+    _auth: Auth,
+    ctx: web::Data<Ctx>,
+    query: web::Query<ListQuery>,
+    extra: web::Query<CertQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (_, filter) = filter(&query, &extra)?;
+    let body = web::block(move || svc::csv(&ctx, filter)).await??;
+    Ok(view::csv_download("certificates").body(body))
+}
+
+/// The certificate list's query (search, filters, sort, page), for the page, the CSV and
+/// the API.
+pub fn filter(query: &ListQuery, extra: &CertQuery) -> Result<(Paging, CertFilter), AppError> {
     let paging = listing::parse(query, CertSort::Issued.key(), CertSort::KEYS)?;
-    let status = match status.unwrap_or("") {
+    let attention = match extra.view.as_deref().unwrap_or("") {
+        "" => None,
+        v => Some(CertAttention::parse(v).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "unknown view '{}': use {}",
+                v.chars().take(40).collect::<String>(),
+                CertAttention::choices()
+            ))
+        })?),
+    };
+    let status = match extra.status.as_deref().unwrap_or("") {
         "" | "all" => None,
         s => Some(CertStatus::parse(s).ok_or_else(|| {
             AppError::BadRequest(format!(
@@ -116,6 +204,12 @@ pub fn filter(query: &ListQuery, status: Option<&str>) -> Result<(Paging, CertFi
     let filter = CertFilter {
         q: paging.q.clone(),
         status,
+        expires_within: days(
+            "expires_within",
+            extra.expires_within.as_deref(),
+            EXPIRES_WITHIN_MAX,
+        )?,
+        attention,
         sort: CertSort::parse(&paging.sort).unwrap_or(CertSort::Issued),
         descending: paging.descending,
         offset: paging.offset(),
@@ -128,10 +222,12 @@ async fn list(
     auth: Auth,
     ctx: web::Data<Ctx>,
     query: web::Query<ListQuery>,
-    status: web::Query<StatusQuery>,
+    extra: web::Query<CertQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (paging, filter) = filter(&query, status.status.as_deref())?;
+    let (paging, filter) = filter(&query, &extra)?;
     let status = filter.status;
+    let kept = kept_filters(&filter);
+    let csv_href = csv_href(&query, &extra);
     let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
     let key = status.map(|s| s.key().to_string()).unwrap_or_default();
     view::ok(&ListPage {
@@ -143,7 +239,9 @@ async fn list(
             key,
             total,
             rows.len(),
-        ),
+        )
+        .keeping(kept),
+        csv_href,
         rows: rows.iter().map(|c| CertView::of(c, now)).collect(),
         reasons: reasons(),
         statuses: CertStatus::ALL

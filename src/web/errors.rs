@@ -23,7 +23,7 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.log();
+        self.report();
         if let AppError::Unauthenticated = self {
             return HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/login"))
@@ -87,7 +87,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.0.log();
+        self.0.report();
         let mut response = HttpResponse::build(self.0.status());
         // RFC 9110 §11.6.1: a 401 names the scheme the client should use.
         if self.0.status() == StatusCode::UNAUTHORIZED {

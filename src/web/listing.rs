@@ -17,6 +17,8 @@ pub struct Listing {
     pub total: i64,
     pub first_shown: i64,
     pub last_shown: i64,
+    /// Further filters the links keep: query name, value, and what the page says it shows.
+    pub kept: Vec<(&'static str, String, String)>,
 }
 
 /// The raw query of a list page.
@@ -112,11 +114,18 @@ impl Listing {
             total,
             first_shown: if shown == 0 { 0 } else { offset + 1 },
             last_shown: offset + shown,
+            kept: Vec::new(),
         }
     }
 
+    /// The list also keeps these filters in its links.
+    pub fn keeping(mut self, kept: Vec<(&'static str, String, String)>) -> Listing {
+        self.kept = kept;
+        self
+    }
+
     pub fn filtered(&self) -> bool {
-        !self.q.is_empty() || !self.filter.is_empty()
+        !self.q.is_empty() || !self.filter.is_empty() || !self.kept.is_empty()
     }
 
     fn href(&self, sort: &str, dir: &str, page_no: i64) -> String {
@@ -126,6 +135,9 @@ impl Listing {
         }
         if !self.filter.is_empty() {
             params.push((self.filter_name, self.filter.clone()));
+        }
+        for (name, value, _) in &self.kept {
+            params.push((name, value.clone()));
         }
         params.push(("sort", sort.to_string()));
         params.push(("dir", dir.to_string()));

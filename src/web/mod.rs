@@ -14,10 +14,12 @@ pub mod ca;
 pub mod certificates;
 pub mod errors;
 pub mod forms;
+pub mod health;
 pub mod hosts;
 pub mod listing;
 pub mod login;
 pub mod openapi;
+pub mod overview;
 pub mod public;
 pub mod settings;
 pub mod tokens;
@@ -119,6 +121,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("get", "/crl/{issuer}"),
     ("get", "/ca/{issuer}"),
     ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
 ];
 
 /// The console's pages and assets (registered by their modules), so that a wrong method on
@@ -273,10 +277,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 AppError::BadRequest(format!("the address is not valid: {e}")),
             )
         }))
-        .route("/", web::get().to(home))
+        .route("/", web::get().to(overview::home))
         .configure(assets::routes)
         .configure(login::routes)
         .configure(public::routes)
+        .configure(health::routes)
         .configure(api::routes)
         .configure(acme::routes)
         .configure(tokens::routes)
@@ -288,10 +293,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(users::routes)
         .configure(api_keys::routes)
         .default_service(web::to(not_found));
-}
-
-async fn home() -> HttpResponse {
-    view::redirect("/security/tokens")
 }
 
 /// Refuses a NUL character anywhere in the address (`%00`), before any handler: no value

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin_api, api, ca, public};
+use super::{admin_api, api, ca, health, public};
 use crate::web::errors::ErrorBody;
 
 #[derive(OpenApi)]
@@ -29,7 +29,9 @@ use crate::web::errors::ErrorBody;
         public::crl_pem,
         public::issuer_crl,
         public::issuer_cert,
-        public::healthz,
+        health::healthz,
+        health::readyz,
+        health::metrics,
         admin_api::list_tokens,
         admin_api::create_token,
         admin_api::create_reissue_token,

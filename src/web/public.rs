@@ -21,60 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/crl", web::get().to(crl_der))
         .route("/crl.pem", web::get().to(crl_pem))
         .route("/crl/{issuer}", web::get().to(issuer_crl))
-        .route("/ca/{issuer}", web::get().to(issuer_cert))
-        .route("/healthz", web::get().to(healthz));
-}
-
-/// Whether the server can sign: the key of the CA that signs new certificates.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct Health {
-    /// `ok`, or `unavailable` when the signer cannot sign.
-    status: &'static str,
-    signer: SignerHealth,
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct SignerHealth {
-    /// The CA's number (as on the CA page).
-    issuer_id: i64,
-    /// Where its key is: "key file" or the PKCS#11 token and object.
-    key: String,
-    /// Whether the key answered now (a PKCS#11 token was reached).
-    reachable: bool,
-    /// Why not, when it did not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[utoipa::path(get, path = "/healthz", tag = "public", summary = "Liveness, with the signer: whether the key of the CA that signs new certificates answers",
-    responses((status = 200, description = "The signer answers", body = Health),
-        (status = 503, description = "The signer does not answer (a PKCS#11 token unreachable)", body = Health)))]
-pub async fn healthz(ctx: web::Data<Ctx>) -> HttpResponse {
-    let ca = ctx.pki.signing();
-    let issuer_id = ca.id;
-    let (key, checked) = web::block(move || match ca.signer() {
-        Some(k) => (k.describe(), k.check().map_err(|e| e.to_string())),
-        None => (
-            "offline".to_string(),
-            Err("the key is not on this server".to_string()),
-        ),
-    })
-    .await
-    .unwrap_or_else(|e| ("unknown".into(), Err(e.to_string())));
-    let health = Health {
-        status: if checked.is_ok() { "ok" } else { "unavailable" },
-        signer: SignerHealth {
-            issuer_id,
-            key,
-            reachable: checked.is_ok(),
-            error: checked.err(),
-        },
-    };
-    if health.signer.reachable {
-        HttpResponse::Ok().json(health)
-    } else {
-        HttpResponse::ServiceUnavailable().json(health)
-    }
+        .route("/ca/{issuer}", web::get().to(issuer_cert));
 }
 
 /// Records a host's report that it fetched the trust bundle, off the request's path: a

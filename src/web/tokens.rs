@@ -67,6 +67,8 @@ impl TokenView {
 #[derive(Deserialize, Default)]
 pub struct StateQuery {
     pub state: Option<String>,
+    /// Days: only active tokens that expire within so many.
+    pub expires_within: Option<String>,
 }
 
 #[derive(Template)]
@@ -80,11 +82,16 @@ struct ListPage {
 }
 
 /// The token list's query (search, state, sort, page), for the page and the API.
-pub fn filter(query: &ListQuery, state: Option<&str>) -> Result<(Paging, TokenFilter), AppError> {
+pub fn filter(query: &ListQuery, extra: &StateQuery) -> Result<(Paging, TokenFilter), AppError> {
     let paging = listing::parse(query, TokenSort::CreatedAt.key(), TokenSort::KEYS)?;
     let filter = TokenFilter {
         q: paging.q.clone(),
-        state: parse_state(state)?,
+        state: parse_state(extra.state.as_deref())?,
+        expires_within: super::certificates::days(
+            "expires_within",
+            extra.expires_within.as_deref(),
+            super::certificates::EXPIRES_WITHIN_MAX,
+        )?,
         sort: TokenSort::parse(&paging.sort).unwrap_or(TokenSort::CreatedAt),
         descending: paging.descending,
         offset: paging.offset(),
@@ -111,8 +118,19 @@ async fn list(
     query: web::Query<ListQuery>,
     state: web::Query<StateQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let (paging, filter) = filter(&query, state.state.as_deref())?;
+    let (paging, filter) = filter(&query, &state)?;
     let state = filter.state;
+    let kept: Vec<_> = filter
+        .expires_within
+        .map(|d| {
+            (
+                "expires_within",
+                d.to_string(),
+                format!("Active, expiring within {d} days"),
+            )
+        })
+        .into_iter()
+        .collect();
     let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
     let state_key = state.map(|s| s.key().to_string()).unwrap_or_default();
     view::ok(&ListPage {
@@ -124,7 +142,8 @@ async fn list(
             state_key,
             total,
             rows.len(),
-        ),
+        )
+        .keeping(kept),
         rows: rows.iter().map(|t| TokenView::of(t, now)).collect(),
         states: TokenState::ALL
             .iter()

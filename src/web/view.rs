@@ -87,6 +87,7 @@ pub const NAVIGATION: &[(&str, &[NavLink])] = &[
     (
         "Security",
         &[
+            link("/", "Overview", "overview", Role::Viewer),
             link("/security/tokens", "Tokens", "tokens", Role::Viewer),
             link(
                 "/security/certificates",
@@ -272,6 +273,20 @@ impl When {
     pub fn maybe(t: Option<NaiveDateTime>, now: NaiveDateTime) -> Option<When> {
         t.map(|t| When::of(t, now))
     }
+}
+
+/// A CSV download named `hostca-{what}-<UTC time>.csv`; the caller adds the body.
+pub fn csv_download(what: &str) -> actix_web::HttpResponseBuilder {
+    let name = format!(
+        "hostca-{what}-{}.csv",
+        crate::db::now().format("%Y%m%d-%H%M%S")
+    );
+    let mut r = HttpResponse::Ok();
+    r.content_type("text/csv; charset=utf-8").insert_header((
+        "Content-Disposition",
+        format!("attachment; filename=\"{name}\""),
+    ));
+    r
 }
 
 #[cfg(test)]

@@ -256,6 +256,7 @@ async fn a_thousand_hosts_move_from_one_issuing_ca_to_another() {
                     acme_account_id: None,
                     replaces: None,
                     issuer_id: Some(old),
+                    renew_by: None,
                 },
             )?;
         }
@@ -607,8 +608,8 @@ async fn what_the_ca_refuses() {
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(count(&app), 0);
 
-    // The signer answers, and /healthz says where it is.
-    let health: Value = app.get("/healthz").await.json().await.unwrap();
+    // The signer answers, and /readyz says where it is.
+    let health: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     let key = health["signer"]["key"].as_str().unwrap();
     if common::issuing_key_in_token() {

@@ -75,8 +75,8 @@ async fn the_issuing_key_lives_in_a_pkcs11_token_and_signs_everything() {
         .unwrap()
         .describe()
         .contains("PKCS#11"));
-    // /healthz asks the token.
-    let health: serde_json::Value = app.get("/healthz").await.json().await.unwrap();
+    // /readyz asks the token.
+    let health: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["signer"]["reachable"], true);
     assert!(
