@@ -216,7 +216,7 @@ async fn authenticate(session: Session, ctx: Option<web::Data<Ctx>>) -> Result<A
 pub fn after_login(session: &Session) -> String {
     match session.get::<String>(AFTER_LOGIN).ok().flatten() {
         Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/login") => p,
-        _ => "/security/tokens".to_string(),
+        _ => "/".to_string(),
     }
 }
 

@@ -146,6 +146,7 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("post", "/security/tokens/{name}/show"),
     ("post", "/security/tokens/{name}/delete"),
     ("get", "/security/certificates"),
+    ("get", "/security/certificates.csv"),
     ("get", "/security/certificates/{serial}"),
     ("get", "/security/certificates/{serial}/pem"),
     ("post", "/security/certificates/{serial}/revoke"),

@@ -384,8 +384,15 @@ async fn an_administrators_day_in_a_real_browser() {
         .send_keys(&format!("{}{}", common::ADMIN_PASSWORD, Key::Enter))
         .await
         .unwrap();
-    wait_url(&c, "/security/tokens").await;
+    wait_url(&c, "/").await;
     wait_text(&c, "Welcome, admin.").await;
+    // The overview links to the lists; the token list is one click away.
+    css(&c, "nav a[href='/security/tokens']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_url(&c, "/security/tokens").await;
 
     // Add a token: a bad name first, then a good one.
     css(&c, "a.button.primary[href='/security/tokens/new']")
@@ -924,13 +931,15 @@ async fn pages_fit_every_screen() {
         .send_keys(&format!("{}{}", common::ADMIN_PASSWORD, Key::Enter))
         .await
         .unwrap();
-    wait_url(&c, "/security/tokens").await;
+    wait_url(&c, "/").await;
 
     let pages = [
-        "/security/tokens".to_string(),
+        "/".to_string(),
+        "/security/tokens".into(),
         "/security/tokens/new".into(),
         "/security/tokens/seed-with-a-rather-long-name".into(),
         "/security/certificates".into(),
+        "/security/certificates?expires_within=30&sort=expires&dir=asc".into(),
         format!("/security/certificates/{serial}"),
         "/security/hosts".into(),
         format!("/security/hosts/{host_id}"),

@@ -313,15 +313,42 @@ async fn metrics_count_what_committed_and_gauges_match_the_database() {
     assert!(text.contains("hostca_crl_next_update_timestamp_seconds{issuer="));
     assert!(text.contains("hostca_group_commit_batch_size_bucket"));
     // Latency by route pattern, never by raw path.
+    let timed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("hostca_http_request_duration_seconds_count"))
+        .collect();
     assert!(
-        text.contains("hostca_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/certificates\""),
-        "{text}"
+        timed
+            .iter()
+            .any(|l| l.contains("route=\"/api/v1/certificates\"") && l.contains("method=\"POST\"")),
+        "{timed:#?}"
     );
     assert!(!text.contains("route=\"/security/certificates/"), "{text}");
     let r = app.get("/no/such/page").await;
     assert_eq!(status(&r), 404);
     let text = app.get("/metrics").await.text().await.unwrap();
     assert!(text.contains("route=\"unmatched\""));
+}
+
+/// Every metric the example alert rules use is one `/metrics` serves.
+#[tokio::test]
+async fn the_example_alert_rules_use_metrics_that_exist() {
+    let app = spawn_app().await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let rules = include_str!("../../contrib/prometheus/hostca-alerts.yml");
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("hostca_") && w.len() > "hostca_".len())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 3, "{used:?}");
+    for name in used {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} is in the alert rules but not in /metrics"
+        );
+    }
 }
 
 async fn enrolled_with(app: &TestApp, name: &str, token: &str, expect: u16) {
