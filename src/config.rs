@@ -33,6 +33,9 @@ pub struct Config {
     /// Reverse proxies in front of hostca: only from these is `X-Forwarded-For` believed
     /// (login throttling and audit events need the client's own address).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Host certificates last this many minutes instead of the setting's days: renewal
+    /// drills and tests (`--leaf-validity-minutes`).
+    pub leaf_validity_minutes: Option<i64>,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             public_url: None,
             audit_log: None,
             trusted_proxies: Vec::new(),
+            leaf_validity_minutes: None,
         }
     }
 
