@@ -110,10 +110,10 @@ enum Command {
     /// Host: run the agent in the foreground: renew (with a new key) when the server's
     /// renewal window opens, refresh the CRL and the CA bundle; `agent install-unit`
     /// writes its systemd unit.
-    #[command(subcommand_negates_reqs = true)]
+    #[command(args_conflicts_with_subcommands = true)]
     Agent {
         #[command(flatten)]
-        flags: AgentFlags,
+        flags: Option<AgentFlags>,
         #[command(subcommand)]
         command: Option<AgentCommand>,
     },
@@ -139,8 +139,12 @@ enum AgentCommand {
 
 #[derive(clap::Args, Clone, Debug)]
 struct AgentFlags {
-    #[command(flatten)]
-    host: HostArgs,
+    /// The hostca server, e.g. https://ca.example.com:8443
+    #[arg(long, env = "HOSTCA_SERVER")]
+    server: String,
+    /// Where the host's files live: ca.pem, host.key, host.pem, crl.pem.
+    #[arg(long, env = "HOSTCA_HOST_DIR", default_value = "./hostca-host")]
+    dir: PathBuf,
     /// How often to ask the server for the renewal window (e.g. 30s, 10m, 1h).
     #[arg(long, default_value = "1h", value_parser = agent::parse_duration)]
     poll: std::time::Duration,
@@ -169,8 +173,8 @@ struct AgentFlags {
 impl AgentFlags {
     fn options(self) -> agent::AgentOptions {
         agent::AgentOptions {
-            server: self.host.server,
-            dir: self.host.dir,
+            server: self.server,
+            dir: self.dir,
             poll: self.poll,
             renew_before: self.renew_before,
             exec: self.exec,
@@ -608,10 +612,13 @@ pub fn run() -> i32 {
         }
         Command::GetCrl { host } => host::get_crl(&host.server, &host.dir),
         Command::ListCertDetails { dir, json } => host::list_cert_details(&dir, json),
-        Command::Agent { flags, command } => match command {
-            None => agent::run(flags.options()),
-            Some(AgentCommand::InstallUnit { flags, path }) => {
+        Command::Agent { flags, command } => match (command, flags) {
+            (Some(AgentCommand::InstallUnit { flags, path }), _) => {
                 agent::install_unit(&flags.options(), &path)
+            }
+            (None, Some(flags)) => agent::run(flags.options()),
+            (None, None) => {
+                Err("hostca agent needs --server (and --dir): see 'hostca agent --help'".into())
             }
         },
     };

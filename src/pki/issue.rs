@@ -165,7 +165,14 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     let now = chrono::DateTime::from_timestamp(now, 0)
         .map(|d| d.naive_utc())
         .unwrap_or(req.now);
-    let not_before = now - Duration::minutes(BACKDATE_MINUTES);
+    // A certificate of a few minutes (`validity_minutes`) is backdated by a tenth of its
+    // validity, not 5 minutes: otherwise its renewal window (the last third of the
+    // lifetime) would open before it is issued.
+    let backdate = match req.validity_minutes {
+        Some(m) => Duration::seconds(m * 6).min(Duration::minutes(BACKDATE_MINUTES)),
+        None => Duration::minutes(BACKDATE_MINUTES),
+    };
+    let not_before = now - backdate;
     let not_after = now
         + req
             .validity_minutes
