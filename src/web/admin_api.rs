@@ -1676,18 +1676,25 @@ async fn ca_mark_renewal(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(
-        &ctx,
-        &auth.0,
-        AuditCategory::Ca,
-        "ca_migration_mark_renewal",
-        "CA",
-    )
-    .await?;
-    let b: StepBody = body(&req, &bytes)?;
-    let marked =
-        web::block(move || services::ca_migration::mark_all_for_renewal(&ctx, &auth.0, &b.reason))
-            .await??;
+    let audit = (AuditCategory::Ca, "ca_migration_mark_renewal", "CA");
+    mark_hosts(req, auth, ctx, bytes, audit, |c, a, r| {
+        services::ca_migration::mark_all_for_renewal(c, a, r)
+    })
+    .await
+}
+
+/// Marks hosts for renewal with a reason (`f`), after the role check `audit` names.
+async fn mark_hosts(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+    (category, action, target): (AuditCategory, &'static str, &'static str),
+    f: fn(&Ctx, &Actor, &str) -> Result<usize, AppError>,
+) -> Result<HttpResponse, ApiError> {
+    may_change(&ctx, &auth.0, category, action, target).await?;
+    let b: RenewAllBody = body(&req, &bytes)?;
+    let marked = web::block(move || f(&ctx, &auth.0, &b.reason)).await??;
     Ok(HttpResponse::Ok().json(Marked { marked }))
 }
 
@@ -1734,7 +1741,7 @@ async fn ca_pending_renewal(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpR
     pending(ctx, services::ca_migration::Pending::Renewal).await
 }
 
-/// Why every host renews now (kept in the audit event).
+/// Why hosts are marked to renew now (kept in the audit event).
 #[derive(Deserialize, ToSchema)]
 pub struct RenewAllBody {
     #[schema(example = "drill: suspected key compromise")]
@@ -1753,16 +1760,9 @@ async fn hosts_renew_all(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(
-        &ctx,
-        &auth.0,
-        AuditCategory::Host,
-        "renew_all",
-        "every host",
-    )
-    .await?;
-    let b: RenewAllBody = body(&req, &bytes)?;
-    let marked =
-        web::block(move || services::renewal::renew_all(&ctx, &auth.0, &b.reason)).await??;
-    Ok(HttpResponse::Ok().json(Marked { marked }))
+    let audit = (AuditCategory::Host, "renew_all", "every host");
+    mark_hosts(req, auth, ctx, bytes, audit, |c, a, r| {
+        services::renewal::renew_all(c, a, r)
+    })
+    .await
 }
