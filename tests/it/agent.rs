@@ -276,14 +276,35 @@ fn a_drill_rekeys_every_agent_within_one_poll_interval_and_runs_the_hooks() {
     let domain = Domain::start(&["--leaf-validity-minutes", "30"]);
     let names = ["nb01.example.com", "nb02.example.com", "nb03.example.com"];
     let dirs: Vec<PathBuf> = names.iter().map(|n| domain.host(n)).collect();
+    // A service that reloads on SIGUSR1, for the second agent's --signal.
+    let signalled = domain.root.join("signalled");
+    // Killed when dropped, even if an assertion fails.
+    let service = ServerProcess(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "trap 'echo reloaded > {}' USR1; while true; do sleep 0.1; done",
+                signalled.display()
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let pid_file = domain.root.join("service.pid");
+    std::fs::write(&pid_file, service.0.id().to_string()).unwrap();
+    let pid_file = pid_file.to_str().unwrap().to_string();
     let mut agents: Vec<AgentProcess> = dirs
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let hook = format!(
                 "echo \"$HOSTCA_SERIAL $HOSTCA_CERT $HOSTCA_KEY\" > {}",
                 d.join("hook.out").display()
             );
-            domain.agent(d, &["--exec", &hook])
+            let mut extra = vec!["--exec", &hook];
+            if i == 1 {
+                extra.extend(["--signal", "USR1", "--pid-file", &pid_file]);
+            }
+            domain.agent(d, &extra)
         })
         .collect();
     for a in &agents {
@@ -330,6 +351,19 @@ fn a_drill_rekeys_every_agent_within_one_poll_interval_and_runs_the_hooks() {
         assert!(read(&d.join("hook.out")).contains("host.key"));
     }
     assert!(drill.elapsed() < Duration::from_secs(8));
+    // The second agent signalled the service.
+    assert!(
+        wait_for(Duration::from_secs(3), || read(&signalled)
+            .contains("reloaded")),
+        "{}",
+        agents[1].log()
+    );
+    assert!(
+        agents[1].log().contains("SIGUSR1 sent"),
+        "{}",
+        agents[1].log()
+    );
+    drop(service);
     // The drill is audited with its reason.
     let r = domain.admin(&["audit", "list", "--category", "HOST"]);
     assert!(r.ok, "{}", r.stderr);
@@ -545,6 +579,54 @@ fn a_misconfigured_hook_is_refused_and_install_unit_writes_the_flags() {
     assert!(exec.contains("--renew-before 15552000s"), "{exec}");
     assert!(exec.contains("--exec \"systemctl reload nginx\""), "{exec}");
     assert!(text.contains(&format!("ReadWritePaths={d}")), "{text}");
+
+    // renew-certificate --new-key: a new key, proved by the old one.
+    let (k1, c1) = (read(&dir.join("host.key")), read(&dir.join("host.pem")));
+    let r = hostca(
+        &[
+            "renew-certificate",
+            "--new-key",
+            "--server",
+            &domain.base,
+            "--dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(r.ok && r.stdout.contains("with a new key"), "{}", r.stderr);
+    let (k2, c2) = (read(&dir.join("host.key")), read(&dir.join("host.pem")));
+    assert!(k2 != k1 && c2 != c1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("host.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the new key is private");
+    assert!(hostca::cli::host::local_cert(&dir).unwrap().key_matches);
+    let put = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let is_new_pair = || {
+        read(&dir.join("host.key")) == k2
+            && read(&dir.join("host.pem")) == c2
+            && !dir.join("host.key.new").exists()
+            && !dir.join("host.pem.new").exists()
+    };
+    // A crash between the two renames: the new key with the old certificate.
+    put("host.pem", &c1);
+    put("host.pem.new", &c2);
+    assert!(hostca::cli::host::finish_replacement(&dir).unwrap());
+    assert!(is_new_pair());
+    // A crash before the renames: both .new files in place.
+    put("host.key", &k1);
+    put("host.pem", &c1);
+    put("host.key.new", &k2);
+    put("host.pem.new", &c2);
+    assert!(hostca::cli::host::finish_replacement(&dir).unwrap());
+    assert!(is_new_pair());
+    // A crash before the answer: a new key alone is dropped, the pair kept.
+    put("host.key.new", &k1);
+    assert!(hostca::cli::host::finish_replacement(&dir).unwrap());
+    assert!(is_new_pair());
+    assert!(!hostca::cli::host::finish_replacement(&dir).unwrap());
 }
 
 /// Re-keying renewal through the API, as an attacker would try it.
