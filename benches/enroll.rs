@@ -76,6 +76,7 @@ fn crypto_limit(n: usize) -> f64 {
                         host_id: Some("0190a5b8-0000-7000-8000-000000000000"),
                         spki_der: &csr.spki_der,
                         validity_days: 365,
+                        validity_minutes: None,
                         now: hostca::db::now(),
                         public_url: "http://127.0.0.1:8080",
                     },

@@ -38,6 +38,9 @@ pub struct Config {
     /// `/metrics` answers a client from these networks without a token (`--metrics-allow`;
     /// default the loopback addresses).
     pub metrics_allow: Vec<Cidr>,
+    /// Host certificates last this many minutes instead of the setting's days: renewal
+    /// drills and tests (`--leaf-validity-minutes`).
+    pub leaf_validity_minutes: Option<i64>,
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is one host).
@@ -131,6 +134,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             metrics_token: None,
             metrics_allow: Cidr::loopback(),
+            leaf_validity_minutes: None,
         }
     }
 

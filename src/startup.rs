@@ -73,6 +73,12 @@ impl Application {
                 resolver: Default::default(),
             }),
         };
+        if let Some(m) = config.leaf_validity_minutes {
+            log::warn!("host certificates last {m} minute(s) (--leaf-validity-minutes), not the configured days: for renewal drills and tests");
+            ctx.pki
+                .leaf_validity_minutes
+                .store(m, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Ok(mut conn) = crate::db::get(&ctx.pool) {
             if let Err(e) = crate::services::audit::apply_retention(&mut conn) {
                 log::error!("audit retention failed: {e}");

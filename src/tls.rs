@@ -73,6 +73,7 @@ fn make(
             host_id: None,
             spki_der: &spki,
             validity_days: VALIDITY_DAYS,
+            validity_minutes: None,
             now,
             public_url,
         },

@@ -119,6 +119,12 @@ pub enum HostCommand {
     },
     /// Deactivate one of a host's ACME accounts (`host show` lists them).
     DeactivateAcmeAccount { host: String, account: String },
+    /// Renew every host now (a drill, a suspected compromise): every host with an active
+    /// certificate may renew once, at once; agents re-key at their next poll. Audited.
+    RenewAll {
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -660,6 +666,19 @@ pub fn host(c: &Client, cmd: HostCommand, json_out: bool) -> CliResult<()> {
             print(json_out, &v, |r| match r["auto_reissue_until"].as_str() {
                 Some(until) => format!("Auto-reissue of {host} allowed until {until}."),
                 None => format!("Auto-reissue of {host} disallowed."),
+            });
+        }
+        HostCommand::RenewAll { reason } => {
+            let v = c.json(
+                "POST",
+                "/api/v1/hosts/renew-all",
+                Some(&json!({"reason": reason})),
+            )?;
+            print(json_out, &v, |r| {
+                format!(
+                    "{} host(s) marked to renew now; their agents re-key at the next poll.",
+                    r["marked"]
+                )
             });
         }
         HostCommand::DeactivateAcmeAccount { host, account } => {

@@ -197,7 +197,8 @@ fn pinned_ca(dir: &Path) -> CliResult<Vec<u8>> {
     })
 }
 
-fn client(server: &str, dir: &Path) -> CliResult<Client> {
+/// The client a host uses: verified against the pinned CA on https.
+pub(super) fn client(server: &str, dir: &Path) -> CliResult<Client> {
     let ca = if server.starts_with("https://") {
         Some(ca(dir)?)
     } else {
@@ -314,10 +315,15 @@ fn check_issued(
     for c in chain.iter().filter(|c| trusted.contains(c)) {
         full.push_str(&crate::pki::crl::pem("CERTIFICATE", c));
     }
-    // The bundle to keep: what the server still trusts of ours, plus what ours vouch for;
-    // never without a root.
+    Ok((full, bundle_to_keep(&pinned, &offered, &trusted)))
+}
+
+/// The trust bundle to keep after the server offered `offered` (`trusted`: what the pinned
+/// CAs vouch for of it): what the server still trusts of ours, plus what ours vouch for;
+/// never without a root. `None`: keep ca.pem as it is.
+fn bundle_to_keep(pinned: &[Vec<u8>], offered: &[Vec<u8>], trusted: &[Vec<u8>]) -> Option<String> {
     let bundle: Vec<Vec<u8>> = if offered.is_empty() {
-        trusted.clone()
+        trusted.to_vec()
     } else {
         trusted
             .iter()
@@ -325,7 +331,7 @@ fn check_issued(
             .cloned()
             .collect()
     };
-    let keep = (bundle != pinned && bundle.iter().any(|c| self_signed(c))).then(|| {
+    (bundle != pinned && bundle.iter().any(|c| self_signed(c))).then(|| {
         for c in bundle.iter().filter(|c| !pinned.contains(c)) {
             println!("Now trusting the CA with SHA-256 fingerprint {}", sha256_fingerprint(c));
         }
@@ -336,8 +342,26 @@ fn check_issued(
             );
         }
         bundle_pem(&bundle)
-    });
-    Ok((full, keep))
+    })
+}
+
+/// Refreshes ca.pem from the server's trust bundle, accepting a new CA only as a renewal
+/// does: one a pinned CA vouches for; a pinned CA the server dropped leaves (never the
+/// last root). Returns whether ca.pem changed.
+pub fn refresh_ca_bundle(server: &str, dir: &Path) -> CliResult<bool> {
+    let pinned = pem_ders(&pinned_ca(dir)?, "ca.pem")?;
+    let pem = client(server, dir)?
+        .as_host(own_host_id(dir))
+        .bytes("/ca.pem")?;
+    let offered = pem_ders(&pem, "the server's trust bundle")?;
+    let trusted = vouched(&pinned, &offered);
+    match bundle_to_keep(&pinned, &offered, &trusted) {
+        Some(b) => {
+            write_file(&dir.join("ca.pem"), b.as_bytes(), false)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 pub struct TokenSource {
@@ -398,6 +422,33 @@ pub fn get_certificate(
     Ok(())
 }
 
+/// What a host knows of its own certificate (host.pem).
+pub struct LocalCert {
+    pub serial: String,
+    pub host_id: Option<String>,
+    pub name: Option<String>,
+    pub not_before: chrono::NaiveDateTime,
+    pub not_after: chrono::NaiveDateTime,
+    /// Whether host.key is the key of host.pem.
+    pub key_matches: bool,
+}
+
+/// Reads host.pem (and checks host.key against it).
+pub fn local_cert(dir: &Path) -> CliResult<LocalCert> {
+    let local = Local::load(dir)?;
+    let x = local.parsed()?;
+    let key = read_key(&dir.join("host.key"))?;
+    Ok(LocalCert {
+        serial: crate::pki::serial_hex(x.raw_serial()),
+        host_id: host_id_of(&x),
+        name: dns_names(&x).into_iter().next(),
+        not_before: crate::pki::from_asn1(x.validity().not_before),
+        not_after: crate::pki::from_asn1(x.validity().not_after),
+        key_matches: x.public_key().raw
+            == rcgen::PublicKeyData::subject_public_key_info(&key).as_slice(),
+    })
+}
+
 struct Local {
     der: Vec<u8>,
 }
@@ -444,8 +495,19 @@ fn dns_names(x: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Renews with the same key: the proof that this is the host the certificate was for.
-pub fn renew_certificate(server: &str, dir: &Path) -> CliResult<()> {
+/// What a renewal stored.
+pub struct Renewed {
+    pub serial: String,
+    pub rekeyed: bool,
+    pub ca_changed: bool,
+}
+
+/// Renews the certificate: with the same key (`rekey` false), the proof that this is the
+/// host the certificate was for; or with a new key, whose CSR the current key signs over
+/// (the `proof`, see `services::renewal::rekey_message`). The new files replace the old as
+/// `replace_pair` describes.
+pub fn renew(server: &str, dir: &Path, rekey: bool) -> CliResult<Renewed> {
+    finish_replacement(dir)?;
     let local = Local::load(dir)?;
     let x = local.parsed()?;
     let host_id = host_id_of(&x).ok_or("host.pem carries no host ID")?;
@@ -453,13 +515,7 @@ pub fn renew_certificate(server: &str, dir: &Path) -> CliResult<()> {
         .into_iter()
         .next()
         .ok_or("host.pem carries no DNS name")?;
-    let key_pem = String::from_utf8(read(
-        &dir.join("host.key"),
-        "the key of host.pem is needed to renew",
-    )?)
-    .map_err(|_| "host.key is not PEM")?;
-    let key =
-        rcgen::KeyPair::from_pem(&key_pem).map_err(|e| format!("host.key cannot be read: {e}"))?;
+    let key = read_key(&dir.join("host.key"))?;
     pinned_ca(dir)?;
     let c = client(server, dir)?;
     let nonce = c.json(
@@ -470,23 +526,153 @@ pub fn renew_certificate(server: &str, dir: &Path) -> CliResult<()> {
     let nonce = nonce["nonce"]
         .as_str()
         .ok_or("the server's answer has no nonce")?;
-    let csr = csr_for(&key, &name, Some(nonce))?;
-    let answer = c.json(
-        "POST",
-        "/api/v1/certificates/renew",
-        Some(&json!({"host_id": host_id, "csr": csr})),
+    let (answer, new_key) = if rekey {
+        let new_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| e.to_string())?;
+        // Durable before the server supersedes the old certificate: an answer that
+        // arrives is never for a key that is lost.
+        write_file_synced(&dir.join(NEW_KEY), new_key.serialize_pem().as_bytes(), true)?;
+        let csr = csr_for(&new_key, &name, Some(nonce))?;
+        let csr_der = pem_der(csr.as_bytes(), "the CSR")?;
+        let message = crate::services::renewal::rekey_message(nonce, &csr_der);
+        let signature = rcgen::SigningKey::sign(&key, &message)
+            .map_err(|e| format!("signing the proof with host.key: {e}"))?;
+        let proof = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        };
+        let answer = c.json(
+            "POST",
+            "/api/v1/certificates/renew",
+            Some(&json!({"host_id": host_id, "csr": csr, "proof": proof})),
+        );
+        (answer, Some(new_key))
+    } else {
+        let csr = csr_for(&key, &name, Some(nonce))?;
+        let answer = c.json(
+            "POST",
+            "/api/v1/certificates/renew",
+            Some(&json!({"host_id": host_id, "csr": csr})),
+        );
+        (answer, None)
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = std::fs::remove_file(dir.join(NEW_KEY));
+            return Err(e);
+        }
+    };
+    let (cert, bundle) = check_issued(
+        dir,
+        &answer,
+        new_key.as_ref().unwrap_or(&key),
+        Some(&host_id),
     )?;
-    let (cert, bundle) = check_issued(dir, &answer, &key, Some(&host_id))?;
-    write_file(&dir.join("host.pem"), cert.as_bytes(), false)?;
+    write_file_synced(&dir.join(NEW_CERT), cert.as_bytes(), false)?;
+    replace_pair(dir)?;
+    let ca_changed = bundle.is_some();
     if let Some(b) = bundle {
         write_file(&dir.join("ca.pem"), b.as_bytes(), false)?;
     }
+    Ok(Renewed {
+        serial: answer["serial"].as_str().unwrap_or_default().to_string(),
+        rekeyed: rekey,
+        ca_changed,
+    })
+}
+
+/// The renew-certificate command.
+pub fn renew_certificate(server: &str, dir: &Path, new_key: bool) -> CliResult<()> {
+    let r = renew(server, dir, new_key)?;
     println!(
-        "Renewed: certificate {} stored in {}",
-        answer["serial"].as_str().unwrap_or_default(),
+        "Renewed{}: certificate {} stored in {}",
+        if r.rekeyed { " with a new key" } else { "" },
+        r.serial,
         dir.join("host.pem").display()
     );
     Ok(())
+}
+
+const NEW_KEY: &str = "host.key.new";
+const NEW_CERT: &str = "host.pem.new";
+
+fn read_key(path: &Path) -> CliResult<rcgen::KeyPair> {
+    let pem = String::from_utf8(read(path, "the key of host.pem is needed to renew")?)
+        .map_err(|_| format!("{} is not PEM", path.display()))?;
+    rcgen::KeyPair::from_pem(&pem).map_err(|e| format!("{} cannot be read: {e}", path.display()))
+}
+
+/// Like `write_file`, and flushed to the disk before the rename.
+fn write_file_synced(path: &Path, data: &[u8], private: bool) -> CliResult<()> {
+    write_file(path, data, private)?;
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot flush {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Puts a renewed pair in place. Order: host.key.new is written (and flushed) before the
+/// request, host.pem.new (flushed) once the answer is checked; then host.key.new becomes
+/// host.key and host.pem.new becomes host.pem, and the directory is flushed. A crash
+/// between the two renames leaves host.pem.new, which `finish_replacement` puts in place
+/// at the next start: host.pem.new is the marker of a complete renewal.
+fn replace_pair(dir: &Path) -> CliResult<()> {
+    let rename = |from: &str, to: &str| {
+        std::fs::rename(dir.join(from), dir.join(to))
+            .map_err(|e| format!("cannot replace {}: {e}", dir.join(to).display()))
+    };
+    if dir.join(NEW_KEY).exists() {
+        rename(NEW_KEY, "host.key")?;
+    }
+    rename(NEW_CERT, "host.pem")?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Finishes a replacement a crash interrupted: host.pem.new with the key it is for
+/// (host.key.new or host.key) is put in place; a host.key.new without a certificate (the
+/// request never answered) is removed. Returns whether anything was done.
+pub fn finish_replacement(dir: &Path) -> CliResult<bool> {
+    let (new_key, new_cert) = (dir.join(NEW_KEY), dir.join(NEW_CERT));
+    if !new_cert.exists() {
+        if new_key.exists() {
+            std::fs::remove_file(&new_key)
+                .map_err(|e| format!("cannot remove {}: {e}", new_key.display()))?;
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    let cert_spki = std::fs::read(&new_cert)
+        .ok()
+        .and_then(|pem| pem_der(&pem, "host.pem.new").ok())
+        .and_then(|der| {
+            x509_parser::certificate::X509Certificate::from_der(&der)
+                .ok()
+                .map(|(_, x)| x.public_key().raw.to_vec())
+        });
+    let key_spki = |p: &Path| {
+        read_key(p)
+            .ok()
+            .map(|k| rcgen::PublicKeyData::subject_public_key_info(&k))
+    };
+    let matches_new = new_key.exists() && cert_spki.is_some() && key_spki(&new_key) == cert_spki;
+    let matches_old = cert_spki.is_some() && key_spki(&dir.join("host.key")) == cert_spki;
+    if matches_new || matches_old {
+        if !matches_new {
+            let _ = std::fs::remove_file(&new_key);
+        }
+        replace_pair(dir)?;
+    } else {
+        let _ = std::fs::remove_file(&new_cert);
+        let _ = std::fs::remove_file(&new_key);
+    }
+    Ok(true)
 }
 
 /// Where the CRL of this host's certificate is, below the server: the path of its CRL
@@ -521,6 +707,16 @@ fn own_crl_path(dir: &Path) -> String {
 /// Downloads the CRL of this host's CA, checks its signature against a CA of the pinned
 /// bundle, and stores it.
 pub fn get_crl(server: &str, dir: &Path) -> CliResult<()> {
+    let (number, revoked) = fetch_crl(server, dir)?;
+    println!(
+        "CRL number {number} with {revoked} revoked certificate(s) stored in {}",
+        dir.join("crl.pem").display()
+    );
+    Ok(())
+}
+
+/// `get_crl` without the printing: the stored CRL's number and how many it revokes.
+pub fn fetch_crl(server: &str, dir: &Path) -> CliResult<(String, usize)> {
     let pem = client(server, dir)?
         .as_host(own_host_id(dir))
         .bytes(&own_crl_path(dir))?;
@@ -562,12 +758,7 @@ pub fn get_crl(server: &str, dir: &Path) -> CliResult<()> {
         }
     }
     write_file(&dir.join("crl.pem"), &pem, false)?;
-    println!(
-        "CRL number {number} with {} revoked certificate(s) stored in {}",
-        crl.iter_revoked_certificates().count(),
-        dir.join("crl.pem").display()
-    );
-    Ok(())
+    Ok((number.to_string(), crl.iter_revoked_certificates().count()))
 }
 
 /// The number of the CRL stored earlier, if there is a readable one.

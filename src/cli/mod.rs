@@ -2,6 +2,7 @@
 //! API, and the host-side client.
 
 pub mod admin;
+pub mod agent;
 pub mod client;
 pub mod host;
 
@@ -93,15 +94,28 @@ enum Command {
         #[arg(long)]
         token_env: Option<String>,
     },
-    /// Host: renew the certificate with the same key.
+    /// Host: renew the certificate with the same key (or --new-key).
     RenewCertificate {
         #[command(flatten)]
         host: HostArgs,
+        /// Renew with a new key (host.key replaced), proved by the current one.
+        #[arg(long)]
+        new_key: bool,
     },
     /// Host: fetch the CRL, verify it against the stored CA, and store it.
     GetCrl {
         #[command(flatten)]
         host: HostArgs,
+    },
+    /// Host: run the agent in the foreground: renew (with a new key) when the server's
+    /// renewal window opens, refresh the CRL and the CA bundle; `agent install-unit`
+    /// writes its systemd unit.
+    #[command(args_conflicts_with_subcommands = true)]
+    Agent {
+        #[command(flatten)]
+        flags: Option<AgentFlags>,
+        #[command(subcommand)]
+        command: Option<AgentCommand>,
     },
     /// Host: show the local certificate and whether the stored CRL revokes it.
     ListCertDetails {
@@ -110,6 +124,66 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Write the systemd unit (contrib/hostca-agent.service) with these flags filled in.
+    InstallUnit {
+        #[command(flatten)]
+        flags: AgentFlags,
+        #[arg(long, default_value = "/etc/systemd/system/hostca-agent.service")]
+        path: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct AgentFlags {
+    /// The hostca server, e.g. https://ca.example.com:8443
+    #[arg(long, env = "HOSTCA_SERVER")]
+    server: String,
+    /// Where the host's files live: ca.pem, host.key, host.pem, crl.pem.
+    #[arg(long, env = "HOSTCA_HOST_DIR", default_value = "./hostca-host")]
+    dir: PathBuf,
+    /// How often to ask the server for the renewal window (e.g. 30s, 10m, 1h).
+    #[arg(long, default_value = "1h", value_parser = agent::parse_duration)]
+    poll: std::time::Duration,
+    /// Renew this long before the certificate expires (NetBackup's setting, e.g. 180d)
+    /// instead of in the server's suggested window.
+    #[arg(long, value_parser = agent::parse_duration)]
+    renew_before: Option<std::time::Duration>,
+    /// Run this command (sh -c) after a renewal; HOSTCA_CERT, HOSTCA_KEY, HOSTCA_CA and
+    /// HOSTCA_SERIAL name the new files.
+    #[arg(long)]
+    exec: Option<String>,
+    /// Send this signal (HUP, USR1, ...) to the process in --pid-file after a renewal.
+    #[arg(long)]
+    signal: Option<String>,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// The longest wait between retries after a failure (they start at 1s and double).
+    #[arg(long, default_value = "1h", value_parser = agent::parse_duration)]
+    backoff_max: std::time::Duration,
+    /// How often to refresh the CRL and the CA bundle; default from the security level
+    /// (very_high 1h, high 4h, medium 8h).
+    #[arg(long, value_parser = agent::parse_duration)]
+    crl_interval: Option<std::time::Duration>,
+}
+
+impl AgentFlags {
+    fn options(self) -> agent::AgentOptions {
+        agent::AgentOptions {
+            server: self.server,
+            dir: self.dir,
+            poll: self.poll,
+            renew_before: self.renew_before,
+            exec: self.exec,
+            signal: self.signal,
+            pid_file: self.pid_file,
+            backoff_max: self.backoff_max,
+            crl_interval: self.crl_interval,
+        }
+    }
 }
 
 /// How the first start makes the CA, and where PKCS#11 keys are reached.
@@ -175,6 +249,10 @@ struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address anyway.
     #[arg(long)]
     insecure_http: bool,
+    /// Host certificates last this many minutes (1 to 1440) instead of the configured
+    /// days: for renewal drills and tests of agents, never for production.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..=1440))]
+    leaf_validity_minutes: Option<i64>,
     /// The base URL hosts reach this server at, written into certificates (CRL distribution
     /// point, CA issuers). Default: from --listen, or https://<first --tls-name>:<port>.
     #[arg(long, env = "HOSTCA_PUBLIC_URL")]
@@ -349,7 +427,7 @@ pub fn warn_secret_flag(flag: &str, env: &str, file_flag: &str) {
     );
 }
 
-#[derive(Args)]
+#[derive(Args, Clone, Debug)]
 struct HostArgs {
     /// The hostca server, e.g. https://ca.example.com:8443
     #[arg(long, env = "HOSTCA_SERVER")]
@@ -380,6 +458,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("get", "/api/v1/hosts", "host list"),
     ("post", "/api/v1/hosts", "host add"),
+    ("post", "/api/v1/hosts/renew-all", "host renew-all"),
     ("get", "/api/v1/hosts/{host}", "host show"),
     ("post", "/api/v1/hosts/{host}/revoke", "host revoke"),
     (
@@ -540,9 +619,20 @@ pub fn run() -> i32 {
                 token_env,
             },
         ),
-        Command::RenewCertificate { host } => host::renew_certificate(&host.server, &host.dir),
+        Command::RenewCertificate { host, new_key } => {
+            host::renew_certificate(&host.server, &host.dir, new_key)
+        }
         Command::GetCrl { host } => host::get_crl(&host.server, &host.dir),
         Command::ListCertDetails { dir, json } => host::list_cert_details(&dir, json),
+        Command::Agent { flags, command } => match (command, flags) {
+            (Some(AgentCommand::InstallUnit { flags, path }), _) => {
+                agent::install_unit(&flags.options(), &path)
+            }
+            (None, Some(flags)) => agent::run(flags.options()),
+            (None, None) => {
+                Err("hostca agent needs --server (and --dir): see 'hostca agent --help'".into())
+            }
+        },
     };
     match result {
         Ok(()) => 0,
@@ -588,6 +678,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
                 .collect::<Result<_, String>>()?
         };
     }
+    config.leaf_validity_minutes = args.leaf_validity_minutes;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

@@ -20,6 +20,9 @@ pub struct LeafRequest<'a> {
     pub host_id: Option<&'a str>,
     pub spki_der: &'a [u8],
     pub validity_days: i64,
+    /// Minutes instead of `validity_days` (the server's `--leaf-validity-minutes`, for
+    /// drills and tests of renewal with certificates that expire in minutes).
+    pub validity_minutes: Option<i64>,
     pub now: NaiveDateTime,
     /// The server's public base URL (`Site::public_url`): the certificate names
     /// `{public_url}/crl` as its CRL distribution point and `{public_url}/ca.crt` (DER) as
@@ -162,8 +165,19 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
     let now = chrono::DateTime::from_timestamp(now, 0)
         .map(|d| d.naive_utc())
         .unwrap_or(req.now);
-    let not_before = now - Duration::minutes(BACKDATE_MINUTES);
-    let not_after = now + Duration::days(req.validity_days);
+    // A certificate of a few minutes (`validity_minutes`) is backdated by a tenth of its
+    // validity, not 5 minutes: otherwise its renewal window (the last third of the
+    // lifetime) would open before it is issued.
+    let backdate = match req.validity_minutes {
+        Some(m) => Duration::seconds(m * 6).min(Duration::minutes(BACKDATE_MINUTES)),
+        None => Duration::minutes(BACKDATE_MINUTES),
+    };
+    let not_before = now - backdate;
+    let not_after = now
+        + req
+            .validity_minutes
+            .map(Duration::minutes)
+            .unwrap_or_else(|| Duration::days(req.validity_days));
     params.not_before = to_offset(not_before);
     params.not_after = to_offset(not_after);
     let cert = params

@@ -371,6 +371,34 @@ fn mgf1(hash: Hash, seed: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
+/// Whether `signature` over `message` verifies with the key of a DER SubjectPublicKeyInfo
+/// (ring): ECDSA P-256 with SHA-256 and P-384 with SHA-384 (ASN.1 DER signatures), Ed25519,
+/// RSA PKCS#1 v1.5 or PSS with SHA-256. The key proves possession in a re-keying renewal.
+pub fn verify_signature(spki_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use ring::signature as sig;
+    let Ok(kind) = classify_der(spki_der) else {
+        return false;
+    };
+    let Ok((_, spki)) = SubjectPublicKeyInfo::from_der(spki_der) else {
+        return false;
+    };
+    let key = &spki.subject_public_key.data;
+    let algorithms: &[&'static dyn sig::VerificationAlgorithm] = match kind {
+        KeyKind::EcdsaP256 => &[&sig::ECDSA_P256_SHA256_ASN1],
+        KeyKind::EcdsaP384 => &[&sig::ECDSA_P384_SHA384_ASN1],
+        KeyKind::Ed25519 => &[&sig::ED25519],
+        KeyKind::Rsa { .. } => &[
+            &sig::RSA_PKCS1_2048_8192_SHA256,
+            &sig::RSA_PSS_2048_8192_SHA256,
+        ],
+    };
+    algorithms.iter().any(|alg| {
+        sig::UnparsedPublicKey::new(*alg, key.as_ref())
+            .verify(message, signature)
+            .is_ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

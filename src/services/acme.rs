@@ -1524,27 +1524,12 @@ fn certificate_of_cert_id(
         .ok_or_else(|| Problem::not_found("certificate"))
 }
 
-/// The suggested renewal window (RFC 9773): the last third of the lifetime; now, when the
-/// certificate is revoked or its host is marked for renewal.
-pub fn renewal_window(
-    cert: &Certificate,
-    host: Option<&Host>,
-    now: NaiveDateTime,
-) -> (NaiveDateTime, NaiveDateTime) {
-    let marked = host.is_some_and(|h| h.renewal_allowed_until.is_some_and(|u| u > now));
-    if cert.revoked_at.is_some() || marked {
-        return (now - Duration::minutes(1), now + Duration::minutes(10));
-    }
-    let life = cert.not_after - cert.not_before;
-    (cert.not_before + life * 2 / 3, cert.not_after)
-}
-
 /// GET renewalInfo/{certID} (unauthenticated, RFC 9773 §4.2).
 pub fn renewal_info(ctx: &Ctx, cert_id: &str) -> Result<Answer, Problem> {
     let mut conn = db::get(&ctx.pool)?;
     let cert = certificate_of_cert_id(ctx, &mut conn, cert_id)?;
     let host = Host::find_by_host_id(&mut conn, &cert.host_id)?;
-    let (start, end) = renewal_window(&cert, host.as_ref(), db::now());
+    let (start, end) = super::renewal::renewal_window(&cert, host.as_ref(), db::now());
     Ok(Answer {
         retry_after: Some(RENEWAL_INFO_RETRY_SECONDS),
         ..Answer::json(

@@ -55,11 +55,17 @@ pub struct InitiateRequest {
 }
 
 fn checked_reason(reason: &str) -> Result<String, AppError> {
+    required_reason(reason, "every step of a CA migration")
+}
+
+/// A reason an audited administrator action cannot go without; `what` names the action
+/// in the refusal ("every step of a CA migration").
+pub(super) fn required_reason(reason: &str, what: &str) -> Result<String, AppError> {
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(AppError::Unprocessable(
-            "give a reason: every step of a CA migration is audited with its reason".into(),
-        ));
+        return Err(AppError::Unprocessable(format!(
+            "give a reason: {what} is audited with its reason"
+        )));
     }
     super::tokens::check_reason(reason)
         .map_err(|e| AppError::BadRequest(format!("reason: {e}")))?;
@@ -552,14 +558,7 @@ pub fn mark_all_for_renewal(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<us
         .select(hosts::host_id)
         .load(&mut *conn)?;
     db::write_tx(&mut conn, |c| {
-        let conn: &mut DbConn = c;
-        let mut n = 0;
-        // Within every backend's limit on bound parameters.
-        for chunk in pending.chunks(500) {
-            n += diesel::update(hosts::table.filter(hosts::host_id.eq_any(chunk)))
-                .set(hosts::renewal_allowed_until.eq(Some(until)))
-                .execute(conn)?;
-        }
+        let n = super::renewal::mark_for_renewal(c, &pending, until)?;
         audit::record(
             c,
             &step_event("ca_migration_mark_renewal", actor, &m, &reason).describe(format!(

@@ -227,6 +227,9 @@ pub struct PkiState {
     /// The certificate validity (days) last read from the settings: what a certificate
     /// signed before its request reaches the writer assumes (see `enroll::presign`).
     pub validity_days: AtomicI64,
+    /// `serve --leaf-validity-minutes`: host certificates last this many minutes instead of
+    /// the setting's days (0: off). For renewal drills and tests; logged at start.
+    pub leaf_validity_minutes: AtomicI64,
     /// A renewal superseded a certificate that the served CRL does not list yet.
     crl_dirty: AtomicBool,
     /// A coalescing thread is running (see `rebuild_crl_soon`).
@@ -234,6 +237,12 @@ pub struct PkiState {
 }
 
 impl PkiState {
+    /// The validity in minutes that overrides the setting's days, if the server was
+    /// started with `--leaf-validity-minutes`.
+    pub fn leaf_minutes(&self) -> Option<i64> {
+        Some(self.leaf_validity_minutes.load(Ordering::Relaxed)).filter(|m| *m > 0)
+    }
+
     /// The CAs of `set`, with no CRL signed yet.
     fn new(keys: KeyStore, set: IssuerSet, validity_days: i64) -> PkiState {
         PkiState {
@@ -243,6 +252,7 @@ impl PkiState {
             rebuilding: Mutex::new(()),
             reloading: Mutex::new(()),
             validity_days: AtomicI64::new(validity_days),
+            leaf_validity_minutes: AtomicI64::new(0),
             crl_dirty: AtomicBool::new(false),
             crl_worker: AtomicBool::new(false),
         }

@@ -1,7 +1,9 @@
 //! Renewal: a host proves it holds the key of its active certificate by sending a CSR for
-//! that same key, and proves the request is fresh by carrying a nonce it asked for just
-//! before in the CSR's challengePassword attribute (the CSR's signature covers it). The
-//! new certificate supersedes the old one and carries exactly the host's approved names.
+//! that same key — or a CSR for a new key together with a `proof`, a signature by the
+//! current key over `rekey_message` (the nonce and the new CSR) — and proves the request
+//! is fresh by carrying a nonce it asked for just before in the CSR's challengePassword
+//! attribute (the CSR's signature covers it). The new certificate supersedes the old one
+//! and carries exactly the host's approved names.
 
 use chrono::{Duration, NaiveDateTime};
 use sha2::{Digest, Sha256};
@@ -112,18 +114,60 @@ fn challenge_password(csr_pem: &str) -> Option<String> {
     found
 }
 
-/// Renews the certificate of `host_id` for the key of `csr_pem`; `peer` is where the
-/// request came from (a refusal is recorded against it, not against the claimed host).
+/// What a re-keying renewal's `proof` signs: SHA-256 of "hostca-rekey-v1" || nonce ||
+/// the new CSR's DER. The nonce makes it single-use, the CSR binds it to the new key.
+pub fn rekey_message(nonce: &str, csr_der: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(REKEY_CONTEXT);
+    h.update(nonce.as_bytes());
+    h.update(csr_der);
+    h.finalize().to_vec()
+}
+
+/// The domain separator of `rekey_message`.
+pub const REKEY_CONTEXT: &[u8] = b"hostca-rekey-v1";
+
+/// The proof of a re-keying renewal, checked against the active certificate's key.
+struct Rekey {
+    csr_der: Vec<u8>,
+    signature: Option<Vec<u8>>,
+}
+
+fn decode_proof(proof: Option<&str>) -> Result<Option<Vec<u8>>, AppError> {
+    use base64::Engine;
+    let Some(p) = proof.map(str::trim).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(p.trim_end_matches('='))
+        .map(Some)
+        .map_err(|_| {
+            AppError::BadRequest(
+                "proof: not base64url; send the signature by the current key over SHA-256(\"hostca-rekey-v1\" || nonce || new CSR DER), base64url".into(),
+            )
+        })
+}
+
+/// Renews the certificate of `host_id` for the key of `csr_pem` (the current key, or a new
+/// one with `proof` by the current key); `peer` is where the request came from (a refusal
+/// is recorded against it, not against the claimed host).
 pub fn renew(
     ctx: &Ctx,
     host_id: &str,
     csr_pem: &str,
+    proof: Option<&str>,
     peer: Option<std::net::IpAddr>,
 ) -> Result<Enrolled, AppError> {
     let shown: String = host_id.trim().chars().take(80).collect();
     let result = (|| {
         let host_id = host_id_of(host_id)?;
         let csr = csr::verify_pem(csr_pem)?;
+        let rekey = Rekey {
+            csr_der: x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+                .map(|(_, p)| p.contents)
+                .unwrap_or_default(),
+            signature: decode_proof(proof)?,
+        };
         let nonce = challenge_password(csr_pem)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
@@ -133,7 +177,7 @@ pub fn renew(
             })?;
         let job_ctx = ctx.clone();
         ctx.writer
-            .write(move |c| renew_in(&job_ctx, c, &host_id, &csr, &nonce))
+            .write(move |c| renew_in(&job_ctx, c, &host_id, &csr, &rekey, &nonce))
     })();
     match result {
         Ok(enrolled) => {
@@ -154,6 +198,7 @@ fn renew_in(
     c: &mut WriteTx,
     host_id: &str,
     csr: &VerifiedCsr,
+    rekey: &Rekey,
     nonce: &str,
 ) -> Result<Enrolled, AppError> {
     let now = db::now();
@@ -165,10 +210,23 @@ fn renew_in(
             host.primary_name
         ))
     })?;
-    if !same_key(&active.pem, &csr.spki_der) {
-        return Err(AppError::Forbidden(
-            "the CSR is not for the key of the host's active certificate: renewal needs the same key".into(),
-        ));
+    let active_spki = spki_of(&active.pem).unwrap_or_default();
+    let rekeyed = active_spki != csr.spki_der;
+    if rekeyed {
+        let Some(signature) = &rekey.signature else {
+            return Err(AppError::Forbidden(
+                "the CSR is not for the key of the host's active certificate: renew with the same key, or prove the current key with \"proof\" (its signature over SHA-256(\"hostca-rekey-v1\" || nonce || new CSR DER), base64url)".into(),
+            ));
+        };
+        if !crate::pki::keys::verify_signature(
+            &active_spki,
+            &rekey_message(nonce, &rekey.csr_der),
+            signature,
+        ) {
+            return Err(AppError::Forbidden(
+                "the proof does not verify with the key of the host's active certificate over this nonce and this CSR: sign SHA-256(\"hostca-rekey-v1\" || nonce || new CSR DER) with the current key (host.key)".into(),
+            ));
+        }
     }
     take_nonce(c, nonce, host_id, now)?;
     let settings = c.settings()?;
@@ -215,11 +273,16 @@ fn renew_in(
             &enrolled.serial,
         )
         .describe(format!(
-            "certificate {} renewed as {} for {} (host ID {}){}",
+            "certificate {} renewed as {} for {} (host ID {}){}{}",
             active.serial,
             enrolled.serial,
             host.primary_name,
             host.host_id,
+            if rekeyed {
+                " with a new key (proved by the old one)"
+            } else {
+                ""
+            },
             if allowed_early {
                 ", using the early renewal an administrator allowed"
             } else {
@@ -323,14 +386,11 @@ fn renewal_names(
     Ok(names)
 }
 
-fn same_key(cert_pem: &str, spki_der: &[u8]) -> bool {
-    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()) else {
-        return false;
-    };
-    let Ok((_, x509)) = x509_parser::certificate::X509Certificate::from_der(&pem.contents) else {
-        return false;
-    };
-    x509.public_key().raw == spki_der
+/// The DER SubjectPublicKeyInfo of a stored PEM certificate.
+fn spki_of(cert_pem: &str) -> Option<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let (_, x509) = x509_parser::certificate::X509Certificate::from_der(&pem.contents).ok()?;
+    Some(x509.public_key().raw.to_vec())
 }
 
 /// An administrator lets a host renew once before its renewal interval is over.
@@ -376,4 +436,147 @@ pub fn allow_early_renewal(
 pub fn sweep_nonces(ctx: &Ctx) -> Result<usize, AppError> {
     let mut conn = db::get(&ctx.pool)?;
     db::write_tx(&mut conn, |c| Ok(Nonce::sweep(c, db::now())?))
+}
+
+/// The suggested renewal window (RFC 9773), for ACME's renewalInfo and the host agent's
+/// renewal-info alike: the last third of the lifetime; now, when the certificate is
+/// revoked or its host is marked for renewal (an administrator's allow-renewal, a CA
+/// migration's mark-renewal, "renew every host now").
+pub fn renewal_window(
+    cert: &Certificate,
+    host: Option<&Host>,
+    now: NaiveDateTime,
+) -> (NaiveDateTime, NaiveDateTime) {
+    let marked = host.is_some_and(|h| h.renewal_allowed_until.is_some_and(|u| u > now));
+    if cert.revoked_at.is_some() || marked {
+        return (now - Duration::minutes(1), now + Duration::minutes(10));
+    }
+    lifetime_window(cert.not_before, cert.not_after)
+}
+
+/// The window of a certificate nothing pulled forward: the last third of its lifetime
+/// (what a host agent assumes when it cannot reach the server).
+pub fn lifetime_window(
+    not_before: NaiveDateTime,
+    not_after: NaiveDateTime,
+) -> (NaiveDateTime, NaiveDateTime) {
+    let life = not_after - not_before;
+    (not_before + life * 2 / 3, not_after)
+}
+
+/// What a host asks before renewing: the suggested window and the state of its certificate.
+#[derive(Clone, Debug)]
+pub struct RenewalInfo {
+    pub serial: String,
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+    /// Seconds until asking again is worthwhile (RFC 9773's Retry-After).
+    pub retry_after: u64,
+    /// `active`, `revoked` or `expired`: a host whose certificate is not active needs a
+    /// reissue token.
+    pub status: &'static str,
+    pub not_after: NaiveDateTime,
+    /// The domain's security level: a host refreshes its CRL at its interval.
+    pub security_level: crate::models::kinds::SecurityLevel,
+}
+
+/// The renewal window of the certificate with this serial (no session: the serial is in
+/// every CRL and TLS handshake anyway, and the answer changes nothing).
+pub fn renewal_info(ctx: &Ctx, serial: &str) -> Result<RenewalInfo, AppError> {
+    let serial = serial.trim().to_ascii_uppercase();
+    if serial.is_empty() || serial.len() > 64 || !serial.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(AppError::BadRequest(format!(
+            "'{}' is not a certificate serial: give it in hexadecimal, as host.pem shows it",
+            serial.chars().take(64).collect::<String>()
+        )));
+    }
+    let mut conn = db::get(&ctx.pool)?;
+    let cert = Certificate::find_by_serial(&mut conn, &serial)?
+        .filter(|c| c.host_id != super::pki::SERVER_HOST_ID)
+        .ok_or_else(|| AppError::NotFound(format!("there is no host certificate {serial}")))?;
+    let host = Host::find_by_host_id(&mut conn, &cert.host_id)?;
+    let settings = Settings::load(&mut conn)?;
+    let now = db::now();
+    let (start, end) = renewal_window(&cert, host.as_ref(), now);
+    let status = if cert.revoked_at.is_some() {
+        "revoked"
+    } else if cert.not_after <= now {
+        "expired"
+    } else {
+        "active"
+    };
+    Ok(RenewalInfo {
+        serial: cert.serial,
+        start,
+        end,
+        retry_after: super::acme::RENEWAL_INFO_RETRY_SECONDS,
+        status,
+        not_after: cert.not_after,
+        security_level: settings.security_level,
+    })
+}
+
+/// Marks hosts for one early renewal until `until`: their renewal window opens now and
+/// the renewal interval does not hold them back. Returns how many were marked.
+pub fn mark_for_renewal(
+    conn: &mut DbConn,
+    host_ids: &[String],
+    until: NaiveDateTime,
+) -> Result<usize, AppError> {
+    use crate::db::schema::hosts;
+    use diesel::prelude::*;
+    let mut n = 0;
+    // Within every backend's limit on bound parameters.
+    for chunk in host_ids.chunks(500) {
+        n += diesel::update(hosts::table.filter(hosts::host_id.eq_any(chunk)))
+            .set(hosts::renewal_allowed_until.eq(Some(until)))
+            .execute(conn)?;
+    }
+    Ok(n)
+}
+
+/// "Renew every host now": every host with an active certificate may renew once, at once
+/// (its renewal window says now), for a drill or after a suspected compromise. Agents
+/// renew with a new key at their next poll. Audited with its reason.
+pub fn renew_all(ctx: &Ctx, actor: &Actor, reason: &str) -> Result<usize, AppError> {
+    use crate::db::schema::{certificates, hosts};
+    use diesel::prelude::*;
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::SecurityAdmin,
+        AuditCategory::Host,
+        "renew_all",
+        "every host",
+    )?;
+    let reason = super::ca_migration::required_reason(reason, "renewing every host")?;
+    let now = db::now();
+    let until = now + Duration::hours(EARLY_RENEWAL_HOURS);
+    let active = certificates::table
+        .filter(certificates::host_id.eq(hosts::host_id))
+        .filter(certificates::revoked_at.is_null())
+        .filter(certificates::not_after.gt(now));
+    let ids: Vec<String> = hosts::table
+        .filter(hosts::host_id.ne(super::pki::SERVER_HOST_ID))
+        .filter(diesel::dsl::exists(active))
+        .select(hosts::host_id)
+        .load(&mut *conn)?;
+    db::write_tx(&mut conn, |c| {
+        let n = mark_for_renewal(c, &ids, until)?;
+        audit::record(
+            c,
+            &Event::new(
+                AuditCategory::Host,
+                "renew_all",
+                &actor.username,
+                "every host",
+            )
+            .reason(reason.as_str())
+            .describe(format!(
+                "{n} host(s) with an active certificate marked to renew now (once, until {} UTC)",
+                until.format("%Y-%m-%d %H:%M")
+            )),
+        )?;
+        Ok(n)
+    })
 }

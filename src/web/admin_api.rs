@@ -46,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/certificates/{serial}/revoke"),
     ("get", "/api/v1/hosts"),
     ("post", "/api/v1/hosts"),
+    ("post", "/api/v1/hosts/renew-all"),
     ("get", "/api/v1/hosts/{host}"),
     ("post", "/api/v1/hosts/{host}/revoke"),
     ("post", "/api/v1/hosts/{host}/auto-reissue"),
@@ -87,6 +88,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/hosts", web::get().to(list_hosts))
         .route("/hosts", web::post().to(add_host))
+        .route("/hosts/renew-all", web::post().to(hosts_renew_all))
         .route("/hosts/{host}", web::get().to(host_details))
         .route("/hosts/{host}/revoke", web::post().to(revoke_host))
         .route("/hosts/{host}/auto-reissue", web::post().to(auto_reissue))
@@ -1692,18 +1694,25 @@ async fn ca_mark_renewal(
     ctx: web::Data<Ctx>,
     bytes: Body,
 ) -> Result<HttpResponse, ApiError> {
-    may_change(
-        &ctx,
-        &auth.0,
-        AuditCategory::Ca,
-        "ca_migration_mark_renewal",
-        "CA",
-    )
-    .await?;
-    let b: StepBody = body(&req, &bytes)?;
-    let marked =
-        web::block(move || services::ca_migration::mark_all_for_renewal(&ctx, &auth.0, &b.reason))
-            .await??;
+    let audit = (AuditCategory::Ca, "ca_migration_mark_renewal", "CA");
+    mark_hosts(req, auth, ctx, bytes, audit, |c, a, r| {
+        services::ca_migration::mark_all_for_renewal(c, a, r)
+    })
+    .await
+}
+
+/// Marks hosts for renewal with a reason (`f`), after the role check `audit` names.
+async fn mark_hosts(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+    (category, action, target): (AuditCategory, &'static str, &'static str),
+    f: fn(&Ctx, &Actor, &str) -> Result<usize, AppError>,
+) -> Result<HttpResponse, ApiError> {
+    may_change(&ctx, &auth.0, category, action, target).await?;
+    let b: RenewAllBody = body(&req, &bytes)?;
+    let marked = web::block(move || f(&ctx, &auth.0, &b.reason)).await??;
     Ok(HttpResponse::Ok().json(Marked { marked }))
 }
 
@@ -1748,4 +1757,30 @@ async fn ca_pending_trust(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpRes
     security(("bearer" = [])))]
 async fn ca_pending_renewal(_auth: ApiAuth, ctx: web::Data<Ctx>) -> Result<HttpResponse, ApiError> {
     pending(ctx, services::ca_migration::Pending::Renewal).await
+}
+
+/// Why hosts are marked to renew now (kept in the audit event).
+#[derive(Deserialize, ToSchema)]
+pub struct RenewAllBody {
+    #[schema(example = "drill: suspected key compromise")]
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/hosts/renew-all", tag = "hosts-admin",
+    summary = "Renew every host now: every host with an active certificate may renew once, at once (its renewal window opens now); agents re-key at their next poll",
+    request_body = RenewAllBody,
+    responses((status = 200, description = "How many hosts were marked", body = Marked),
+        (status = 422, description = "No reason given: the action is audited with its reason", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn hosts_renew_all(
+    req: HttpRequest,
+    auth: ApiAuth,
+    ctx: web::Data<Ctx>,
+    bytes: Body,
+) -> Result<HttpResponse, ApiError> {
+    let audit = (AuditCategory::Host, "renew_all", "every host");
+    mark_hosts(req, auth, ctx, bytes, audit, |c, a, r| {
+        services::renewal::renew_all(c, a, r)
+    })
+    .await
 }

@@ -14,6 +14,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/certificates"),
     ("post", "/api/v1/certificates/renew"),
     ("post", "/api/v1/certificates/renew/nonce"),
+    ("get", "/api/v1/certificates/{serial}/renewal-info"),
     ("get", "/api/v1/openapi.json"),
 ];
 
@@ -23,6 +24,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/certificates", web::post().to(request_certificate))
             .route("/certificates/renew", web::post().to(renew_certificate))
             .route("/certificates/renew/nonce", web::post().to(renewal_nonce))
+            .route(
+                "/certificates/{serial}/renewal-info",
+                web::get().to(renewal_info),
+            )
             .route("/openapi.json", web::get().to(super::openapi::document))
             .configure(super::admin_api::routes)
             .default_service(web::to(unknown)),
@@ -50,8 +55,35 @@ pub struct RenewRequest {
     pub host_id: String,
     /// A PEM CSR for the key of the active certificate, signed by it, with a nonce from
     /// /api/v1/certificates/renew/nonce in the PKCS#9 challengePassword attribute
-    /// (1.2.840.113549.1.9.7).
+    /// (1.2.840.113549.1.9.7). It may be for a new key when `proof` is given.
     pub csr: String,
+    /// Re-keying: base64url of a signature by the CURRENT certificate's key over
+    /// SHA-256("hostca-rekey-v1" || nonce || DER of `csr`) (ECDSA P-256/SHA-256 or
+    /// P-384/SHA-384 DER-encoded, Ed25519, RSA PKCS#1 v1.5 or PSS with SHA-256). Needed only
+    /// when `csr` is for a new key; a same-key renewal leaves it out.
+    #[serde(default)]
+    pub proof: Option<String>,
+}
+
+/// The suggested renewal window of a certificate (the same as ACME's renewalInfo).
+#[derive(Serialize, ToSchema)]
+pub struct RenewalInfoResponse {
+    pub serial: String,
+    /// Renew at a random moment between start and end.
+    #[schema(format = DateTime)]
+    pub start: String,
+    #[schema(format = DateTime)]
+    pub end: String,
+    /// Seconds before asking again is worthwhile (also the Retry-After header).
+    pub retry_after: u64,
+    /// `active`, `revoked` or `expired`: a certificate that is not active cannot be
+    /// renewed; the host needs a reissue token.
+    pub status: String,
+    #[schema(format = DateTime)]
+    pub not_after: String,
+    /// The domain's security level (hosts refresh the CRL every 1 h at very_high, 4 h at
+    /// high, 8 h at medium).
+    pub security_level: crate::models::kinds::SecurityLevel,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -150,12 +182,12 @@ async fn request_certificate(
     post,
     path = "/api/v1/certificates/renew",
     tag = "hosts",
-    summary = "Renew with a CSR for the key of the active certificate, carrying a fresh nonce in its challengePassword attribute",
+    summary = "Renew with a CSR for the key of the active certificate (or a new key and a proof by the current one), carrying a fresh nonce in its challengePassword attribute",
     request_body = RenewRequest,
     responses(
         (status = 201, description = "The renewed certificate", body = CertificateResponse),
         (status = 409, description = "No active certificate to renew (revoked or expired), or renewed at the same moment", body = crate::web::errors::ErrorBody),
-        (status = 403, description = "A CSR for another key, or with another host's nonce", body = crate::web::errors::ErrorBody),
+        (status = 403, description = "A CSR for another key without a valid proof by the current key, or with another host's nonce", body = crate::web::errors::ErrorBody),
         (status = 422, description = "An unknown, used or expired nonce", body = crate::web::errors::ErrorBody),
         (status = 429, description = "Before the renewal interval is over", body = crate::web::errors::ErrorBody),
     )
@@ -168,8 +200,42 @@ async fn renew_certificate(
     let body: RenewRequest = json_body(&req, &ctx, body, "renew").await?;
     let peer = req.peer_addr().map(|a| a.ip());
     let host_id = crate::names::host_key(&body.host_id);
-    let enrolled = web::block(move || renewal::renew(&ctx, &host_id, &body.csr, peer)).await??;
+    let enrolled =
+        web::block(move || renewal::renew(&ctx, &host_id, &body.csr, body.proof.as_deref(), peer))
+            .await??;
     Ok(created(enrolled))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/certificates/{serial}/renewal-info",
+    tag = "hosts",
+    summary = "When to renew a certificate: the suggested window (now when revoked or marked for renewal)",
+    params(("serial" = String, Path, description = "The certificate's serial, hexadecimal")),
+    responses(
+        (status = 200, description = "The window", body = RenewalInfoResponse),
+        (status = 400, description = "Not a hexadecimal serial", body = crate::web::errors::ErrorBody),
+        (status = 404, description = "No host certificate with this serial", body = crate::web::errors::ErrorBody),
+    )
+)]
+async fn renewal_info(
+    ctx: web::Data<Ctx>,
+    serial: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let serial = serial.into_inner();
+    let info = web::block(move || renewal::renewal_info(&ctx, &serial)).await??;
+    let at = |t: chrono::NaiveDateTime| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    Ok(HttpResponse::Ok()
+        .insert_header(("Retry-After", info.retry_after.to_string()))
+        .json(RenewalInfoResponse {
+            serial: info.serial,
+            start: at(info.start),
+            end: at(info.end),
+            retry_after: info.retry_after,
+            status: info.status.into(),
+            not_after: at(info.not_after),
+            security_level: info.security_level,
+        }))
 }
 
 #[utoipa::path(

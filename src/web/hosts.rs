@@ -17,6 +17,7 @@ use crate::services::{certificates as cert_svc, hosts as svc, Ctx, FieldErrors};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security/hosts", web::get().to(list))
         .route("/security/hosts", web::post().to(add))
+        .route("/security/hosts/renew-all", web::post().to(renew_all))
         .route("/security/hosts/{host_id}", web::get().to(details))
         .route("/security/hosts/{host_id}/revoke", web::post().to(revoke))
         .route(
@@ -400,6 +401,22 @@ async fn allow_renewal(
         ),
     );
     Ok(view::redirect(&format!("/security/hosts/{host_id}")))
+}
+
+async fn renew_all(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    CsrfForm(form): CsrfForm<super::ca::StepForm>,
+) -> Result<HttpResponse, AppError> {
+    let actor = auth.actor();
+    let n = web::block(move || crate::services::renewal::renew_all(&ctx, &actor, &form.reason))
+        .await??;
+    view::flash(
+        &auth.session,
+        "success",
+        format!("{n} host(s) may renew once, now: their renewal window opened (agents re-key at their next poll)."),
+    );
+    Ok(view::redirect("/security/hosts"))
 }
 
 async fn add_mapping(

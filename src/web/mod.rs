@@ -152,6 +152,7 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("post", "/security/certificates/{serial}/revoke"),
     ("get", "/security/hosts"),
     ("post", "/security/hosts"),
+    ("post", "/security/hosts/renew-all"),
     ("get", "/security/hosts/{host_id}"),
     ("post", "/security/hosts/{host_id}/revoke"),
     ("post", "/security/hosts/{host_id}/reissue-token"),

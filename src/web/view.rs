@@ -320,7 +320,8 @@ mod tests {
         let admin = seen("administrator");
         assert_eq!(admin.len(), 2);
         assert_eq!(admin[1], ("Administration", vec!["/admin/users"]));
-        assert_eq!(admin[0].1.len(), 7);
+        assert_eq!(admin[0].1.len(), 8);
+        assert_eq!(admin[0].1[0], "/", "the overview comes first");
         for role in ["security_admin", "viewer", "no-such-role"] {
             let links = seen(role);
             assert_eq!(links.len(), 1, "{role}: no Administration heading");

@@ -510,6 +510,16 @@ pub fn serve_process(
     port: u16,
     database_url: Option<&str>,
 ) -> ServerProcess {
+    serve_process_with(data, port, database_url, &[])
+}
+
+/// `serve_process` with more flags (e.g. `--leaf-validity-minutes 2`).
+pub fn serve_process_with(
+    data: &std::path::Path,
+    port: u16,
+    database_url: Option<&str>,
+    extra: &[&str],
+) -> ServerProcess {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hostca"));
     cmd.args([
         "serve",
@@ -527,6 +537,7 @@ pub fn serve_process(
     if let Some(u) = database_url {
         cmd.args(["--database-url", u]);
     }
+    cmd.args(extra);
     let server = ServerProcess(cmd.spawn().unwrap());
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {

@@ -5,6 +5,7 @@ mod common;
 
 mod acme;
 mod acme_client;
+mod agent;
 
 mod api_strict;
 mod audit;
