@@ -93,11 +93,10 @@ pub async fn readyz(ctx: web::Data<Ctx>) -> Result<HttpResponse, AppError> {
     })
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "public", summary = "Prometheus metrics (text format); needs the metrics bearer token or an allowed address",
+#[utoipa::path(get, path = "/metrics", tag = "public", summary = "Prometheus metrics (text format)", description = "For a client from a --metrics-allow network (default loopback), or one that sends 'Authorization: Bearer <token>' with the token of --metrics-token-file (not an API key).",
     responses((status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "A token is configured and was not sent, or is wrong", body = crate::web::errors::ErrorBody),
-        (status = 403, description = "The address is not allowed and no token is configured", body = crate::web::errors::ErrorBody)),
-    security((), ("bearer" = [])))]
+        (status = 403, description = "The address is not allowed and no token is configured", body = crate::web::errors::ErrorBody)))]
 pub async fn metrics(
     req: HttpRequest,
     ctx: web::Data<Ctx>,
