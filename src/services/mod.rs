@@ -15,6 +15,7 @@ pub mod enroll;
 pub mod hosts;
 pub mod maintenance;
 pub mod mappings;
+pub mod ocsp;
 pub mod pki;
 pub mod renewal;
 pub mod settings;

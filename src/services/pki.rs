@@ -231,6 +231,8 @@ pub struct PkiState {
     crl_dirty: AtomicBool,
     /// A coalescing thread is running (see `rebuild_crl_soon`).
     crl_worker: AtomicBool,
+    /// The OCSP responders and their responses (see `services::ocsp`).
+    pub ocsp: super::ocsp::OcspState,
 }
 
 impl PkiState {
@@ -245,6 +247,7 @@ impl PkiState {
             validity_days: AtomicI64::new(validity_days),
             crl_dirty: AtomicBool::new(false),
             crl_worker: AtomicBool::new(false),
+            ocsp: super::ocsp::OcspState::default(),
         }
     }
 

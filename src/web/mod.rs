@@ -17,6 +17,7 @@ pub mod forms;
 pub mod hosts;
 pub mod listing;
 pub mod login;
+pub mod ocsp;
 pub mod openapi;
 pub mod public;
 pub mod settings;
@@ -119,6 +120,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("get", "/crl/{issuer}"),
     ("get", "/ca/{issuer}"),
     ("get", "/healthz"),
+    ("post", "/ocsp"),
+    ("get", "/ocsp/{request}"),
 ];
 
 /// The console's pages and assets (registered by their modules), so that a wrong method on
@@ -277,6 +280,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(assets::routes)
         .configure(login::routes)
         .configure(public::routes)
+        .configure(ocsp::routes)
         .configure(api::routes)
         .configure(acme::routes)
         .configure(tokens::routes)

@@ -30,6 +30,8 @@ use crate::web::errors::ErrorBody;
         public::issuer_crl,
         public::issuer_cert,
         public::healthz,
+        super::ocsp::post,
+        super::ocsp::get,
         admin_api::list_tokens,
         admin_api::create_token,
         admin_api::create_reissue_token,
