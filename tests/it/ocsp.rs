@@ -59,10 +59,11 @@ impl Setup {
             &self.ca,
             "-resp_text",
         ];
+        // openssl wants the digest before -cert or -serial.
+        args.extend(extra);
         if !extra.contains(&"-serial") {
             args.extend(["-cert", &self.leaf]);
         }
-        args.extend(extra);
         openssl(&args)
     }
 
