@@ -85,8 +85,11 @@ pub struct OcspRequest {
     pub nonce: Option<Vec<u8>>,
 }
 
-/// One DER TLV: (tag, content, the whole TLV, what follows). Definite lengths only.
-fn tlv_of(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER TLV: (tag, content, the whole TLV, what follows).
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+/// The first TLV of `input`. Definite lengths only.
+fn tlv_of(input: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = input.split_first()?;
     if tag & 0x1f == 0x1f {
         return None; // multi-byte tags appear nowhere in OCSP
