@@ -43,6 +43,9 @@ pub struct Certificate {
     pub renew_by: Option<NaiveDateTime>,
 }
 
+/// The signing CA, revocation time and reason of a certificate (OCSP).
+pub type OcspStatusRow = (Option<i64>, Option<NaiveDateTime>, Option<RevocationReason>);
+
 /// Serial, revocation time and reason of a revoked certificate.
 pub type RevokedRow = (String, i64, Option<RevocationReason>);
 
@@ -224,6 +227,20 @@ impl Certificate {
             .filter(certificates::revoked_at.is_null())
             .filter(certificates::not_after.gt(now))
             .order(certificates::id.desc())
+            .first(conn)
+            .optional()
+    }
+
+    /// What OCSP answers from: the signing CA, revocation time and reason of `serial`
+    /// (one lookup on the unique serial index).
+    pub fn ocsp_status(conn: &mut DbConn, serial: &str) -> QueryResult<Option<OcspStatusRow>> {
+        certificates::table
+            .filter(certificates::serial.eq(serial))
+            .select((
+                certificates::issuer_id,
+                certificates::revoked_at,
+                certificates::revocation_reason,
+            ))
             .first(conn)
             .optional()
     }

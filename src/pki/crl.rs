@@ -42,14 +42,14 @@ impl SignedCrl {
     }
 }
 
-const SEQUENCE: u8 = 0x30;
-const INTEGER: u8 = 0x02;
-const OCTET_STRING: u8 = 0x04;
-const BIT_STRING: u8 = 0x03;
-const ENUMERATED: u8 = 0x0a;
+pub(crate) const SEQUENCE: u8 = 0x30;
+pub(crate) const INTEGER: u8 = 0x02;
+pub(crate) const OCTET_STRING: u8 = 0x04;
+pub(crate) const BIT_STRING: u8 = 0x03;
+pub(crate) const ENUMERATED: u8 = 0x0a;
 const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-const EXPLICIT_0: u8 = 0xa0;
+pub(crate) const GENERALIZED_TIME: u8 = 0x18;
+pub(crate) const EXPLICIT_0: u8 = 0xa0;
 const IMPLICIT_0: u8 = 0x80;
 /// AlgorithmIdentifier { ecdsa-with-SHA256 }, without parameters (RFC 5758).
 const ECDSA_WITH_SHA256: &[u8] = &[
@@ -65,7 +65,9 @@ const SHA256_WITH_RSA: &[u8] = &[
 ];
 
 /// The AlgorithmIdentifier of what a CA key signs with.
-fn signature_algorithm(key: &impl rcgen::PublicKeyData) -> Result<&'static [u8], PkiError> {
+pub(crate) fn signature_algorithm(
+    key: &impl rcgen::PublicKeyData,
+) -> Result<&'static [u8], PkiError> {
     let alg = key.algorithm();
     if alg == &rcgen::PKCS_ECDSA_P256_SHA256 {
         Ok(ECDSA_WITH_SHA256)
@@ -83,7 +85,7 @@ const OID_REASON_CODE: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x15];
 const OID_CRL_NUMBER: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x14];
 const OID_AUTHORITY_KEY_ID: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x23];
 
-fn push_len(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn push_len(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
         return;
@@ -94,14 +96,14 @@ fn push_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&bytes[skip..]);
 }
 
-fn tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+pub(crate) fn tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
     out.push(tag);
     push_len(out, content.len());
     out.extend_from_slice(content);
 }
 
 /// A non-negative INTEGER from big-endian bytes.
-fn integer(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn integer(out: &mut Vec<u8>, bytes: &[u8]) {
     let skip = bytes.iter().take_while(|b| **b == 0).count();
     let bytes = &bytes[skip.min(bytes.len().saturating_sub(1))..];
     let pad = bytes.first().is_none_or(|b| b & 0x80 != 0);
@@ -115,6 +117,15 @@ fn integer(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// UTCTime through 2049, GeneralizedTime after (RFC 5280, 4.1.2.5).
 fn time(out: &mut Vec<u8>, t: NaiveDateTime) {
+    time_as(out, t, false)
+}
+
+/// GeneralizedTime always (OCSP, RFC 6960, 4.2.1), to the second.
+pub(crate) fn generalized_time(out: &mut Vec<u8>, t: NaiveDateTime) {
+    time_as(out, t, true)
+}
+
+fn time_as(out: &mut Vec<u8>, t: NaiveDateTime, generalized: bool) {
     let year = t.year();
     let mut digits = [0u8; 15];
     let mut n = 0;
@@ -124,7 +135,7 @@ fn time(out: &mut Vec<u8>, t: NaiveDateTime) {
         }
         n += width;
     };
-    let utc = (1950..2050).contains(&year);
+    let utc = !generalized && (1950..2050).contains(&year);
     if utc {
         put(year.rem_euclid(100) as u32, 2);
     } else {

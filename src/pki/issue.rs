@@ -52,32 +52,25 @@ pub fn ca_issuers_path(id: i64) -> String {
     format!("/ca/{id}.crt")
 }
 
-/// The authorityInfoAccess extension with one caIssuers URI (RFC 5280, 4.2.2.1); rcgen
-/// has no type for it.
-fn authority_info_access(uri: &str) -> CustomExtension {
-    // AccessDescription { id-ad-caIssuers, [6] IA5String uri }
-    const CA_ISSUERS: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
-    let mut location = vec![0x86];
-    der_len(&mut location, uri.len());
-    location.extend_from_slice(uri.as_bytes());
-    let mut description = vec![0x30];
-    der_len(&mut description, CA_ISSUERS.len() + location.len());
-    description.extend_from_slice(CA_ISSUERS);
-    description.extend_from_slice(&location);
-    let mut content = vec![0x30];
-    der_len(&mut content, description.len());
-    content.extend_from_slice(&description);
-    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], content)
-}
+/// Where the OCSP responder is, below the public URL (RFC 6960, `POST` and `GET /ocsp/...`).
+pub const OCSP_PATH: &str = "/ocsp";
 
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend_from_slice(&[0x81, len as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+/// The authorityInfoAccess extension (RFC 5280, 4.2.2.1): the OCSP responder, then the
+/// caIssuers URI; rcgen has no type for it.
+fn authority_info_access(ocsp: &str, ca_issuers: &str) -> CustomExtension {
+    use super::crl::{tlv, SEQUENCE};
+    // AccessDescription { id-ad-ocsp / id-ad-caIssuers, [6] IA5String uri }
+    const OCSP: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+    const CA_ISSUERS: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x02];
+    let mut descriptions = Vec::new();
+    for (method, uri) in [(OCSP, ocsp), (CA_ISSUERS, ca_issuers)] {
+        let mut description = method.to_vec();
+        tlv(&mut description, 0x86, uri.as_bytes());
+        tlv(&mut descriptions, SEQUENCE, &description);
     }
+    let mut content = Vec::new();
+    tlv(&mut content, SEQUENCE, &descriptions);
+    CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], content)
 }
 
 #[derive(Clone, Debug)]
@@ -153,11 +146,10 @@ pub fn issue(ca: &Ca, req: &LeafRequest) -> Result<IssuedCert, PkiError> {
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec![format!("{}{}", req.public_url, crl_path(ca.id))],
         }];
-        params.custom_extensions = vec![authority_info_access(&format!(
-            "{}{}",
-            req.public_url,
-            ca_issuers_path(ca.id)
-        ))];
+        params.custom_extensions = vec![authority_info_access(
+            &format!("{}{OCSP_PATH}", req.public_url),
+            &format!("{}{}", req.public_url, ca_issuers_path(ca.id)),
+        )];
     }
     let serial = random_serial();
     params.serial_number = Some(SerialNumber::from_slice(&serial));

@@ -7,6 +7,7 @@ pub mod csr;
 pub mod issue;
 pub mod keyfile;
 pub mod keys;
+pub mod ocsp;
 pub mod pkcs11;
 pub mod signer;
 

@@ -16,6 +16,7 @@ pub mod health;
 pub mod hosts;
 pub mod maintenance;
 pub mod mappings;
+pub mod ocsp;
 pub mod overview;
 pub mod pki;
 pub mod renewal;

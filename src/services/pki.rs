@@ -234,6 +234,8 @@ pub struct PkiState {
     crl_dirty: AtomicBool,
     /// A coalescing thread is running (see `rebuild_crl_soon`).
     crl_worker: AtomicBool,
+    /// The OCSP responders and their responses (see `services::ocsp`).
+    pub ocsp: super::ocsp::OcspState,
 }
 
 impl PkiState {
@@ -255,6 +257,7 @@ impl PkiState {
             leaf_validity_minutes: AtomicI64::new(0),
             crl_dirty: AtomicBool::new(false),
             crl_worker: AtomicBool::new(false),
+            ocsp: super::ocsp::OcspState::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod health;
 pub mod hosts;
 pub mod listing;
 pub mod login;
+pub mod ocsp;
 pub mod openapi;
 pub mod overview;
 pub mod public;
@@ -123,6 +124,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("post", "/ocsp"),
+    ("get", "/ocsp/{request}"),
 ];
 
 /// The console's pages and assets (registered by their modules), so that a wrong method on
@@ -284,6 +287,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(login::routes)
         .configure(public::routes)
         .configure(health::routes)
+        .configure(ocsp::routes)
         .configure(api::routes)
         .configure(acme::routes)
         .configure(tokens::routes)

@@ -33,6 +33,8 @@ use crate::web::errors::ErrorBody;
         health::healthz,
         health::readyz,
         health::metrics,
+        super::ocsp::post,
+        super::ocsp::get,
         admin_api::list_tokens,
         admin_api::create_token,
         admin_api::create_reissue_token,

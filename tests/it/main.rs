@@ -19,6 +19,7 @@ mod cli_cover;
 mod console;
 mod load;
 mod names;
+mod ocsp;
 mod operations;
 mod pg_cluster;
 mod pkcs11;
