@@ -15,6 +15,8 @@ pub mod enroll;
 pub mod hosts;
 pub mod maintenance;
 pub mod mappings;
+pub mod notifications;
+pub mod notify_mail;
 pub mod pki;
 pub mod renewal;
 pub mod settings;

@@ -17,6 +17,7 @@ pub mod forms;
 pub mod hosts;
 pub mod listing;
 pub mod login;
+pub mod notifications;
 pub mod openapi;
 pub mod public;
 pub mod settings;
@@ -169,6 +170,10 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("get", "/security/ca/migration/pending-trust.csv"),
     ("get", "/security/ca/migration/pending-renewal.csv"),
     ("get", "/security/settings"),
+    ("get", "/security/notifications"),
+    ("post", "/security/notifications"),
+    ("post", "/security/notifications/digest"),
+    ("post", "/security/notifications/{id}/{action}"),
     ("post", "/security/settings"),
     ("get", "/security/audit"),
     ("get", "/security/audit.csv"),
@@ -284,6 +289,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(hosts::routes)
         .configure(ca::routes)
         .configure(settings::routes)
+        .configure(notifications::routes)
         .configure(audit::routes)
         .configure(users::routes)
         .configure(api_keys::routes)

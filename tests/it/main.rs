@@ -18,6 +18,7 @@ mod cli_cover;
 mod console;
 mod load;
 mod names;
+mod notifications;
 mod pg_cluster;
 mod pkcs11;
 mod pki;
