@@ -86,6 +86,7 @@ impl Application {
         }
         spawn_hourly_crl(&ctx);
         spawn_refusal_flusher(&ctx);
+        spawn_notifier(&ctx);
         let key = Key::from(&prepared.session_key);
         let secure = config.tls;
         let server_cert = if config.tls {
@@ -341,6 +342,31 @@ fn spawn_refusal_flusher(ctx: &Ctx) {
         };
         if let Err(e) = crate::services::audit::flush_closed_refusals(&ctx) {
             log::warn!("writing the aggregated refusals failed: {e}");
+        }
+    });
+}
+
+/// Notifications: scans for events at start and every minute, and sends due deliveries
+/// every 2 seconds. The thread ends with the application.
+fn spawn_notifier(ctx: &Ctx) {
+    let weak = WeakCtx::of(ctx);
+    std::thread::spawn(move || {
+        let mut scanned: Option<Instant> = None;
+        loop {
+            let Some(ctx) = weak.upgrade() else {
+                return;
+            };
+            if scanned.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                scanned = Some(Instant::now());
+                if let Err(e) = crate::services::notifications::scan(&ctx, crate::db::now()) {
+                    log::warn!("the notification scan failed: {e}");
+                }
+            }
+            if let Err(e) = crate::services::notifications::deliver_due(&ctx, crate::db::now()) {
+                log::warn!("sending notifications failed: {e}");
+            }
+            drop(ctx);
+            std::thread::sleep(Duration::from_secs(2));
         }
     });
 }

@@ -255,7 +255,48 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notification_targets (id) {
+        id -> BigInt,
+        kind -> Text,
+        name -> Text,
+        destination -> Text,
+        secret_sealed -> Nullable<Binary>,
+        events -> Text,
+        digest -> Bool,
+        digest_hour -> Integer,
+        enabled -> Bool,
+        smtp_host -> Text,
+        smtp_port -> Integer,
+        smtp_tls -> Text,
+        smtp_username -> Text,
+        smtp_from -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    notification_deliveries (id) {
+        id -> BigInt,
+        target_id -> BigInt,
+        event -> Text,
+        dedupe_key -> Text,
+        subject -> Text,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    notification_targets,
+    notification_deliveries,
     issuers,
     ca_migrations,
     acme_accounts,

@@ -327,6 +327,53 @@ kinds! {
         Login = "LOGIN", "Login";
         User = "USER", "User";
         Ca = "CA", "Certificate authority";
+        Notify = "NOTIFY", "Notification";
+    }
+}
+
+kinds! {
+    /// Where a notification target delivers.
+    pub enum TargetKind ("notification target kind", parse = exact) {
+        Webhook = "webhook", "Webhook";
+        Email = "email", "Email";
+    }
+}
+
+kinds! {
+    /// The events a notification target may subscribe to.
+    pub enum NotifyEvent ("notification event", parse = exact) {
+        CertExpiring = "cert_expiring", "Certificate expiring";
+        CertExpired = "cert_expired", "Certificate expired";
+        CertRevoked = "cert_revoked", "Certificate revoked";
+        TokenUsedUp = "token_used_up", "Token used up";
+        TokenExpiring = "token_expiring", "Token expiring";
+        MappingConflict = "mapping_conflict", "Mapping conflict";
+        AuditChainBroken = "audit_chain_broken", "Audit chain broken";
+        CaExpiring = "ca_expiring", "CA expiring";
+        CrlPublishFailed = "crl_publish_failed", "CRL failed to publish";
+        Digest = "digest", "Daily digest";
+        Test = "test", "Test";
+    }
+}
+
+kinds! {
+    /// Where a delivery is: waiting to be sent (or retried), held for the daily digest,
+    /// summarised in a digest, sent, or given up.
+    pub enum DeliveryState ("delivery state", parse = exact) {
+        Pending = "pending", "Pending";
+        Held = "held", "Held for digest";
+        Digested = "digested", "In digest";
+        Sent = "sent", "Sent";
+        Failed = "failed", "Failed";
+    }
+}
+
+kinds! {
+    /// How an email target talks to its SMTP server.
+    pub enum SmtpTls ("SMTP TLS mode", parse = exact) {
+        Required = "required", "STARTTLS required";
+        Opportunistic = "opportunistic", "STARTTLS if offered";
+        None = "none", "None (plain SMTP)";
     }
 }
 

@@ -10,6 +10,7 @@ pub mod issuer;
 pub mod kinds;
 pub mod login_attempt;
 pub mod nonce;
+pub mod notification;
 pub mod settings;
 pub mod token;
 pub mod user;

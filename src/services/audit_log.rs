@@ -144,6 +144,11 @@ pub fn full_check(ctx: &Ctx) -> Result<ChainStatus, AppError> {
     check(ctx, false)
 }
 
+/// Verifies the events added since the last check (cheap: the notification scan's).
+pub fn quick_check(ctx: &Ctx) -> Result<ChainStatus, AppError> {
+    check(ctx, true)
+}
+
 fn check(ctx: &Ctx, incremental: bool) -> Result<ChainStatus, AppError> {
     let mut conn = db::get(&ctx.pool)?;
     // Held while verifying: concurrent page views wait for one check instead of each

@@ -8,6 +8,7 @@ use crate::models::login_attempt::LoginAttempt;
 pub fn hourly(ctx: &Ctx) {
     if let Err(e) = super::pki::rebuild_crl(ctx) {
         log::error!("hourly CRL rebuild failed: {e}");
+        super::notifications::crl_failed(ctx, &e);
     }
     match db::get(&ctx.pool) {
         Ok(mut conn) => {

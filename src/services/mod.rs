@@ -18,6 +18,8 @@ pub mod maintenance;
 pub mod mappings;
 pub mod ocsp;
 pub mod overview;
+pub mod notifications;
+pub mod notify_mail;
 pub mod pki;
 pub mod renewal;
 pub mod settings;

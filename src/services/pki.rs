@@ -755,6 +755,7 @@ pub fn record_trust(ctx: &Ctx, host_id: &str) -> Result<(), AppError> {
 pub fn rebuild_crl_after_revocation(ctx: &Ctx) {
     if let Err(e) = rebuild_crl(ctx) {
         log::error!("the CRL could not be rebuilt after a revocation: {e}");
+        super::notifications::crl_failed(ctx, &e);
     }
 }
 

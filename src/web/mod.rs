@@ -19,6 +19,7 @@ pub mod hosts;
 pub mod listing;
 pub mod login;
 pub mod ocsp;
+pub mod notifications;
 pub mod openapi;
 pub mod overview;
 pub mod public;
@@ -178,6 +179,10 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("get", "/security/ca/migration/pending-trust.csv"),
     ("get", "/security/ca/migration/pending-renewal.csv"),
     ("get", "/security/settings"),
+    ("get", "/security/notifications"),
+    ("post", "/security/notifications"),
+    ("post", "/security/notifications/digest"),
+    ("post", "/security/notifications/{id}/{action}"),
     ("post", "/security/settings"),
     ("get", "/security/audit"),
     ("get", "/security/audit.csv"),
@@ -295,6 +300,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(hosts::routes)
         .configure(ca::routes)
         .configure(settings::routes)
+        .configure(notifications::routes)
         .configure(audit::routes)
         .configure(users::routes)
         .configure(api_keys::routes)

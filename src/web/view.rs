@@ -110,6 +110,12 @@ pub const NAVIGATION: &[(&str, &[NavLink])] = &[
                 Role::Viewer,
             ),
             link("/security/audit", "Audit events", "audit", Role::Viewer),
+            link(
+                "/security/notifications",
+                "Notifications",
+                "notifications",
+                Role::Viewer,
+            ),
         ],
     ),
     (

@@ -21,6 +21,7 @@ mod load;
 mod names;
 mod ocsp;
 mod operations;
+mod notifications;
 mod pg_cluster;
 mod pkcs11;
 mod pki;
