@@ -118,7 +118,12 @@ pub enum HostCommand {
         disallow: bool,
     },
     /// Deactivate one of a host's ACME accounts (`host show` lists them).
-    DeactivateAcmeAccount { host: String, account: String },
+    DeactivateAcmeAccount {
+        host: String,
+        /// The account's ID; it may begin with '-' (base64url).
+        #[arg(allow_hyphen_values = true)]
+        account: String,
+    },
     /// Renew every host now (a drill, a suspected compromise): every host with an active
     /// certificate may renew once, at once; agents re-key at their next poll. Audited.
     RenewAll {

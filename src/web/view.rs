@@ -326,7 +326,7 @@ mod tests {
         let admin = seen("administrator");
         assert_eq!(admin.len(), 2);
         assert_eq!(admin[1], ("Administration", vec!["/admin/users"]));
-        assert_eq!(admin[0].1.len(), 8);
+        assert_eq!(admin[0].1.len(), 9);
         assert_eq!(admin[0].1[0], "/", "the overview comes first");
         for role in ["security_admin", "viewer", "no-such-role"] {
             let links = seen(role);
