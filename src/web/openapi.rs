@@ -69,7 +69,7 @@ use crate::web::errors::ErrorBody;
         admin_api::ca_pending_trust,
         admin_api::ca_pending_renewal,
     ),
-    components(schemas(ErrorBody, crate::models::kinds::HostSort)),
+    components(schemas(ErrorBody, crate::models::kinds::HostSort, crate::models::kinds::CertAttention)),
     modifiers(&Edges),
     tags(
         (name = "hosts", description = "Enrollment and renewal, for hosts (no API key)"),
