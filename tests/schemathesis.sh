@@ -146,6 +146,8 @@ for who in administrator viewer; do
     fi
     echo "== schemathesis as the $who"
     # From the temporary directory: schemathesis keeps a cache (.schemathesis/) where it runs.
+    # POST /ocsp takes a DER body schemathesis cannot generate (no serializer for
+    # application/ocsp-request); openssl ocsp judges it in tests/it/ocsp.rs instead.
     (cd "$work" && "$VENV/bin/st" "$config" run "$base/api/v1/openapi.json" --url "$base" \
         --header "Authorization: Bearer $key" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
@@ -153,6 +155,7 @@ for who in administrator viewer; do
         --phases examples,coverage,fuzzing \
         --workers 2 \
         ${SEED:+--seed "$SEED"} \
+        --exclude-path /ocsp \
         --no-color) || status=1
 done
 if [ "$status" != 0 ]; then
