@@ -168,7 +168,7 @@ impl FromRequest for ApiAuth {
 }
 
 /// The key from an `Authorization` value; the scheme is case-insensitive (RFC 9110 §11.1).
-fn bearer_key(header: &str) -> Option<&str> {
+pub(super) fn bearer_key(header: &str) -> Option<&str> {
     let (scheme, key) = header.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(key)
 }

@@ -133,11 +133,7 @@ struct ListPage {
 fn kept_filters(f: &CertFilter) -> Vec<(&'static str, String, String)> {
     let mut kept = Vec::new();
     if let Some(d) = f.expires_within {
-        kept.push((
-            "expires_within",
-            d.to_string(),
-            format!("Active, expiring within {d} days"),
-        ));
+        kept.push(Listing::expires_within(d));
     }
     if let Some(a) = f.attention {
         kept.push(("view", a.key().to_string(), a.label().to_string()));

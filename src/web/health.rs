@@ -36,9 +36,8 @@ impl MetricsAccess {
                 .headers()
                 .get(actix_web::http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, t)| t.trim());
+                .and_then(super::admin_api::bearer_key)
+                .map(str::trim);
             if let Some(sent) = sent {
                 if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) {
                     return Ok(());

@@ -118,6 +118,15 @@ impl Listing {
         }
     }
 
+    /// The `expires_within` filter as a kept filter (certificates and tokens).
+    pub fn expires_within(days: u32) -> (&'static str, String, String) {
+        (
+            "expires_within",
+            days.to_string(),
+            format!("Active, expiring within {days} days"),
+        )
+    }
+
     /// The list also keeps these filters in its links.
     pub fn keeping(mut self, kept: Vec<(&'static str, String, String)>) -> Listing {
         self.kept = kept;

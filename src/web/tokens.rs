@@ -122,13 +122,7 @@ async fn list(
     let state = filter.state;
     let kept: Vec<_> = filter
         .expires_within
-        .map(|d| {
-            (
-                "expires_within",
-                d.to_string(),
-                format!("Active, expiring within {d} days"),
-            )
-        })
+        .map(Listing::expires_within)
         .into_iter()
         .collect();
     let (rows, total, now) = web::block(move || svc::list(&ctx, &filter)).await??;
