@@ -689,7 +689,6 @@ fn serve(args: ServeArgs) -> CliResult<()> {
         );
         app.run_until_stopped().await.map_err(|e| e.to_string())
     })?;
-    crate::pki::pkcs11::finalize_modules();
     Ok(())
 }
 

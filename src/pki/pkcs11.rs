@@ -345,9 +345,7 @@ static MODULES: OnceLock<Mutex<HashMap<PathBuf, Arc<Pkcs11>>>> = OnceLock::new()
 /// Finalises every module this process loaded (C_Finalize), for a clean exit: a module
 /// left initialised (SoftHSMv2 seen) can corrupt its heap in its own exit handlers. Keys
 /// opened before cannot sign afterwards.
-pub fn finalize_modules() {
-    let Some(modules) = MODULES.get() else { return };
-    let mut modules = modules.lock().unwrap_or_else(PoisonError::into_inner);
+fn finalize(modules: &mut HashMap<PathBuf, Arc<Pkcs11>>) {
     for (path, ctx) in modules.drain() {
         if let Err(e) = Pkcs11::clone(&ctx).finalize() {
             log::warn!("finalising the PKCS#11 module {}: {e}", path.display());
@@ -395,7 +393,61 @@ fn load_module(path: &Path) -> Result<Arc<Pkcs11>, PkiError> {
     }
     let ctx = Arc::new(ctx);
     modules.insert(file, Arc::clone(&ctx));
+    finalize_at_exit();
     Ok(ctx)
+}
+
+/// Makes `exit` finalise the modules before the libraries' own exit handlers run, in every
+/// process that loads one (a command, a test binary) and not only in `serve`: SoftHSMv2
+/// left initialised tears down its objects after OpenSSL's exit handler has freed what they
+/// point to, and the process dies of SIGSEGV after its work is done. Handlers run last
+/// registered first, so registering after C_Initialize puts this one ahead of those the
+/// module registered while loading.
+/// Whether the modules were finalised (the process is exiting): a session closed after
+/// that is a call into a library whose objects are being torn down (SIGSEGV seen).
+static FINALIZED: std::sync::RwLock<bool> = std::sync::RwLock::new(false);
+
+impl Drop for Pkcs11Key {
+    fn drop(&mut self) {
+        let sessions = std::mem::take(
+            self.sessions
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let finalized = FINALIZED.read().unwrap_or_else(PoisonError::into_inner);
+        if *finalized {
+            // C_Finalize closed them already.
+            std::mem::forget(sessions);
+        } else {
+            drop(sessions);
+        }
+    }
+}
+
+fn finalize_at_exit() {
+    extern "C" fn at_exit() {
+        // Keys still being dropped on other threads (a server's workers wind down after
+        // `main` returns) close their sessions first; later drops leave them to C_Finalize.
+        let mut finalized = FINALIZED.write().unwrap_or_else(PoisonError::into_inner);
+        *finalized = true;
+        // A thread still loading a module holds the lock; waiting for it at exit could
+        // hang the exit, and that module is not finished initialising anyway.
+        if let Some(Ok(mut modules)) = MODULES.get().map(Mutex::try_lock) {
+            finalize(&mut modules);
+        }
+    }
+    extern "C" {
+        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: `atexit` only stores the pointer to a function that lives as long as the
+        // program; `at_exit` neither panics across the boundary (finalize only logs)
+        // nor calls `exit`.
+        if unsafe { atexit(at_exit) } != 0 {
+            log::warn!("the PKCS#11 modules will not be finalised at exit (atexit failed)");
+        }
+    });
 }
 
 fn find_token(ctx: &Pkcs11, uri: &Pkcs11Uri, module: &Path) -> Result<(Slot, TokenInfo), PkiError> {
