@@ -123,6 +123,20 @@ impl TokenKey {
         String::from_utf8(plain).map_err(|_| AppError::internal("token value is not UTF-8"))
     }
 
+    /// A keyed tag over `parts` for `purpose` (each part length-prefixed, so parts cannot
+    /// be shifted into each other), hex encoded: what proves a row was written by a
+    /// process holding this data directory's key.
+    pub fn tag(&self, purpose: &str, parts: &[&[u8]]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key)
+            .expect("HMAC accepts any key length");
+        mac.update(purpose.as_bytes());
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// Keyed digest of a canonical token value, hex encoded.
     pub fn digest(&self, canonical_value: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_key)

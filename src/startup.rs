@@ -87,6 +87,7 @@ impl Application {
         spawn_hourly_crl(&ctx);
         spawn_refusal_flusher(&ctx);
         spawn_notifier(&ctx);
+        spawn_ocsp_producer(&ctx);
         let key = Key::from(&prepared.session_key);
         let secure = config.tls;
         let server_cert = if config.tls {
@@ -342,6 +343,31 @@ fn spawn_refusal_flusher(ctx: &Ctx) {
         };
         if let Err(e) = crate::services::audit::flush_closed_refusals(&ctx) {
             log::warn!("writing the aggregated refusals failed: {e}");
+        }
+    });
+}
+
+/// Pre-produces OCSP responses every second (`services::ocsp::Producer`). The thread ends
+/// with the application.
+fn spawn_ocsp_producer(ctx: &Ctx) {
+    let weak = WeakCtx::of(ctx);
+    // Its watermark is taken before the first request is served: a certificate issued in
+    // the first second is then after it, not before.
+    let mut producer = crate::services::ocsp::Producer::start(ctx).ok();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(ctx) = weak.upgrade() else {
+            return;
+        };
+        let round = match producer.as_mut() {
+            Some(p) => crate::services::ocsp::Producer::run(p, &ctx, crate::db::now()),
+            None => crate::services::ocsp::Producer::start(&ctx).map(|p| {
+                producer = Some(p);
+                0
+            }),
+        };
+        if let Err(e) = round {
+            log::warn!("pre-producing OCSP responses failed: {e}");
         }
     });
 }

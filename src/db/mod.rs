@@ -165,6 +165,17 @@ pub(crate) fn sqlite_writer_lock(conn: &DbConn) -> Option<std::sync::MutexGuard<
     }
 }
 
+/// A write outside the audit chain, of data that can be made again (pre-produced OCSP
+/// responses): on SQLite it waits its turn with the other writers; on PostgreSQL it
+/// takes none of their locks, so it never holds up an enrollment.
+pub fn write_detached<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    let _writer = sqlite_writer_lock(conn);
+    f(conn)
+}
+
 /// Runs `f` in one write transaction. The first statement takes the database's write
 /// lock (SQLite) or the settings row lock (PostgreSQL), which serialises writers so that
 /// the audit chain stays linear and SQLite never has to upgrade a read lock.

@@ -294,7 +294,22 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ocsp_responses (issuer_id, serial, hash_alg) {
+        issuer_id -> BigInt,
+        serial -> Text,
+        hash_alg -> Text,
+        status -> Text,
+        der -> Binary,
+        this_update -> Timestamp,
+        refresh_at -> Timestamp,
+        next_update -> Timestamp,
+        mac -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
+    ocsp_responses,
     notification_targets,
     notification_deliveries,
     issuers,

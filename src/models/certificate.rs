@@ -43,8 +43,13 @@ pub struct Certificate {
     pub renew_by: Option<NaiveDateTime>,
 }
 
-/// The signing CA, revocation time and reason of a certificate (OCSP).
-pub type OcspStatusRow = (Option<i64>, Option<NaiveDateTime>, Option<RevocationReason>);
+/// The signing CA, revocation time and reason, and end of a certificate (OCSP).
+pub type OcspStatusRow = (
+    Option<i64>,
+    Option<NaiveDateTime>,
+    Option<RevocationReason>,
+    NaiveDateTime,
+);
 
 /// Serial, revocation time and reason of a revoked certificate.
 pub type RevokedRow = (String, i64, Option<RevocationReason>);
@@ -240,9 +245,50 @@ impl Certificate {
                 certificates::issuer_id,
                 certificates::revoked_at,
                 certificates::revocation_reason,
+                certificates::not_after,
             ))
             .first(conn)
             .optional()
+    }
+
+    pub fn max_id(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+        certificates::table
+            .select(diesel::dsl::max(certificates::id))
+            .first(conn)
+    }
+
+    /// The certificates numbered after `id`, in order (the OCSP producer).
+    pub fn issued_after(conn: &mut DbConn, id: i64, limit: i64) -> QueryResult<Vec<(i64, String)>> {
+        certificates::table
+            .filter(certificates::id.gt(id))
+            .order(certificates::id.asc())
+            .select((certificates::id, certificates::serial))
+            .limit(limit)
+            .load(conn)
+    }
+
+    /// The certificates revoked after `(at, id)`, oldest revocation first (the OCSP
+    /// producer, from the `certificates_revoked_at` index): a keyset, so a batch boundary
+    /// inside one moment's revocations loses none of them.
+    pub fn revoked_since(
+        conn: &mut DbConn,
+        (at, id): (NaiveDateTime, i64),
+        limit: i64,
+    ) -> QueryResult<Vec<(NaiveDateTime, i64, String)>> {
+        certificates::table
+            .filter(
+                certificates::revoked_at
+                    .gt(at)
+                    .or(certificates::revoked_at.eq(at).and(certificates::id.gt(id))),
+            )
+            .order((certificates::revoked_at.asc(), certificates::id.asc()))
+            .select((
+                certificates::revoked_at.assume_not_null(),
+                certificates::id,
+                certificates::serial,
+            ))
+            .limit(limit)
+            .load(conn)
     }
 
     /// Revokes one certificate unless it already is; returns whether it changed.

@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod login_attempt;
 pub mod nonce;
 pub mod notification;
+pub mod ocsp_response;
 pub mod settings;
 pub mod token;
 pub mod user;

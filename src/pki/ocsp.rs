@@ -59,6 +59,16 @@ const OID_BASIC: &[u8] = &[
 ];
 
 impl HashAlg {
+    pub const ALL: [HashAlg; 2] = [HashAlg::Sha1, HashAlg::Sha256];
+
+    /// Its name in the `ocsp_responses` table.
+    pub fn key(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "sha1",
+            HashAlg::Sha256 => "sha256",
+        }
+    }
+
     fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha1 => Sha1::digest(data).to_vec(),
@@ -320,6 +330,21 @@ pub enum CertStatus {
     Unknown,
 }
 
+impl CertStatus {
+    /// The status as one line of text: what a stored response is checked against.
+    pub fn text(self) -> String {
+        match self {
+            CertStatus::Good => "good".into(),
+            CertStatus::Unknown => "unknown".into(),
+            CertStatus::Revoked { at, reason } => format!(
+                "revoked {} {}",
+                whole_seconds(at).and_utc().timestamp(),
+                reason.key()
+            ),
+        }
+    }
+}
+
 /// One SingleResponse to sign.
 pub struct Single<'a> {
     pub id: &'a CertId,
@@ -419,23 +444,41 @@ const OID_NONCE_TLV: &[u8] = &[
     0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02,
 ];
 
+impl CertId {
+    /// The CertID of the certificate numbered `serial` (big-endian bytes) from `issuer`,
+    /// as `openssl ocsp` writes it (the hash algorithm's parameters NULL): what a response
+    /// made before anyone asked names.
+    pub fn of(hash: HashAlg, issuer: &Ca, serial: &[u8]) -> CertId {
+        let key = public_key_bits(&issuer.spki_der).unwrap_or_default();
+        let mut id = Vec::new();
+        let mut alg = Vec::new();
+        match hash {
+            HashAlg::Sha1 => tlv(&mut alg, 0x06, OID_SHA1),
+            HashAlg::Sha256 => tlv(&mut alg, 0x06, OID_SHA256),
+        }
+        alg.extend_from_slice(&[0x05, 0x00]);
+        tlv(&mut id, SEQUENCE, &alg);
+        let name_hash = hash.digest(&issuer.subject_der);
+        let key_hash = hash.digest(key);
+        tlv(&mut id, OCTET_STRING, &name_hash);
+        tlv(&mut id, OCTET_STRING, &key_hash);
+        integer(&mut id, serial);
+        let mut raw = Vec::new();
+        tlv(&mut raw, SEQUENCE, &id);
+        CertId {
+            hash,
+            name_hash,
+            key_hash,
+            serial: serial_hex(serial),
+            raw,
+        }
+    }
+}
+
 /// A request for one certificate (for tests and the benchmark): `openssl ocsp -reqout`
 /// makes the same shape.
 pub fn request_der(hash: HashAlg, issuer: &Ca, serial: &[u8], nonce: Option<&[u8]>) -> Vec<u8> {
-    let key = public_key_bits(&issuer.spki_der).unwrap_or_default();
-    let mut id = Vec::new();
-    let mut alg = Vec::new();
-    match hash {
-        HashAlg::Sha1 => tlv(&mut alg, 0x06, OID_SHA1),
-        HashAlg::Sha256 => tlv(&mut alg, 0x06, OID_SHA256),
-    }
-    alg.extend_from_slice(&[0x05, 0x00]);
-    tlv(&mut id, SEQUENCE, &alg);
-    tlv(&mut id, OCTET_STRING, &hash.digest(&issuer.subject_der));
-    tlv(&mut id, OCTET_STRING, &hash.digest(key));
-    integer(&mut id, serial);
-    let mut cert_id = Vec::new();
-    tlv(&mut cert_id, SEQUENCE, &id);
+    let cert_id = CertId::of(hash, issuer, serial).raw;
     let mut request = Vec::new();
     tlv(&mut request, SEQUENCE, &cert_id);
     let mut tbs = Vec::new();

@@ -1,11 +1,16 @@
 //! OCSP answers: each CA that signs hosts has a delegated responder (a P-256 key made in
 //! this process's memory, never written anywhere, certified by the CA for 30 days and
-//! replaced when a third is left). Responses are pre-produced on the first request for a
-//! CertID and kept in memory with their HTTP validators; each is re-checked against the
-//! certificate's row (one lookup on the unique serial index) once it is `FRESH` old, and
-//! re-signed when the status changed or half its validity has passed. So a revocation made
-//! by any code path, in any process on the database, is answered within `FRESH` plus one
-//! request, without hooking any of them. A request with a nonce is signed live.
+//! replaced when a third is left). Responses are pre-produced: a producer in each process
+//! signs the responses (SHA-1 and SHA-256 CertIDs) of every certificate issued or revoked
+//! since it last looked, every second, and makes again those past half their validity.
+//! They are stored in `ocsp_responses` under a MAC of the data directory's token key, so
+//! every process on the database sends the same bytes, and kept in memory with their HTTP
+//! validators. A cached response is re-checked against the certificate's row (one lookup
+//! on the unique serial index) once it is `FRESH` old, and re-signed when the status
+//! changed: so a revocation made by any code path, in any process or command, is answered
+//! within `FRESH` plus one request, without hooking any of them. A stored row whose MAC
+//! fails was edited outside hostca: it is audited and replaced, never sent. A request with
+//! a nonce is signed live; "unknown" is signed per request and never stored.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,17 +19,21 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::pki::IssuerSet;
 use super::Ctx;
 use crate::db::{self, DbConn};
 use crate::error::AppError;
 use crate::models::certificate::Certificate;
+use crate::models::kinds::AuditCategory;
+use crate::models::ocsp_response::StoredResponse;
 use crate::pki::ocsp::{
     self, error_response, parse_request, CertId, CertStatus, ErrorStatus, HashAlg, IssuerHashes,
     Responder, Single,
 };
 use crate::pki::Reason;
+use crate::services::audit::{self, Event};
 
 /// How long a cached response is served before the certificate's row is read again.
 pub const FRESH: Duration = Duration::from_millis(500);
@@ -52,19 +61,25 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(signed: ocsp::Signed, status: CertStatus) -> Cached {
+    fn new(
+        der: Vec<u8>,
+        this_update: NaiveDateTime,
+        next_update: NaiveDateTime,
+        refresh_at: NaiveDateTime,
+        status: CertStatus,
+        now: NaiveDateTime,
+    ) -> Cached {
         let http_date =
             |t: NaiveDateTime| t.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-        let half = (signed.next_update - signed.this_update) / 2;
         Cached {
-            etag: format!("\"{}\"", hex::encode(&Sha256::digest(&signed.der)[..16])),
-            last_modified: http_date(signed.this_update),
-            expires: http_date(signed.next_update),
-            next_update: signed.next_update,
+            etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
+            last_modified: http_date(this_update),
+            expires: http_date(next_update),
+            next_update,
             status,
-            stale_at: Instant::now() + half.to_std().unwrap_or_default(),
+            stale_at: Instant::now() + (refresh_at - now).to_std().unwrap_or_default(),
             checked: AtomicU64::new(millis_since_epoch()),
-            der: signed.der,
+            der,
         }
     }
 
@@ -162,22 +177,9 @@ pub fn answer(ctx: &Ctx, body: &[u8]) -> Result<Answer, AppError> {
     if request.nonce.is_none() && request.ids.len() == 1 {
         let id = &request.ids[0];
         let status = status_of(&mut conn, &set, responder.issuer_id, &id.serial)?;
-        let key = (responder.issuer_id, id.hash, id.serial.clone());
-        let state = &ctx.pki.ocsp;
-        let known = state.cache.read().ok().and_then(|c| c.get(&key).cloned());
-        if let Some(c) = known.filter(|c| c.status == status && Instant::now() < c.stale_at) {
-            c.checked.store(millis_since_epoch(), Ordering::Relaxed);
-            return Ok(Answer::Cached(c));
-        }
-        let signed = ocsp::sign(responder, &[Single { id, status }], now, None)?;
-        let made = Arc::new(Cached::new(signed, status));
-        if let Ok(mut cache) = state.cache.write() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(key, made.clone());
-        }
-        return Ok(Answer::Cached(made));
+        return Ok(Answer::Cached(prepared(
+            ctx, &mut conn, responder, id, status, now,
+        )?));
     }
     let mut singles = Vec::with_capacity(request.ids.len());
     for id in &request.ids {
@@ -188,6 +190,292 @@ pub fn answer(ctx: &Ctx, body: &[u8]) -> Result<Answer, AppError> {
     Ok(Answer::Live(signed.der))
 }
 
+/// The response to one CertID saying `status`: the one in memory while it still says so,
+/// else the stored one if its MAC holds and it says so, else one signed now (and stored,
+/// unless the answer is unknown).
+fn prepared(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    responder: &Responder,
+    id: &CertId,
+    status: CertStatus,
+    now: NaiveDateTime,
+) -> Result<Arc<Cached>, AppError> {
+    let key = (responder.issuer_id, id.hash, id.serial.clone());
+    let state = &ctx.pki.ocsp;
+    let known = state.cache.read().ok().and_then(|c| c.get(&key).cloned());
+    if let Some(c) = known.filter(|c| c.status == status && Instant::now() < c.stale_at) {
+        c.checked.store(millis_since_epoch(), Ordering::Relaxed);
+        return Ok(c);
+    }
+    let made = match stored(ctx, conn, responder.issuer_id, id, status, now)? {
+        Stored::Usable(c) => c,
+        Stored::Outdated => sign_and_store(ctx, conn, responder, id, status, now, Some(now))?,
+        Stored::Tampered => sign_and_store(ctx, conn, responder, id, status, now, None)?,
+    };
+    if let Ok(mut cache) = state.cache.write() {
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, made.clone());
+    }
+    Ok(made)
+}
+
+/// The MAC a stored response must carry: over every field but itself.
+fn mac_of(ctx: &Ctx, r: &StoredResponse) -> String {
+    let time = |t: NaiveDateTime| t.and_utc().timestamp_micros().to_be_bytes();
+    ctx.token_key.tag(
+        "hostca ocsp response",
+        &[
+            &r.issuer_id.to_be_bytes(),
+            r.serial.as_bytes(),
+            r.hash_alg.as_bytes(),
+            r.status.as_bytes(),
+            &r.der,
+            &time(r.this_update),
+            &time(r.refresh_at),
+            &time(r.next_update),
+        ],
+    )
+}
+
+/// What the database holds for one CertID.
+enum Stored {
+    /// It verifies, says the status asked for, and is not due again.
+    Usable(Arc<Cached>),
+    /// Nothing, another status, or due again.
+    Outdated,
+    /// A row whose MAC fails (audited by `stored`).
+    Tampered,
+}
+
+/// The stored response for `id`, checked.
+fn stored(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    issuer_id: i64,
+    id: &CertId,
+    status: CertStatus,
+    now: NaiveDateTime,
+) -> Result<Stored, AppError> {
+    let Some(row) = StoredResponse::find(conn, issuer_id, &id.serial, id.hash.key())? else {
+        return Ok(Stored::Outdated);
+    };
+    if !bool::from(row.mac.as_bytes().ct_eq(mac_of(ctx, &row).as_bytes())) {
+        tampered(conn, &row)?;
+        return Ok(Stored::Tampered);
+    }
+    if row.status != status.text() || row.refresh_at <= now {
+        return Ok(Stored::Outdated);
+    }
+    Ok(Stored::Usable(Arc::new(Cached::new(
+        row.der,
+        row.this_update,
+        row.next_update,
+        row.refresh_at,
+        status,
+        now,
+    ))))
+}
+
+/// A stored response that fails its MAC was written by someone without the data
+/// directory's key: say so in the audit trail (the caller signs a new one over it).
+fn tampered(conn: &mut DbConn, row: &StoredResponse) -> Result<(), AppError> {
+    log::error!(
+        "the stored OCSP response for certificate {} ({}) fails its MAC check: it was changed \
+         in the database outside hostca; it is not sent, and a new one replaces it",
+        row.serial,
+        row.hash_alg
+    );
+    db::write_tx(conn, |tx| {
+        audit::record(
+            tx,
+            &Event::new(
+                AuditCategory::Cert,
+                "ocsp_response_rejected",
+                ACTOR,
+                &row.serial,
+            )
+            .describe(format!(
+                "the stored OCSP response ({} CertID) failed its MAC check: the row was \
+                     changed in the database outside hostca; it was not sent, and a newly \
+                     signed one replaced it",
+                row.hash_alg
+            )),
+        )
+    })
+}
+
+/// Who the audit trail names for what the OCSP responder does by itself.
+pub const ACTOR: &str = "system:ocsp";
+
+/// Signs the response for `id` and stores it (good and revoked only; `outdated` as in
+/// `StoredResponse::store`). When another process stored one first, that one is sent.
+fn sign_and_store(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    responder: &Responder,
+    id: &CertId,
+    status: CertStatus,
+    now: NaiveDateTime,
+    outdated: Option<NaiveDateTime>,
+) -> Result<Arc<Cached>, AppError> {
+    let signed = ocsp::sign(responder, &[Single { id, status }], now, None)?;
+    let refresh_at = signed.this_update + (signed.next_update - signed.this_update) / 2;
+    let mine = |der| {
+        Arc::new(Cached::new(
+            der,
+            signed.this_update,
+            signed.next_update,
+            refresh_at,
+            status,
+            now,
+        ))
+    };
+    if status == CertStatus::Unknown {
+        return Ok(mine(signed.der));
+    }
+    let mut row = StoredResponse {
+        issuer_id: responder.issuer_id,
+        serial: id.serial.clone(),
+        hash_alg: id.hash.key().to_string(),
+        status: status.text(),
+        der: signed.der.clone(),
+        this_update: signed.this_update,
+        refresh_at,
+        next_update: signed.next_update,
+        mac: String::new(),
+    };
+    row.mac = mac_of(ctx, &row);
+    match db::write_detached(conn, |c| row.store(c, outdated)) {
+        Ok(true) => {}
+        Ok(false) => {
+            if let Stored::Usable(theirs) = stored(ctx, conn, responder.issuer_id, id, status, now)?
+            {
+                return Ok(theirs);
+            }
+        }
+        // Not storing costs only a signature at the next request: still answer.
+        Err(e) => log::warn!("storing the OCSP response for {} failed: {e}", id.serial),
+    }
+    Ok(mine(signed.der))
+}
+
+/// Where this process's producer has got to: the newest certificate it made responses
+/// for, and the newest revocation.
+pub struct Producer {
+    last_id: i64,
+    revoked: (NaiveDateTime, i64),
+    /// Whether the last round saw every revocation there was (then the next one looks
+    /// back `REVOKED_LOOKBACK`; while catching up it must not, or it would stand still).
+    caught_up: bool,
+}
+
+/// At most this many certificates of each kind per round.
+const PRODUCE_BATCH: i64 = 500;
+/// A revocation committed just after a later one (two processes) is still seen.
+const REVOKED_LOOKBACK: chrono::Duration = chrono::Duration::seconds(2);
+
+impl Producer {
+    /// Starts from now: what was issued before is answered at its first request.
+    pub fn start(ctx: &Ctx) -> Result<Producer, AppError> {
+        let mut conn = db::get(&ctx.pool)?;
+        Ok(Producer {
+            last_id: Certificate::max_id(&mut conn)?.unwrap_or(0),
+            revoked: (db::now(), 0),
+            caught_up: true,
+        })
+    }
+
+    /// One round: the responses of the certificates issued and revoked since the last,
+    /// and the stored ones due again. Returns how many certificates it looked at.
+    pub fn run(&mut self, ctx: &Ctx, now: NaiveDateTime) -> Result<usize, AppError> {
+        let set = ctx.pki.issuers();
+        let responders = responders(ctx, &set)?;
+        if responders.list.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = db::get(&ctx.pool)?;
+        let mut seen = 0;
+        for (id, serial) in Certificate::issued_after(&mut conn, self.last_id, PRODUCE_BATCH)? {
+            produce(ctx, &mut conn, &set, &responders, &serial, now)?;
+            self.last_id = id;
+            seen += 1;
+        }
+        let since = if self.caught_up {
+            (self.revoked.0 - REVOKED_LOOKBACK, 0)
+        } else {
+            self.revoked
+        };
+        let revoked = Certificate::revoked_since(&mut conn, since, PRODUCE_BATCH)?;
+        self.caught_up = (revoked.len() as i64) < PRODUCE_BATCH;
+        for (at, id, serial) in revoked {
+            produce(ctx, &mut conn, &set, &responders, &serial, now)?;
+            self.revoked = self.revoked.max((at, id));
+            seen += 1;
+        }
+        for (_, serial, _) in StoredResponse::due(&mut conn, now, PRODUCE_BATCH)? {
+            produce(ctx, &mut conn, &set, &responders, &serial, now)?;
+            seen += 1;
+        }
+        Ok(seen)
+    }
+}
+
+/// Makes sure the stored responses of `serial` say what its row says, for both CertID
+/// hashes; forgets them once it has expired or is no longer known.
+fn produce(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    set: &IssuerSet,
+    responders: &Responders,
+    serial: &str,
+    now: NaiveDateTime,
+) -> Result<(), AppError> {
+    let row = Certificate::ocsp_status(conn, serial)?;
+    let issuer = row
+        .as_ref()
+        .and_then(|r| r.0)
+        .or_else(|| set.issuers.first().map(|l| l.row.id));
+    let found = issuer.and_then(|i| {
+        let responder = responders
+            .list
+            .iter()
+            .map(|(_, r)| r)
+            .find(|r| r.issuer_id == i)?;
+        let ca = set.issuers.iter().find(|l| l.row.id == i).map(|l| &l.ca)?;
+        Some((responder, ca))
+    });
+    let (Some((responder, ca)), Some(row)) = (found, row) else {
+        if let Some(i) = issuer {
+            db::write_detached(conn, |c| StoredResponse::delete(c, i, serial))?;
+        }
+        return Ok(());
+    };
+    if row.3 < now {
+        db::write_detached(conn, |c| {
+            StoredResponse::delete(c, responder.issuer_id, serial)
+        })?;
+        return Ok(());
+    }
+    let status = status_of(conn, set, responder.issuer_id, serial)?;
+    let Ok(number) = hex::decode(serial) else {
+        return Ok(());
+    };
+    for hash in HashAlg::ALL {
+        prepared(
+            ctx,
+            conn,
+            responder,
+            &CertId::of(hash, ca, &number),
+            status,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
 /// good, revoked (with time and reason), or unknown: a serial this CA never issued (or
 /// another CA did).
 fn status_of(
@@ -196,7 +484,7 @@ fn status_of(
     issuer_id: i64,
     serial: &str,
 ) -> Result<CertStatus, AppError> {
-    let Some((issuer, revoked_at, reason)) = Certificate::ocsp_status(conn, serial)? else {
+    let Some((issuer, revoked_at, reason, _)) = Certificate::ocsp_status(conn, serial)? else {
         return Ok(CertStatus::Unknown);
     };
     // Rows from before the issuers table belong to the first CA.

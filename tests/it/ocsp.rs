@@ -292,3 +292,119 @@ async fn get_is_cacheable_and_bad_requests_are_answered_not_failed() {
     ]);
     assert!(out.contains("unauthorized (6)"), "{out}");
 }
+
+/// The stored responses of `serial` once both CertIDs say `status` (a prefix), made by
+/// the producer before anyone asked: (hash, status, DER) by hash.
+async fn stored_once(app: &TestApp, serial: &str, status: &str) -> Vec<(String, String, Vec<u8>)> {
+    use diesel::prelude::*;
+    use hostca::db::schema::ocsp_responses as o;
+    let start = Instant::now();
+    loop {
+        let rows: Vec<(String, String, Vec<u8>)> = o::table
+            .filter(o::serial.eq(serial))
+            .order(o::hash_alg.asc())
+            .select((o::hash_alg, o::status, o::der))
+            .load(&mut app.conn())
+            .unwrap();
+        if rows.len() == 2 && rows.iter().all(|r| r.1.starts_with(status)) {
+            return rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no stored {status} responses for {serial} within 5 s: {:?}",
+            rows.iter().map(|r| (&r.0, &r.1)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn responses_are_made_at_issue_and_revocation_and_an_edited_row_is_never_sent() {
+    use diesel::prelude::*;
+    use hostca::db::schema::{audit_events, ocsp_responses as o};
+    let s = setup().await;
+    // Made at issue, for both CertID hashes, before any request.
+    let good = stored_once(&s.app, &s.serial, "good").await;
+    assert_eq!(good[0].0, "sha1");
+    assert_eq!(good[1].0, "sha256");
+    // A GET without a nonce is those very bytes.
+    let sha1 = s.request("req1.der", &["-no_nonce"]);
+    let served = s.post(sha1.clone()).await.bytes().await.unwrap();
+    assert_eq!(served.as_ref(), &good[0].2[..]);
+
+    // Another certificate's (good, genuinely signed) response.
+    let value = s.app.token_value("ocsp-b", "1").await;
+    let (_k, csr) = openssl_csr(&s.app.scratch(), "b", "b.example.com", &[]);
+    let (st, b) = s.app.enroll("b.example.com", &csr, Some(&value)).await;
+    assert_eq!(st, 201, "{b}");
+    let other = stored_once(&s.app, b["serial"].as_str().unwrap(), "good").await;
+
+    // Made at revocation.
+    let path = format!("/security/certificates/{}/revoke", s.serial);
+    let r = s.app.post(&path, &[("reason", "key_compromise")]).await;
+    assert_eq!(r.status(), 303);
+    let revoked = stored_once(&s.app, &s.serial, "revoked").await;
+    assert!(revoked[0].1.ends_with("key_compromise"), "{}", revoked[0].1);
+
+    // Someone with the database but not the data directory puts the other certificate's
+    // "good" into this one's row. A process that has nothing in memory (a restart, or the
+    // second server) must refuse it, say so, and answer the truth.
+    diesel::update(
+        o::table
+            .filter(o::serial.eq(&s.serial))
+            .filter(o::hash_alg.eq("sha1")),
+    )
+    .set(o::der.eq(&other[0].2))
+    .execute(&mut s.app.conn())
+    .unwrap();
+    let Setup {
+        app,
+        ca,
+        issuer,
+        leaf,
+        serial,
+        ..
+    } = s;
+    let app = app.restart().await;
+    let url = app.browser.url("/ocsp");
+    let der = client()
+        .post(&url)
+        .header("Content-Type", "application/ocsp-request")
+        .body(sha1)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_ne!(der.as_ref(), &other[0].2[..], "the edited row was sent");
+    let resp = write(&app, "after.der", &der);
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-respin",
+        &resp,
+        "-issuer",
+        &issuer,
+        "-cert",
+        &leaf,
+        "-CAfile",
+        &ca,
+        "-resp_text",
+    ]);
+    assert!(ok && out.contains("Response verify OK"), "{out}");
+    assert!(
+        out.contains(": revoked") && out.contains("Reason: keyCompromise"),
+        "{out}"
+    );
+    let said: Vec<String> = audit_events::table
+        .filter(audit_events::action.eq("ocsp_response_rejected"))
+        .filter(audit_events::target.eq(&serial))
+        .select(audit_events::description)
+        .load(&mut app.conn())
+        .unwrap();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("MAC"), "{}", said[0]);
+    // The row is whole again: what is stored is what was sent.
+    let fixed = stored_once(&app, &serial, "revoked").await;
+    assert_eq!(fixed[0].2, der.to_vec());
+}

@@ -404,3 +404,117 @@ async fn a_ca_migration_on_one_server_reaches_the_other() {
     .await;
     let _ = &pair.data;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_answer_ocsp_alike_and_a_revocation_crosses_within_a_second() {
+    let Some(db) = pg() else { return };
+    let pair = two_servers(&db);
+    let (base_a, base_b) = (pair.base_a.clone(), pair.base_b.clone());
+    let (c, csrf) = common::admin_client(&base_a).await;
+    let value = token(&c, &base_a, &csrf, "ocsp", "1").await;
+    let name = "o1.cluster.example";
+    let issued: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base_a}/api/v1/certificates"))
+        .json(
+            &serde_json::json!({"hostname": name, "csr": common::quick_csr(name), "token": value}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let serial = issued["serial"].as_str().expect("issued").to_string();
+    let files = tempfile::tempdir().unwrap();
+    let put = |file: &str, text: &str| {
+        let p = files.path().join(file);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let first_pem = |bundle: &str| {
+        let end = "-----END CERTIFICATE-----";
+        bundle[..bundle.find(end).unwrap() + end.len()].to_string()
+    };
+    let chain = issued["chain"].as_str().unwrap();
+    let issuer = if chain.trim().is_empty() {
+        first_pem(issued["ca_certificate"].as_str().unwrap())
+    } else {
+        first_pem(chain)
+    };
+    let issuer = put("issuer.pem", &issuer);
+    let leaf = put("leaf.pem", issued["certificate"].as_str().unwrap());
+    let ca = put("ca.pem", issued["ca_certificate"].as_str().unwrap());
+    let req = files.path().join("req.der").display().to_string();
+    let (ok, out) = common::openssl(&[
+        "ocsp",
+        "-issuer",
+        &issuer,
+        "-cert",
+        &leaf,
+        "-no_nonce",
+        "-reqout",
+        &req,
+    ]);
+    assert!(ok, "{out}");
+    let request = std::fs::read(&req).unwrap();
+    let ask = |base: String, request: Vec<u8>| async move {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/ocsp"))
+            .header("Content-Type", "application/ocsp-request")
+            .body(request)
+            .send()
+            .await
+            .unwrap();
+        r.bytes().await.unwrap().to_vec()
+    };
+    let status = |der: &[u8]| {
+        let p = files.path().join("resp.der");
+        std::fs::write(&p, der).unwrap();
+        let (ok, out) = common::openssl(&[
+            "ocsp",
+            "-respin",
+            p.to_str().unwrap(),
+            "-issuer",
+            &issuer,
+            "-cert",
+            &leaf,
+            "-CAfile",
+            &ca,
+            "-resp_text",
+        ]);
+        assert!(ok && out.contains("Response verify OK"), "{out}");
+        out.lines()
+            .find(|l| l.contains(".pem:") || l.contains(": good") || l.contains(": revoked"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Both processes send the same bytes: the response one of them stored.
+    let a = ask(base_a.clone(), request.clone()).await;
+    let b = ask(base_b.clone(), request.clone()).await;
+    assert_eq!(a, b, "the two servers answer alike");
+    assert!(status(&a).ends_with(": good"), "{}", status(&a));
+    // Revoked on A; B answers revoked within a second.
+    let r = c
+        .post(format!("{base_a}/security/certificates/{serial}/revoke"))
+        .form(&[("csrf_token", csrf.as_str()), ("reason", "key_compromise")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let revoked = Instant::now();
+    loop {
+        let b = ask(base_b.clone(), request.clone()).await;
+        if status(&b).ends_with(": revoked") {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "B does not answer A's revocation within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a = ask(base_a.clone(), request.clone()).await;
+    let b = ask(base_b.clone(), request.clone()).await;
+    assert_eq!(a, b, "alike after the revocation too");
+    drop(pair);
+}
