@@ -273,6 +273,7 @@ diesel::table! {
         smtp_from -> Text,
         created_by -> Text,
         created_at -> Timestamp,
+        tls_ca_pem -> Text,
     }
 }
 

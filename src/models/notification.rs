@@ -31,6 +31,9 @@ pub struct Target {
     pub smtp_from: String,
     pub created_by: String,
     pub created_at: NaiveDateTime,
+    /// PEM certificates trusted for this target's TLS (the SMTP server's, or an https
+    /// webhook's) instead of the public roots; empty: the public roots.
+    pub tls_ca_pem: String,
 }
 
 #[derive(Insertable)]
@@ -51,6 +54,25 @@ pub struct NewTarget<'a> {
     pub smtp_from: &'a str,
     pub created_by: &'a str,
     pub created_at: NaiveDateTime,
+    pub tls_ca_pem: &'a str,
+}
+
+/// What editing a target changes (its kind, creator and state stay).
+#[derive(AsChangeset)]
+#[diesel(table_name = nt, treat_none_as_null = true)]
+pub struct TargetChanges<'a> {
+    pub name: &'a str,
+    pub destination: &'a str,
+    pub secret_sealed: Option<&'a [u8]>,
+    pub events: &'a str,
+    pub digest: bool,
+    pub digest_hour: i32,
+    pub smtp_host: &'a str,
+    pub smtp_port: i32,
+    pub smtp_tls: SmtpTls,
+    pub smtp_username: &'a str,
+    pub smtp_from: &'a str,
+    pub tls_ca_pem: &'a str,
 }
 
 impl Target {
@@ -87,6 +109,12 @@ impl Target {
 
     pub fn find_by_name(conn: &mut DbConn, name: &str) -> QueryResult<Option<Target>> {
         nt::table.filter(nt::name.eq(name)).first(conn).optional()
+    }
+
+    pub fn update(conn: &mut DbConn, id: i64, changes: &TargetChanges) -> QueryResult<usize> {
+        diesel::update(nt::table.find(id))
+            .set(changes)
+            .execute(conn)
     }
 
     pub fn set_enabled(conn: &mut DbConn, id: i64, on: bool) -> QueryResult<usize> {
@@ -246,6 +274,17 @@ impl Delivery {
             .filter(nd::state.eq(DeliveryState::Held))
             .order(nd::id.asc())
             .load(conn)
+    }
+
+    /// A target no longer on a digest: what it held is sent as it would have been.
+    pub fn release_held(conn: &mut DbConn, target_id: i64) -> QueryResult<usize> {
+        diesel::update(
+            nd::table
+                .filter(nd::target_id.eq(target_id))
+                .filter(nd::state.eq(DeliveryState::Held)),
+        )
+        .set(nd::state.eq(DeliveryState::Pending))
+        .execute(conn)
     }
 
     pub fn mark_digested(conn: &mut DbConn, ids: &[i64]) -> QueryResult<usize> {

@@ -24,7 +24,8 @@ use crate::models::host_mapping::HostMapping;
 use crate::models::kinds::AuditCategory;
 use crate::models::kinds::{IssuerState, RevocationReason};
 use crate::models::notification::{
-    Delivery, DeliveryState, NewDelivery, NewTarget, NotifyEvent, SmtpTls, Target, TargetKind,
+    Delivery, DeliveryState, NewDelivery, NewTarget, NotifyEvent, SmtpTls, Target, TargetChanges,
+    TargetKind,
 };
 use crate::models::user::Role;
 
@@ -294,7 +295,9 @@ pub fn crl_failed(ctx: &Ctx, error: &AppError) {
         subject: "The CRL failed to publish".into(),
         at: now,
         point: true,
-        data: json!({"error": error.to_string()}),
+        // With its causes: the operator receiving this needs the database's or the key
+        // store's own words, which a client's error page never shows.
+        data: json!({"error": error_chain(error)}),
     };
     if let Err(e) = queue(ctx, &[occurrence], now) {
         log::error!("queueing the CRL failure notification failed: {e}");
@@ -515,10 +518,20 @@ fn send(ctx: &Ctx, t: &Target, d: &Delivery) -> Result<(), String> {
 }
 
 fn send_webhook(t: &Target, d: &Delivery, secret: Option<&str>) -> Result<(), String> {
-    let client = reqwest::blocking::Client::builder()
+    let mut builder = reqwest::blocking::Client::builder()
         .timeout(WEBHOOK_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("hostca/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("hostca/", env!("CARGO_PKG_VERSION")));
+    if !t.tls_ca_pem.is_empty() {
+        // The target's own CA instead of the public roots.
+        builder = builder.tls_built_in_root_certs(false);
+        for cert in reqwest::Certificate::from_pem_bundle(t.tls_ca_pem.as_bytes())
+            .map_err(|e| format!("the target's CA certificates cannot be read: {e}"))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let client = builder
         .build()
         .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
     let mut req = client
@@ -572,6 +585,33 @@ pub struct TargetInput {
     pub smtp_tls: String,
     pub smtp_username: String,
     pub smtp_from: String,
+    /// PEM certificates to trust for the target's TLS instead of the public roots.
+    pub tls_ca_pem: String,
+}
+
+impl TargetInput {
+    /// The form pre-filled with a target's settings (the secret is never shown).
+    pub fn of(t: &Target) -> TargetInput {
+        TargetInput {
+            kind: t.kind.key().into(),
+            name: t.name.clone(),
+            destination: t.destination.clone(),
+            secret: String::new(),
+            events: t
+                .event_kinds()
+                .iter()
+                .map(|e| e.key().to_string())
+                .collect(),
+            digest: t.digest,
+            digest_hour: t.digest_hour.to_string(),
+            smtp_host: t.smtp_host.clone(),
+            smtp_port: t.smtp_port.to_string(),
+            smtp_tls: t.smtp_tls.key().into(),
+            smtp_username: t.smtp_username.clone(),
+            smtp_from: t.smtp_from.clone(),
+            tls_ca_pem: t.tls_ca_pem.clone(),
+        }
+    }
 }
 
 /// A target as the page lists it (no secret).
@@ -614,6 +654,39 @@ struct Valid {
     digest_hour: i32,
     smtp_port: i32,
     smtp_tls: SmtpTls,
+    tls_ca_pem: String,
+}
+
+/// The longest CA bundle a target keeps.
+const MAX_CA_PEM: usize = 64 * 1024;
+
+/// Checks a pasted CA bundle: empty, or one or more PEM certificates that parse.
+fn check_ca_pem(pem: &str) -> Result<String, String> {
+    let pem = pem.trim();
+    if pem.is_empty() {
+        return Ok(String::new());
+    }
+    if pem.len() > MAX_CA_PEM {
+        return Err(format!("at most {} KiB of PEM", MAX_CA_PEM / 1024));
+    }
+    let mut n = 0;
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| format!("not PEM: {e}"))?;
+        if block.label != "CERTIFICATE" {
+            return Err(format!(
+                "only certificates (-----BEGIN CERTIFICATE-----), not {}",
+                block.label
+            ));
+        }
+        block
+            .parse_x509()
+            .map_err(|e| format!("certificate {} is not valid X.509: {e}", n + 1))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err("paste one or more -----BEGIN CERTIFICATE----- blocks".into());
+    }
+    Ok(format!("{pem}\n"))
 }
 
 fn validate(input: &TargetInput) -> Result<Valid, FieldErrors> {
@@ -715,6 +788,10 @@ fn validate(input: &TargetInput) -> Result<Valid, FieldErrors> {
     } else {
         SmtpTls::Required
     };
+    let tls_ca_pem = check_ca_pem(&input.tls_ca_pem).unwrap_or_else(|e| {
+        errors.insert("tls_ca_pem", e);
+        String::new()
+    });
     if input.secret.chars().count() > 256 {
         errors.insert("secret", "at most 256 characters".into());
     }
@@ -727,6 +804,7 @@ fn validate(input: &TargetInput) -> Result<Valid, FieldErrors> {
             digest_hour,
             smtp_port,
             smtp_tls,
+            tls_ca_pem,
         }),
         _ => Err(errors),
     }
@@ -769,6 +847,7 @@ pub fn add(ctx: &Ctx, actor: &Actor, input: &TargetInput) -> Result<String, Form
                 smtp_from: input.smtp_from.trim(),
                 created_by: &actor.username,
                 created_at: db::now(),
+                tls_ca_pem: &v.tls_ca_pem,
             },
         )?;
         audit::record(
@@ -800,6 +879,168 @@ pub fn add(ctx: &Ctx, actor: &Actor, input: &TargetInput) -> Result<String, Form
         Ok(v.name.clone())
     });
     FormError::conflict_on("name", result)
+}
+
+/// The edit form of a target (administrators only: it shows the SMTP settings).
+/// Returns the target's ID, its settings, and whether it has a secret.
+pub fn edit_form(ctx: &Ctx, actor: &Actor, id: i64) -> Result<(i64, TargetInput, bool), AppError> {
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::Administrator,
+        AuditCategory::Notify,
+        "notify_target_view",
+        &id.to_string(),
+    )?;
+    let t = target_or_404(&mut conn, id)?;
+    Ok((t.id, TargetInput::of(&t), t.secret_sealed.is_some()))
+}
+
+/// Changes a target: validated as `add` validates; its kind stays (a webhook's secret
+/// and an SMTP password are different things). An empty secret keeps the stored one,
+/// which is sealed again under a new name when the target is renamed.
+pub fn update(ctx: &Ctx, actor: &Actor, id: i64, input: &TargetInput) -> Result<String, FormError> {
+    let mut conn = super::connect_as(
+        ctx,
+        actor,
+        Role::Administrator,
+        AuditCategory::Notify,
+        "notify_target_updated",
+        &id.to_string(),
+    )?;
+    let current = target_or_404(&mut conn, id)?;
+    let input = TargetInput {
+        kind: current.kind.key().into(),
+        ..input.clone()
+    };
+    let v = validate(&input).map_err(FormError::Invalid)?;
+    let sealed = if !input.secret.is_empty() {
+        Some(ctx.token_key.encrypt(&aad(&v.name), &input.secret))
+    } else if v.name != current.name {
+        match &current.secret_sealed {
+            Some(old) => {
+                let secret = ctx
+                    .token_key
+                    .decrypt(&aad(&current.name), old)
+                    .map_err(|_| {
+                        FormError::Invalid(FieldErrors::from([(
+                            "secret",
+                            "the stored secret cannot be decrypted with this data directory's key: type it again to rename the target".to_string(),
+                        )]))
+                    })?;
+                Some(ctx.token_key.encrypt(&aad(&v.name), &secret))
+            }
+            None => None,
+        }
+    } else {
+        current.secret_sealed.clone()
+    };
+    let changes = TargetChanges {
+        name: &v.name,
+        destination: &v.destination,
+        secret_sealed: sealed.as_deref(),
+        events: &v.events,
+        digest: input.digest,
+        digest_hour: v.digest_hour,
+        smtp_host: input.smtp_host.trim(),
+        smtp_port: v.smtp_port,
+        smtp_tls: v.smtp_tls,
+        smtp_username: input.smtp_username.trim(),
+        smtp_from: input.smtp_from.trim(),
+        tls_ca_pem: &v.tls_ca_pem,
+    };
+    let what = changed(&current, &changes, !input.secret.is_empty());
+    let result = db::write_tx(&mut conn, |tx| {
+        let t = target_or_404(tx, id)?;
+        if let Some(other) = Target::find_by_name(tx, &v.name)?.filter(|o| o.id != id) {
+            return Err(AppError::Conflict(format!(
+                "a target named {} exists already: choose another name",
+                other.name
+            )));
+        }
+        Target::update(tx, id, &changes)?;
+        // Off the digest: the events it held go out now instead of never.
+        let released = if t.digest && !changes.digest {
+            Delivery::release_held(tx, id)?
+        } else {
+            0
+        };
+        audit::record(
+            tx,
+            &Event::new(
+                AuditCategory::Notify,
+                "notify_target_updated",
+                &actor.username,
+                &v.name,
+            )
+            .describe(
+                format!(
+                    "{} target {} changed: {}",
+                    t.kind.label(),
+                    t.name,
+                    if what.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        what.join("; ")
+                    }
+                ) + &if released > 0 {
+                    format!("; {released} held event(s) released")
+                } else {
+                    String::new()
+                },
+            ),
+        )?;
+        Ok(v.name.clone())
+    });
+    FormError::conflict_on("name", result)
+}
+
+/// What an edit changes, for the audit event (a secret is named, never shown).
+fn changed(t: &Target, c: &TargetChanges, new_secret: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut diff = |field: &str, old: String, new: String| {
+        if old != new {
+            out.push(format!("{field} {old} -> {new}"));
+        }
+    };
+    diff("name", t.name.clone(), c.name.into());
+    diff("destination", t.destination.clone(), c.destination.into());
+    diff("events", t.events.clone(), c.events.into());
+    diff("digest", t.digest.to_string(), c.digest.to_string());
+    diff(
+        "digest hour",
+        t.digest_hour.to_string(),
+        c.digest_hour.to_string(),
+    );
+    if t.kind == TargetKind::Email {
+        diff("SMTP server", t.smtp_host.clone(), c.smtp_host.into());
+        diff(
+            "SMTP port",
+            t.smtp_port.to_string(),
+            c.smtp_port.to_string(),
+        );
+        diff(
+            "encryption",
+            t.smtp_tls.key().into(),
+            c.smtp_tls.key().into(),
+        );
+        diff("SMTP user", t.smtp_username.clone(), c.smtp_username.into());
+        diff("from", t.smtp_from.clone(), c.smtp_from.into());
+    }
+    if t.tls_ca_pem != c.tls_ca_pem {
+        out.push(if c.tls_ca_pem.is_empty() {
+            "trusts the public roots again".into()
+        } else {
+            format!(
+                "trusts its own CA certificates ({} certificate(s))",
+                c.tls_ca_pem.matches("-----BEGIN CERTIFICATE-----").count()
+            )
+        });
+    }
+    if new_secret {
+        out.push("secret replaced".into());
+    }
+    out
 }
 
 fn target_or_404(conn: &mut DbConn, id: i64) -> Result<Target, AppError> {

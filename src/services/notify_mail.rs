@@ -1,11 +1,12 @@
 //! Email notifications: one plain-text message per delivery over SMTP (lettre, rustls),
-//! STARTTLS required by default; `none` (plain SMTP) is for a relay on the same machine
-//! and for the tests, which talk to a local aiosmtpd.
+//! STARTTLS required by default; `none` (plain SMTP) is for a relay on the same machine.
+//! The server's certificate is checked against the public (Mozilla) roots, or, when the
+//! target has its own CA certificates (`tls_ca_pem`), against those only.
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 
 use crate::models::notification::{Delivery, SmtpTls, Target};
@@ -56,7 +57,16 @@ pub fn send(t: &Target, d: &Delivery, password: Option<&str>) -> Result<(), Stri
     let tls = match t.smtp_tls {
         SmtpTls::None => Tls::None,
         mode => {
-            let params = TlsParameters::new(host.to_string())
+            let mut params = TlsParameters::builder(host.to_string());
+            if !t.tls_ca_pem.is_empty() {
+                let ca = Certificate::from_pem(t.tls_ca_pem.as_bytes())
+                    .map_err(|e| format!("the target's CA certificates cannot be read: {e}"))?;
+                params = params
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(ca);
+            }
+            let params = params
+                .build_rustls()
                 .map_err(|e| format!("cannot prepare TLS for {host}: {e}"))?;
             if mode == SmtpTls::Required {
                 Tls::Required(params)

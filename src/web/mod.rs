@@ -182,6 +182,8 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("get", "/security/notifications"),
     ("post", "/security/notifications"),
     ("post", "/security/notifications/digest"),
+    ("get", "/security/notifications/{id}/edit"),
+    ("post", "/security/notifications/{id}/edit"),
     ("post", "/security/notifications/{id}/{action}"),
     ("post", "/security/settings"),
     ("get", "/security/audit"),

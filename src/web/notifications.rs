@@ -16,6 +16,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/security/notifications", web::get().to(show))
         .route("/security/notifications", web::post().to(add))
         .route("/security/notifications/digest", web::post().to(digest))
+        .route(
+            "/security/notifications/{id}/edit",
+            web::get().to(edit_form),
+        )
+        .route("/security/notifications/{id}/edit", web::post().to(edit))
         .route("/security/notifications/{id}/{action}", web::post().to(act));
 }
 
@@ -58,15 +63,59 @@ struct NotificationsPage {
     events: Vec<(&'static str, &'static str)>,
     kinds: Vec<(&'static str, &'static str)>,
     tls_modes: Vec<(&'static str, &'static str)>,
+    /// The shared fields (notifications/fields.html): adding, not editing.
+    editing: bool,
+    has_secret: bool,
 }
 
-impl NotificationsPage {
-    fn error(&self, field: &str) -> String {
-        self.errors.get(field).cloned().unwrap_or_default()
-    }
-    fn chosen(&self, key: &str) -> bool {
-        self.input.events.iter().any(|e| e == key)
-    }
+/// One target's edit form.
+#[derive(Template)]
+#[template(path = "notifications/edit.html")]
+struct EditPage {
+    page: Page,
+    id: i64,
+    title_name: String,
+    kind: &'static str,
+    input: TargetInput,
+    errors: FieldErrors,
+    events: Vec<(&'static str, &'static str)>,
+    tls_modes: Vec<(&'static str, &'static str)>,
+    editing: bool,
+    has_secret: bool,
+}
+
+macro_rules! form_helpers {
+    ($t:ty) => {
+        impl $t {
+            fn error(&self, field: &str) -> String {
+                self.errors.get(field).cloned().unwrap_or_default()
+            }
+            fn chosen(&self, key: &str) -> bool {
+                self.input.events.iter().any(|e| e == key)
+            }
+        }
+    };
+}
+form_helpers!(NotificationsPage);
+form_helpers!(EditPage);
+
+/// The events a target can subscribe to (the digest and the test are not chosen).
+fn event_choices() -> Vec<(&'static str, &'static str)> {
+    NotifyEvent::ALL
+        .iter()
+        .filter(|e| !matches!(e, NotifyEvent::Digest | NotifyEvent::Test))
+        .map(|e| (e.key(), e.label()))
+        .collect()
+}
+
+fn tls_choices() -> Vec<(&'static str, &'static str)> {
+    SmtpTls::ALL.iter().map(|k| (k.key(), k.label())).collect()
+}
+
+fn target_id(id: &str) -> Result<i64, AppError> {
+    id.parse().map_err(|_| {
+        AppError::NotFound(format!("no notification target {id}: targets are numbered"))
+    })
 }
 
 impl From<&Form> for TargetInput {
@@ -85,6 +134,7 @@ impl From<&Form> for TargetInput {
             smtp_tls: text("smtp_tls"),
             smtp_username: text("smtp_username"),
             smtp_from: text("smtp_from"),
+            tls_ca_pem: text("tls_ca_pem"),
         }
     }
 }
@@ -160,16 +210,14 @@ async fn render_page(
                 ..Default::default()
             }),
             errors,
-            events: NotifyEvent::ALL
-                .iter()
-                .filter(|e| !matches!(e, NotifyEvent::Digest | NotifyEvent::Test))
-                .map(|e| (e.key(), e.label()))
-                .collect(),
+            events: event_choices(),
             kinds: TargetKind::ALL
                 .iter()
                 .map(|k| (k.key(), k.label()))
                 .collect(),
-            tls_modes: SmtpTls::ALL.iter().map(|k| (k.key(), k.label())).collect(),
+            tls_modes: tls_choices(),
+            editing: false,
+            has_secret: false,
         },
     )
 }
@@ -203,6 +251,76 @@ async fn add(auth: Auth, ctx: web::Data<Ctx>, form: Form) -> Result<HttpResponse
     }
 }
 
+fn render_edit(
+    auth: &Auth,
+    id: i64,
+    title_name: String,
+    has_secret: bool,
+    input: TargetInput,
+    errors: FieldErrors,
+    status: StatusCode,
+) -> Result<HttpResponse, AppError> {
+    view::render(
+        status,
+        &EditPage {
+            page: auth.page(&format!("Edit {title_name}"), "notifications"),
+            id,
+            kind: TargetKind::parse(&input.kind).map_or("", |k| k.label()),
+            title_name,
+            input,
+            errors,
+            events: event_choices(),
+            tls_modes: tls_choices(),
+            editing: true,
+            has_secret,
+        },
+    )
+}
+
+async fn edit_form(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let id = target_id(&path)?;
+    let actor = auth.actor();
+    let (id, input, has_secret) = web::block(move || svc::edit_form(&ctx, &actor, id)).await??;
+    let name = input.name.clone();
+    let errors = FieldErrors::new();
+    render_edit(&auth, id, name, has_secret, input, errors, StatusCode::OK)
+}
+
+async fn edit(
+    auth: Auth,
+    ctx: web::Data<Ctx>,
+    path: web::Path<String>,
+    form: Form,
+) -> Result<HttpResponse, AppError> {
+    let id = target_id(&path)?;
+    let input = TargetInput::from(&form);
+    let actor = auth.actor();
+    let (c, i, a) = (ctx.clone(), input.clone(), actor.clone());
+    match web::block(move || svc::update(&c, &a, id, &i)).await? {
+        Ok(name) => {
+            view::flash(&auth.session, "success", format!("Target {name} saved."));
+            Ok(view::redirect("/security/notifications"))
+        }
+        Err(FormError::Invalid(errors)) | Err(FormError::Conflict(errors)) => {
+            // The page shows the typed values; its title and kind are the stored ones.
+            let (id, stored, has_secret) =
+                web::block(move || svc::edit_form(&ctx, &actor, id)).await??;
+            let input = TargetInput {
+                kind: stored.kind,
+                secret: String::new(),
+                ..input
+            };
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            render_edit(&auth, id, stored.name, has_secret, input, errors, status)
+        }
+        Err(FormError::Other(e)) => Err(e),
+    }
+}
+
 async fn digest(auth: Auth, ctx: web::Data<Ctx>, _form: Form) -> Result<HttpResponse, AppError> {
     let actor = auth.actor();
     let n = web::block(move || svc::digest_now(&ctx, &actor)).await??;
@@ -226,9 +344,7 @@ async fn act(
     _form: Form,
 ) -> Result<HttpResponse, AppError> {
     let (id, action) = path.into_inner();
-    let id: i64 = id.parse().map_err(|_| {
-        AppError::NotFound(format!("no notification target {id}: targets are numbered"))
-    })?;
+    let id = target_id(&id)?;
     let actor = auth.actor();
     let (kind, message) = match action.as_str() {
         "delete" => {
@@ -255,8 +371,8 @@ async fn act(
         }
         other => {
             return Err(AppError::NotFound(format!(
-                "no action {other} on a notification target: use delete, enable, disable or test"
-            )))
+            "no action {other} on a notification target: use edit, delete, enable, disable or test"
+        )))
         }
     };
     view::flash(&auth.session, kind, message);

@@ -923,6 +923,31 @@ async fn pages_fit_every_screen() {
         .await;
     assert_eq!(r.status().as_u16(), 200);
     markup.keep("new API key shown", r).await;
+    // A notification target, so the Notifications page has a row with its actions, and
+    // its edit form can be judged. Nothing listens there: deliveries fail, and show so.
+    let r = app
+        .post(
+            "/security/notifications",
+            &[
+                ("kind", "webhook"),
+                ("name", "ops-webhook"),
+                ("destination", "http://127.0.0.1:9/hostca"),
+                ("secret", "a secret"),
+                ("events", "cert_revoked"),
+                ("events", "ca_expiring"),
+                ("digest_hour", "6"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 303);
+    let notify_edit = {
+        let html = app.get_html("/security/notifications").await;
+        let at = html
+            .find("/edit\" aria-label=\"Edit ops-webhook\"")
+            .expect("the target's Edit link");
+        let start = html[..at].rfind("href=\"").unwrap() + 6;
+        html[start..at + 5].to_string()
+    };
 
     c.goto(&format!("{base}/login")).await.unwrap();
     css(&c, "#username").await.send_keys("admin").await.unwrap();
@@ -947,6 +972,8 @@ async fn pages_fit_every_screen() {
         "/security/host-mappings?tab=all".into(),
         "/security/ca".into(),
         "/security/settings".into(),
+        "/security/notifications".into(),
+        notify_edit.clone(),
         "/security/audit".into(),
         "/admin/users".into(),
         "/admin/api-keys".into(),
@@ -988,7 +1015,7 @@ async fn pages_fit_every_screen() {
     // the same answers over HTTP for vnu.
     let host_page = format!("/security/hosts/{host_id}");
     let reissue = format!("{host_page}/reissue-token");
-    let forms: [FormCase; 7] = [
+    let forms: [FormCase; 9] = [
         (
             "/security/tokens/new",
             "form[action='/security/tokens']",
@@ -1011,6 +1038,21 @@ async fn pages_fit_every_screen() {
             &[
                 ("#certificate_validity_days", "0"),
                 ("#auto_reissue_minutes", "x"),
+            ],
+            ".field .error",
+        ),
+        (
+            "/security/notifications",
+            "form[action='/security/notifications']",
+            &[("#name", ""), ("#destination", "ftp://example.com")],
+            ".field .error",
+        ),
+        (
+            &notify_edit,
+            "form[action$='/edit']",
+            &[
+                ("#destination", "ftp://example.com"),
+                ("#tls_ca_pem", "not PEM"),
             ],
             ".field .error",
         ),
@@ -1083,6 +1125,24 @@ async fn pages_fit_every_screen() {
                 ("audit_retention_days", "90"),
                 ("renewal_interval_minutes", "60"),
                 ("reason", ""),
+            ],
+        ),
+        (
+            "/security/notifications",
+            vec![
+                ("kind", "webhook"),
+                ("name", ""),
+                ("destination", "ftp://example.com"),
+                ("digest_hour", "25"),
+            ],
+        ),
+        (
+            &notify_edit,
+            vec![
+                ("name", "ops-webhook"),
+                ("destination", "ftp://example.com"),
+                ("events", "cert_revoked"),
+                ("tls_ca_pem", "not PEM"),
             ],
         ),
         (

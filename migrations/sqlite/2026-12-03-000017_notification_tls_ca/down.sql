@@ -1,0 +1,1 @@
+ALTER TABLE notification_targets DROP COLUMN tls_ca_pem;
