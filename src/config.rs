@@ -41,6 +41,8 @@ pub struct Config {
     /// Host certificates last this many minutes instead of the setting's days: renewal
     /// drills and tests (`--leaf-validity-minutes`).
     pub leaf_validity_minutes: Option<i64>,
+    /// OCSP responses are good for this many hours (`--ocsp-validity-hours`, default 24).
+    pub ocsp_validity_hours: Option<u64>,
 }
 
 /// A network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is one host).
@@ -135,6 +137,7 @@ impl Config {
             metrics_token: None,
             metrics_allow: Cidr::loopback(),
             leaf_validity_minutes: None,
+            ocsp_validity_hours: None,
         }
     }
 

@@ -79,6 +79,12 @@ impl Application {
                 .leaf_validity_minutes
                 .store(m, std::sync::atomic::Ordering::Relaxed);
         }
+        if let Some(h) = config.ocsp_validity_hours {
+            ctx.pki
+                .ocsp
+                .validity_hours
+                .store(h, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Ok(mut conn) = crate::db::get(&ctx.pool) {
             if let Err(e) = crate::services::audit::apply_retention(&mut conn) {
                 log::error!("audit retention failed: {e}");

@@ -253,6 +253,11 @@ struct ServeArgs {
     /// days: for renewal drills and tests of agents, never for production.
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..=1440))]
     leaf_validity_minutes: Option<i64>,
+    /// OCSP responses are good for this many hours (1 to 168; default 24). They are made
+    /// again at half of it, so a relying party that caches them sees a revocation at most
+    /// this long after it (a request with a nonce always gets the current status).
+    #[arg(long, env = "HOSTCA_OCSP_VALIDITY_HOURS", value_parser = clap::value_parser!(u64).range(1..=168))]
+    ocsp_validity_hours: Option<u64>,
     /// The base URL hosts reach this server at, written into certificates (CRL distribution
     /// point, CA issuers). Default: from --listen, or https://<first --tls-name>:<port>.
     #[arg(long, env = "HOSTCA_PUBLIC_URL")]
@@ -679,6 +684,7 @@ fn serve(args: ServeArgs) -> CliResult<()> {
         };
     }
     config.leaf_validity_minutes = args.leaf_validity_minutes;
+    config.ocsp_validity_hours = args.ocsp_validity_hours;
     config.admin_password = std::env::var("HOSTCA_ADMIN_PASSWORD").ok();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(&config).map_err(|e| e.to_string())?;

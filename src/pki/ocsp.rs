@@ -21,7 +21,8 @@ use super::crl::{
 };
 use super::{random_serial, serial_hex, to_offset, PkiError, Reason};
 
-/// How long a response is good for (its nextUpdate after its thisUpdate).
+/// How long a response is good for (its nextUpdate after its thisUpdate), unless the
+/// server was started with `--ocsp-validity-hours`.
 pub const RESPONSE_VALIDITY_HOURS: i64 = 24;
 /// How long a responder certificate runs; a new one is made when a third is left.
 pub const RESPONDER_VALIDITY_DAYS: i64 = 30;
@@ -358,15 +359,17 @@ pub struct Signed {
     pub next_update: NaiveDateTime,
 }
 
-/// Signs a successful OCSPResponse (a BasicOCSPResponse) for `singles`, echoing `nonce`.
+/// Signs a successful OCSPResponse (a BasicOCSPResponse) for `singles`, echoing `nonce`,
+/// good for `validity` (never past the responder's certificate).
 pub fn sign(
     responder: &Responder,
     singles: &[Single],
     now: NaiveDateTime,
+    validity: Duration,
     nonce: Option<&[u8]>,
 ) -> Result<Signed, PkiError> {
     let now = whole_seconds(now);
-    let next = (now + Duration::hours(RESPONSE_VALIDITY_HOURS)).min(responder.not_after);
+    let next = (now + validity).min(responder.not_after);
     let mut data = Vec::with_capacity(256);
     // responderID byKey: [2] EXPLICIT KeyHash (OCTET STRING)
     let mut key_hash = Vec::with_capacity(22);

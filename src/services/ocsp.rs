@@ -117,6 +117,8 @@ type Key = (i64, HashAlg, String);
 
 #[derive(Default)]
 pub struct OcspState {
+    /// `serve --ocsp-validity-hours` (0: `ocsp::RESPONSE_VALIDITY_HOURS`).
+    pub validity_hours: AtomicU64,
     responders: RwLock<Arc<Responders>>,
     renewing: Mutex<()>,
     cache: RwLock<HashMap<Key, Arc<Cached>>>,
@@ -130,6 +132,14 @@ pub enum Answer {
 }
 
 impl OcspState {
+    /// How long the responses signed now are good for.
+    fn validity(&self) -> chrono::Duration {
+        match self.validity_hours.load(Ordering::Relaxed) {
+            0 => chrono::Duration::hours(ocsp::RESPONSE_VALIDITY_HOURS),
+            h => chrono::Duration::hours(h as i64),
+        }
+    }
+
     fn current(&self) -> Arc<Responders> {
         self.responders
             .read()
@@ -186,7 +196,13 @@ pub fn answer(ctx: &Ctx, body: &[u8]) -> Result<Answer, AppError> {
         let status = status_of(&mut conn, &set, responder.issuer_id, &id.serial)?;
         singles.push(Single { id, status });
     }
-    let signed = ocsp::sign(responder, &singles, now, request.nonce.as_deref())?;
+    let signed = ocsp::sign(
+        responder,
+        &singles,
+        now,
+        ctx.pki.ocsp.validity(),
+        request.nonce.as_deref(),
+    )?;
     Ok(Answer::Live(signed.der))
 }
 
@@ -321,7 +337,13 @@ fn sign_and_store(
     now: NaiveDateTime,
     outdated: Option<NaiveDateTime>,
 ) -> Result<Arc<Cached>, AppError> {
-    let signed = ocsp::sign(responder, &[Single { id, status }], now, None)?;
+    let signed = ocsp::sign(
+        responder,
+        &[Single { id, status }],
+        now,
+        ctx.pki.ocsp.validity(),
+        None,
+    )?;
     let refresh_at = signed.this_update + (signed.next_update - signed.this_update) / 2;
     let mine = |der| {
         Arc::new(Cached::new(
