@@ -353,15 +353,15 @@ fn spawn_refusal_flusher(ctx: &Ctx) {
     });
 }
 
-/// Pre-produces OCSP responses every second (`services::ocsp::Producer`). The thread ends
+/// Pre-produces OCSP responses (`services::ocsp::Producer`). The thread ends
 /// with the application.
 fn spawn_ocsp_producer(ctx: &Ctx) {
     let weak = WeakCtx::of(ctx);
     // Its watermark is taken before the first request is served: a certificate issued in
-    // the first second is then after it, not before.
+    // the first round is then after it, not before.
     let mut producer = crate::services::ocsp::Producer::start(ctx).ok();
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(crate::services::ocsp::PRODUCE_EVERY);
         let Some(ctx) = weak.upgrade() else {
             return;
         };

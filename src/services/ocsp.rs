@@ -2,15 +2,18 @@
 //! this process's memory, never written anywhere, certified by the CA for 30 days and
 //! replaced when a third is left). Responses are pre-produced: a producer in each process
 //! signs the responses (SHA-1 and SHA-256 CertIDs) of every certificate issued or revoked
-//! since it last looked, every second, and makes again those past half their validity.
-//! They are stored in `ocsp_responses` under a MAC of the data directory's token key, so
-//! every process on the database sends the same bytes, and kept in memory with their HTTP
-//! validators. A cached response is re-checked against the certificate's row (one lookup
-//! on the unique serial index) once it is `FRESH` old, and re-signed when the status
-//! changed: so a revocation made by any code path, in any process or command, is answered
-//! within `FRESH` plus one request, without hooking any of them. A stored row whose MAC
-//! fails was edited outside hostca: it is audited and replaced, never sent. A request with
-//! a nonce is signed live; "unknown" is signed per request and never stored.
+//! since it last looked, every `PRODUCE_EVERY`, and makes again those past half their
+//! validity. They are stored in `ocsp_responses` under a MAC of the data directory's token
+//! key, so every process on the database sends the same bytes, and kept in memory with
+//! their HTTP validators. A status changes only by a revocation, and the producer sees every
+//! revocation committed to the database (by any code path, process or offline command)
+//! within one round and replaces the memory copies it makes stale; so while its rounds
+//! succeed, memory copies are served without touching the database. When the producer is
+//! behind (`WATCH` since its last round), a memory copy is re-checked against the
+//! certificate's row (one lookup on the unique serial index) once it is `FRESH` old. A
+//! stored row whose MAC fails was edited outside hostca: it is audited and replaced, never
+//! sent. A request with a nonce is signed live; "unknown" is signed per request and never
+//! stored.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +38,14 @@ use crate::pki::ocsp::{
 use crate::pki::Reason;
 use crate::services::audit::{self, Event};
 
-/// How long a cached response is served before the certificate's row is read again.
+/// How long a cached response is served before the certificate's row is read again, when
+/// the producer is behind.
 pub const FRESH: Duration = Duration::from_millis(500);
+/// How often the producer looks for new certificates and revocations.
+pub const PRODUCE_EVERY: Duration = Duration::from_millis(200);
+/// Memory copies are trusted without a look at the database until this long after the
+/// producer's last successful round.
+const WATCH: Duration = Duration::from_millis(1000);
 /// At most this many cached responses (then the cache starts over).
 const CACHE_LIMIT: usize = 200_000;
 
@@ -88,10 +97,13 @@ impl Cached {
         (self.next_update - now).num_seconds().max(0)
     }
 
-    fn fresh(&self) -> bool {
-        millis_since_epoch().saturating_sub(self.checked.load(Ordering::Relaxed))
-            < FRESH.as_millis() as u64
-            && Instant::now() < self.stale_at
+    /// Whether it may be sent without reading the certificate's row: `watched` says the
+    /// producer would have replaced it by now if its certificate had been revoked.
+    fn fresh(&self, watched: bool) -> bool {
+        Instant::now() < self.stale_at
+            && (watched
+                || millis_since_epoch().saturating_sub(self.checked.load(Ordering::Relaxed))
+                    < FRESH.as_millis() as u64)
     }
 }
 
@@ -119,6 +131,8 @@ type Key = (i64, HashAlg, String);
 pub struct OcspState {
     /// `serve --ocsp-validity-hours` (0: `ocsp::RESPONSE_VALIDITY_HOURS`).
     pub validity_hours: AtomicU64,
+    /// Until when (ms since `EPOCH`) the producer's last round vouches for memory copies.
+    watched_until: AtomicU64,
     responders: RwLock<Arc<Responders>>,
     renewing: Mutex<()>,
     cache: RwLock<HashMap<Key, Arc<Cached>>>,
@@ -160,7 +174,8 @@ pub fn cached(ctx: &Ctx, body: &[u8]) -> Option<Arc<Cached>> {
     let responder = state.current().find(id)?.clone();
     let cache = state.cache.read().ok()?;
     let hit = cache.get(&(responder.issuer_id, id.hash, id.serial.clone()))?;
-    hit.fresh().then(|| hit.clone())
+    let watched = millis_since_epoch() < state.watched_until.load(Ordering::Relaxed);
+    hit.fresh(watched).then(|| hit.clone())
 }
 
 /// The answer to an OCSPRequest's DER (blocking: reads the database, may sign).
@@ -413,6 +428,20 @@ impl Producer {
     /// One round: the responses of the certificates issued and revoked since the last,
     /// and the stored ones due again. Returns how many certificates it looked at.
     pub fn run(&mut self, ctx: &Ctx, now: NaiveDateTime) -> Result<usize, AppError> {
+        let began = millis_since_epoch();
+        let seen = self.round(ctx, now)?;
+        // Every revocation committed before `began` has replaced its memory copies, unless
+        // there were more than one round takes.
+        if self.caught_up {
+            ctx.pki
+                .ocsp
+                .watched_until
+                .store(began + WATCH.as_millis() as u64, Ordering::Relaxed);
+        }
+        Ok(seen)
+    }
+
+    fn round(&mut self, ctx: &Ctx, now: NaiveDateTime) -> Result<usize, AppError> {
         let set = ctx.pki.issuers();
         let responders = responders(ctx, &set)?;
         if responders.list.is_empty() {
