@@ -1,18 +1,25 @@
 //! Enrollment throughput: pre-generated CSRs posted to `POST /api/v1/certificates` over
 //! HTTP keep-alive by many concurrent clients, against a release build of hostca and, in
-//! the same run, against `cfssl serve` (if it is installed) signing the same CSRs with and
-//! without its SQLite certificate database.
+//! the same run, against `cfssl serve` (if it is installed) signing the same kind of CSRs
+//! without storage and with its SQLite certificate database.
 //!
 //!     cargo bench --bench enroll
 //!
-//! ACME issuance is measured too: accounts registered beforehand (one per client, bound by
-//! a token), then orders to certificate (newOrder, finalize, certificate download), each
-//! a renewal of the client's host.
+//! The targets alternate in rounds (hostca, cfssl, hostca on PostgreSQL if asked, ACME,
+//! cfssl with its database; then the next round), each round with fresh CSRs against the
+//! same servers, so a noisy neighbour weighs on all of them alike. Each round prints its
+//! ratios (hostca / cfssl, PostgreSQL / cfssl, ACME / the JSON API, the share of the
+//! cryptographic limit measured in that round); the summary gives each one's median and
+//! range over the rounds.
 //!
-//! Environment: BENCH_REQUESTS (default 20000), BENCH_CLIENTS (32), BENCH_ACME_REQUESTS
-//! (default 5000; 0 skips ACME),
-//! BENCH_DATABASE_URL (postgres://... to measure hostca on PostgreSQL), BENCH_CFSSL=0 to
-//! skip cfssl.
+//! ACME issuance: accounts registered beforehand (one per client, bound by a token), then
+//! orders to certificate (newOrder, finalize, certificate download), each a renewal of the
+//! client's host.
+//!
+//! Environment: BENCH_REQUESTS (default 20000 per target and round), BENCH_CLIENTS (32),
+//! BENCH_ROUNDS (3), BENCH_ACME_REQUESTS (default 5000; 0 skips ACME), BENCH_DATABASE_URL
+//! (postgres://... to measure hostca on PostgreSQL too), BENCH_CFSSL=0 to skip cfssl,
+//! BENCH_PROCESS=0 to skip the separate-process memory run.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,62 +202,88 @@ async fn collect(
     }
 }
 
-/// A token with enough uses for the whole run; returns its value.
-async fn bench_token(ctx: hostca::services::Ctx) -> String {
+/// A token named `name` with enough uses for one round; returns its value.
+async fn bench_token(ctx: hostca::services::Ctx, name: &str) -> String {
     let admin = Actor {
         username: "admin".into(),
         role: Role::Administrator,
     };
     let input = tokens::TokenInput {
-        name: "bench".into(),
+        name: name.into(),
         max_uses: "99999".into(),
         valid_for: "1d".into(),
         reason: "benchmark".into(),
     };
+    let name = name.to_string();
     tokio::task::spawn_blocking(move || {
         tokens::create(&ctx, &admin, &input).unwrap();
-        tokens::reveal(&ctx, &admin, "bench").unwrap().1
+        tokens::reveal(&ctx, &admin, &name).unwrap().1
     })
     .await
     .unwrap()
 }
 
-async fn bench_hostca(n: usize, clients: usize, database_url: Option<String>) -> Result {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path().join("data"));
-    config.listen = "127.0.0.1:0".into();
-    config.admin_password = Some("bench password".into());
-    config.database_url = database_url.clone();
-    config.workers = Some(2);
-    let app = Application::build(&config).unwrap();
-    let url = format!("http://127.0.0.1:{}/api/v1/certificates", app.port());
-    let ctx = app.ctx.clone();
-    tokio::spawn(app.run_until_stopped());
-    let value = bench_token(ctx.clone()).await;
-    let label = if database_url.is_some() {
-        "hostca (PostgreSQL, token + audit, durable)"
-    } else {
-        "hostca (SQLite, token + audit, durable)"
-    };
-    let bodies = csrs(n, "h")
-        .into_iter()
-        .map(|(name, csr)| serde_json::json!({"hostname": name, "csr": csr, "token": value}))
-        .collect();
-    let result = drive(label, url, bodies, clients, 201).await;
-    // Every acknowledged certificate is in the database.
-    let c3 = ctx.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        use diesel::prelude::*;
-        let mut conn = hostca::db::get(&c3.pool).unwrap();
-        hostca::db::schema::certificates::table
-            .count()
-            .get_result::<i64>(&mut *conn)
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert_eq!(stored as usize, result.ok, "every 201 is stored");
-    result
+/// A hostca server (in this process) that lives across the rounds.
+struct Hostca {
+    label: &'static str,
+    url: String,
+    ctx: hostca::services::Ctx,
+    /// Certificates acknowledged so far, checked against the database after each round.
+    acknowledged: usize,
+    _dir: tempfile::TempDir,
+}
+
+impl Hostca {
+    async fn start(database_url: Option<String>) -> Hostca {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("data"));
+        config.listen = "127.0.0.1:0".into();
+        config.admin_password = Some("bench password".into());
+        config.database_url = database_url.clone();
+        config.workers = Some(2);
+        let app = Application::build(&config).unwrap();
+        let url = format!("http://127.0.0.1:{}/api/v1/certificates", app.port());
+        let ctx = app.ctx.clone();
+        tokio::spawn(app.run_until_stopped());
+        let label = if database_url.is_some() {
+            "hostca (PostgreSQL, token + audit, durable)"
+        } else {
+            "hostca (SQLite, token + audit, durable)"
+        };
+        Hostca {
+            label,
+            url,
+            ctx,
+            acknowledged: 0,
+            _dir: dir,
+        }
+    }
+
+    /// One round of `n` enrollments with fresh CSRs and a fresh token.
+    async fn round(&mut self, round: usize, n: usize, clients: usize) -> Result {
+        let value = bench_token(self.ctx.clone(), &format!("bench{round}")).await;
+        let prefix = format!("r{round}h");
+        let bodies = csrs(n, &prefix)
+            .into_iter()
+            .map(|(name, csr)| serde_json::json!({"hostname": name, "csr": csr, "token": value}))
+            .collect();
+        let result = drive(self.label, self.url.clone(), bodies, clients, 201).await;
+        self.acknowledged += result.ok;
+        // Every acknowledged certificate is in the database.
+        let ctx = self.ctx.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            use diesel::prelude::*;
+            let mut conn = hostca::db::get(&ctx.pool).unwrap();
+            hostca::db::schema::certificates::table
+                .count()
+                .get_result::<i64>(&mut *conn)
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(stored as usize, self.acknowledged, "every 201 is stored");
+        result
+    }
 }
 
 /// ACME issuance on SQLite: `clients` accounts, registered first (not timed), each renewing
@@ -265,7 +298,7 @@ async fn bench_acme(n: usize, clients: usize) -> Result {
     let base = format!("http://127.0.0.1:{}", app.port());
     let ctx = app.ctx.clone();
     tokio::spawn(app.run_until_stopped());
-    let value = bench_token(ctx.clone()).await;
+    let value = bench_token(ctx.clone(), "bench").await;
     let per_client = n.div_ceil(clients);
     let mut accounts = Vec::new();
     for k in 0..clients {
@@ -325,7 +358,7 @@ async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)>
     let handle = app.handle();
     let ctx = app.ctx.clone();
     tokio::spawn(app.run_until_stopped());
-    let value = bench_token(ctx).await;
+    let value = bench_token(ctx, "bench").await;
     handle.stop(true).await;
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_hostca"))
@@ -354,6 +387,24 @@ async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)>
         .into_iter()
         .map(|(name, csr)| serde_json::json!({"hostname": name, "csr": csr, "token": value}))
         .collect();
+    // BENCH_PERF=FILE: the server's stacks under this load, for a flame graph (README).
+    let perf = std::env::var("BENCH_PERF").ok().and_then(|out| {
+        Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,32768",
+                "-o",
+                &out,
+            ])
+            .args(["-p", &guard.child.id().to_string(), "--", "sleep", "3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+    });
     let result = drive(
         "hostca serve process (SQLite)",
         format!("http://127.0.0.1:{port}/api/v1/certificates"),
@@ -362,6 +413,9 @@ async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)>
         201,
     )
     .await;
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", guard.child.id())).ok()?;
     let peak_mb = status
         .lines()
@@ -463,37 +517,99 @@ fn start_cfssl(dir: &std::path::Path, with_db: bool) -> Option<(Cfssl, u16)> {
     None
 }
 
-async fn bench_cfssl(
-    n: usize,
-    clients: usize,
-    with_db: bool,
-    dir: &std::path::Path,
-) -> Option<Result> {
-    let (_guard, port) = start_cfssl(dir, with_db)?;
+/// One round of `n` signatures by a running `cfssl serve`.
+async fn bench_cfssl(port: u16, with_db: bool, round: usize, n: usize, clients: usize) -> Result {
     let label = if with_db {
         "cfssl serve (SQLite certdb)"
     } else {
         "cfssl serve (no storage)"
     };
-    let bodies = csrs(n, if with_db { "d" } else { "c" })
+    let prefix = format!("r{round}{}", if with_db { "d" } else { "c" });
+    let bodies = csrs(n, &prefix)
         .into_iter()
         .map(|(_, csr)| serde_json::json!({"certificate_request": csr}))
         .collect();
-    Some(
-        drive(
-            label,
-            format!("http://127.0.0.1:{port}/api/v1/cfssl/sign"),
-            bodies,
-            clients,
-            200,
-        )
-        .await,
+    drive(
+        label,
+        format!("http://127.0.0.1:{port}/api/v1/cfssl/sign"),
+        bodies,
+        clients,
+        200,
     )
+    .await
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)))
+}
+
+/// What one target did over the rounds.
+#[derive(Default)]
+struct Series {
+    label: String,
+    rates: Vec<f64>,
+    p99s: Vec<f64>,
+}
+
+impl Series {
+    fn add(&mut self, r: &Result) {
+        self.label = r.label.clone();
+        self.rates.push(r.rate());
+        self.p99s.push(r.p99_ms);
+    }
+
+    fn print(&self) {
+        if self.rates.is_empty() {
+            return;
+        }
+        let (lo, hi) = range(&self.rates);
+        let (plo, phi) = range(&self.p99s);
+        println!(
+            "  {:<44} {:>7.0}/s ({lo:.0}–{hi:.0})   p99 {:>6.2} ms ({plo:.2}–{phi:.2})",
+            self.label,
+            median(&self.rates),
+            median(&self.p99s)
+        );
+    }
+}
+
+/// A ratio per round, and its median and range.
+#[derive(Default)]
+struct Ratios(Vec<(String, Vec<f64>)>);
+
+impl Ratios {
+    fn add(&mut self, what: &str, round: usize, value: f64) {
+        println!("  round {round}: {what:<40} {value:.2}");
+        match self.0.iter_mut().find(|(w, _)| w == what) {
+            Some((_, v)) => v.push(value),
+            None => self.0.push((what.to_string(), vec![value])),
+        }
+    }
+
+    fn print(&self) {
+        for (what, v) in &self.0 {
+            let (lo, hi) = range(v);
+            println!(
+                "  {what:<44} median {:.2} (range {lo:.2}–{hi:.2}, {} rounds)",
+                median(v),
+                v.len()
+            );
+        }
+    }
 }
 
 fn main() {
     let n = env_or("BENCH_REQUESTS", 20_000);
     let clients = env_or("BENCH_CLIENTS", 32);
+    let rounds = env_or("BENCH_ROUNDS", 3).max(1);
+    let acme_n = env_or("BENCH_ACME_REQUESTS", 5_000);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -501,20 +617,119 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         println!(
-            "{n} enrollments per target, {clients} concurrent clients, keep-alive, P-256 CSRs"
+            "{n} enrollments per target and round, {rounds} rounds, {clients} concurrent \
+             clients, keep-alive, P-256 CSRs"
         );
-        let mut results = vec![bench_hostca(n, clients, None).await];
-        results[0].print();
-        let acme_n = env_or("BENCH_ACME_REQUESTS", 5_000);
-        if acme_n > 0 {
-            let r = bench_acme(acme_n, clients).await;
-            r.print();
+        let mut sqlite = Hostca::start(None).await;
+        let pg_admin = std::env::var("BENCH_DATABASE_URL").ok().map(|base| {
+            let name = format!("hostca_bench_{}", std::process::id());
+            let mut admin = diesel::PgConnection::establish(&base).expect("BENCH_DATABASE_URL");
+            admin
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap();
+            let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+            (admin, name, url)
+        });
+        let mut pg = match &pg_admin {
+            Some((_, _, url)) => Some(Hostca::start(Some(url.clone())).await),
+            None => None,
+        };
+        let use_cfssl = std::env::var("BENCH_CFSSL")
+            .map(|v| v != "0")
+            .unwrap_or(true)
+            && Command::new("cfssl").arg("version").output().is_ok();
+        let cfssl_dir = tempfile::tempdir().unwrap();
+        let (cfssl, cfssl_db) = if use_cfssl {
+            let plain = start_cfssl(cfssl_dir.path(), false);
+            let db = start_cfssl(cfssl_dir.path(), true);
+            if plain.is_none() || db.is_none() {
+                println!("cfssl could not be started");
+            }
+            (plain, db)
+        } else {
             println!(
-                "{:<44} {:.2} of the JSON API's rate",
-                "",
-                r.rate() / results[0].rate()
+                "cfssl not installed (apt-get install golang-cfssl) or BENCH_CFSSL=0: skipped"
             );
-            results.push(r);
+            (None, None)
+        };
+        let mut series: Vec<Series> = (0..5).map(|_| Series::default()).collect();
+        let mut ratios = Ratios::default();
+        let mut limits = Vec::new();
+        for round in 1..=rounds {
+            println!("round {round}:");
+            let a = sqlite.round(round, n, clients).await;
+            a.print();
+            series[0].add(&a);
+            let b = match &cfssl {
+                Some((_, port)) => {
+                    let b = bench_cfssl(*port, false, round, n, clients).await;
+                    b.print();
+                    series[1].add(&b);
+                    ratios.add(
+                        "hostca SQLite / cfssl (no storage)",
+                        round,
+                        a.rate() / b.rate(),
+                    );
+                    Some(b)
+                }
+                None => None,
+            };
+            if let Some(pg) = pg.as_mut() {
+                let p = pg.round(round, n, clients).await;
+                p.print();
+                series[2].add(&p);
+                if let Some(b) = &b {
+                    ratios.add(
+                        "hostca PostgreSQL / cfssl (no storage)",
+                        round,
+                        p.rate() / b.rate(),
+                    );
+                }
+            }
+            if acme_n > 0 {
+                let r = bench_acme(acme_n, clients).await;
+                r.print();
+                series[3].add(&r);
+                ratios.add("ACME / the JSON API (SQLite)", round, r.rate() / a.rate());
+            }
+            if let Some((_, port)) = &cfssl_db {
+                let d = bench_cfssl(*port, true, round, n, clients).await;
+                d.print();
+                series[4].add(&d);
+                ratios.add(
+                    "hostca SQLite / cfssl (SQLite certdb)",
+                    round,
+                    a.rate() / d.rate(),
+                );
+            }
+            let limit = tokio::task::spawn_blocking(move || crypto_limit(n.min(20_000)))
+                .await
+                .unwrap();
+            println!(
+                "{:<44} {limit:>23.0} verify + sign/s (no HTTP, no database)",
+                "cryptographic limit (hostca's code, all cores)"
+            );
+            limits.push(limit);
+            ratios.add(
+                "hostca SQLite / cryptographic limit",
+                round,
+                a.rate() / limit,
+            );
+        }
+        println!("summary over {rounds} rounds: median (range)");
+        for s in &series {
+            s.print();
+        }
+        let (lo, hi) = range(&limits);
+        println!(
+            "  {:<44} {:>7.0}/s ({lo:.0}–{hi:.0})",
+            "cryptographic limit",
+            median(&limits)
+        );
+        ratios.print();
+        drop(pg);
+        if let Some((mut admin, name, _)) = pg_admin {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
         if std::env::var("BENCH_PROCESS")
             .map(|v| v != "0")
@@ -527,55 +742,6 @@ fn main() {
                     ""
                 );
             }
-        }
-        if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
-            let base = url.clone();
-            let name = format!("hostca_bench_{}", std::process::id());
-            let mut admin = diesel::PgConnection::establish(&base).expect("BENCH_DATABASE_URL");
-            admin
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .unwrap();
-            let db_url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-            let r = bench_hostca(n, clients, Some(db_url)).await;
-            r.print();
-            results.push(r);
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-        let use_cfssl = std::env::var("BENCH_CFSSL")
-            .map(|v| v != "0")
-            .unwrap_or(true)
-            && Command::new("cfssl").arg("version").output().is_ok();
-        if use_cfssl {
-            let dir = tempfile::tempdir().unwrap();
-            for with_db in [false, true] {
-                match bench_cfssl(n, clients, with_db, dir.path()).await {
-                    Some(r) => {
-                        r.print();
-                        results.push(r);
-                    }
-                    None => println!("cfssl could not be started (with_db={with_db})"),
-                }
-            }
-        } else {
-            println!(
-                "cfssl not installed (apt-get install golang-cfssl) or BENCH_CFSSL=0: skipped"
-            );
-        }
-        let limit = tokio::task::spawn_blocking(move || crypto_limit(n.min(20_000)))
-            .await
-            .unwrap();
-        println!(
-            "{:<44} {limit:>23.0} verify + sign/s (no HTTP, no database)",
-            "cryptographic limit (hostca's code, all cores)"
-        );
-        println!("share of the cryptographic limit:");
-        for r in &results {
-            println!("  {:<42} {:.2}", r.label, r.rate() / limit);
-        }
-        let hostca = results[0].rate();
-        println!("hostca on SQLite ({hostca:.0}/s) divided by:");
-        for r in &results[1..] {
-            println!("  {:<42} {:.2}", r.label, hostca / r.rate());
         }
     });
 }

@@ -10,6 +10,7 @@
 //! BENCH_CERTS (64 certificates, one request each, asked in turn), BENCH_OPENSSL=0 to
 //! measure hostca alone.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -168,9 +169,14 @@ struct Responder(Child);
 
 impl Drop for Responder {
     fn drop(&mut self) {
+        // `-multi` forks workers that outlive their parent (spinning on the closed socket,
+        // half a core each, seen): the responder leads its own process group, and the
+        // whole group goes.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
-        // `-multi` children exit when their parent is gone.
     }
 }
 
@@ -266,6 +272,7 @@ fn start_openssl(dir: &std::path::Path, n: usize) -> Option<(Responder, String, 
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .ok()?;
     let responder = Responder(child);

@@ -45,7 +45,7 @@ pub const FRESH: Duration = Duration::from_millis(500);
 pub const PRODUCE_EVERY: Duration = Duration::from_millis(200);
 /// Memory copies are trusted without a look at the database until this long after the
 /// producer's last successful round.
-const WATCH: Duration = Duration::from_millis(1000);
+const WATCH: Duration = Duration::from_millis(600);
 /// At most this many cached responses (then the cache starts over).
 const CACHE_LIMIT: usize = 200_000;
 

@@ -502,16 +502,19 @@ async fn two_servers_answer_ocsp_alike_and_a_revocation_crosses_within_a_second(
         .unwrap();
     assert_eq!(r.status().as_u16(), 303);
     let revoked = Instant::now();
-    loop {
-        let b = ask(base_b.clone(), request.clone()).await;
-        if status(&b).ends_with(": revoked") {
-            break;
+    // Both answer it within a second (each process's producer sees it in the database).
+    for (base, who) in [(&base_b, "B"), (&base_a, "A")] {
+        loop {
+            let der = ask(base.clone(), request.clone()).await;
+            if status(&der).ends_with(": revoked") {
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "{who} does not answer the revocation within a second"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(
-            revoked.elapsed() < Duration::from_secs(1),
-            "B does not answer A's revocation within a second"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let a = ask(base_a.clone(), request.clone()).await;
     let b = ask(base_b.clone(), request.clone()).await;
