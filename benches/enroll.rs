@@ -37,12 +37,9 @@ use hostca::startup::Application;
 #[path = "../tests/it/acme_client.rs"]
 mod acme_client;
 
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[allow(dead_code)]
+mod support;
+use support::{collect, env_or, median, range, Run};
 
 fn csrs(n: usize, prefix: &str) -> Vec<(String, String)> {
     (0..n)
@@ -95,31 +92,16 @@ fn crypto_limit(n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-struct Result {
-    label: String,
-    ok: usize,
-    failed: usize,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Result {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.seconds
-    }
-
-    fn print(&self) {
-        println!(
-            "{:<44} {:>7} ok {:>5} failed {:>9.0} certs/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
-            self.label,
-            self.ok,
-            self.failed,
-            self.rate(),
-            self.p50_ms,
-            self.p99_ms
-        );
-    }
+fn print(r: &Run) {
+    println!(
+        "{:<44} {:>7} ok {:>5} failed {:>9.0} certs/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+        r.label,
+        r.ok,
+        r.failed,
+        r.rate(),
+        r.p50_ms,
+        r.p99_ms
+    );
 }
 
 /// Posts one JSON body per CSR with `clients` concurrent keep-alive connections.
@@ -129,7 +111,7 @@ async fn drive(
     bodies: Vec<serde_json::Value>,
     clients: usize,
     expect: u16,
-) -> Result {
+) -> Run {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -170,36 +152,6 @@ async fn drive(
         }));
     }
     collect(label, tasks, start).await
-}
-
-/// Waits for the clients (each: its latencies and its failures) and sums them up.
-async fn collect(
-    label: &str,
-    tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
-    start: Instant,
-) -> Result {
-    let mut all = Vec::new();
-    let mut failed = 0;
-    for t in tasks {
-        let (l, f) = t.await.unwrap();
-        all.extend(l);
-        failed += f;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    Result {
-        label: label.to_string(),
-        ok: all.len(),
-        failed,
-        seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
 }
 
 /// A token named `name` with enough uses for one round; returns its value.
@@ -260,7 +212,7 @@ impl Hostca {
     }
 
     /// One round of `n` enrollments with fresh CSRs and a fresh token.
-    async fn round(&mut self, round: usize, n: usize, clients: usize) -> Result {
+    async fn round(&mut self, round: usize, n: usize, clients: usize) -> Run {
         let value = bench_token(self.ctx.clone(), &format!("bench{round}")).await;
         let prefix = format!("r{round}h");
         let bodies = csrs(n, &prefix)
@@ -288,7 +240,7 @@ impl Hostca {
 
 /// ACME issuance on SQLite: `clients` accounts, registered first (not timed), each renewing
 /// its host's certificate in a loop: newOrder, finalize, download. A certificate per loop.
-async fn bench_acme(n: usize, clients: usize) -> Result {
+async fn bench_acme(n: usize, clients: usize) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path().join("data"));
     config.listen = "127.0.0.1:0".into();
@@ -348,7 +300,7 @@ async fn bench_acme(n: usize, clients: usize) -> Result {
 
 /// The same load against a separate `hostca serve` process, to read the server's own peak
 /// memory from /proc.
-async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Result, f64)> {
+async fn bench_hostca_process(n: usize, clients: usize) -> Option<(Run, f64)> {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut config = Config::new(data.clone());
@@ -518,7 +470,7 @@ fn start_cfssl(dir: &std::path::Path, with_db: bool) -> Option<(Cfssl, u16)> {
 }
 
 /// One round of `n` signatures by a running `cfssl serve`.
-async fn bench_cfssl(port: u16, with_db: bool, round: usize, n: usize, clients: usize) -> Result {
+async fn bench_cfssl(port: u16, with_db: bool, round: usize, n: usize, clients: usize) -> Run {
     let label = if with_db {
         "cfssl serve (SQLite certdb)"
     } else {
@@ -539,17 +491,6 @@ async fn bench_cfssl(port: u16, with_db: bool, round: usize, n: usize, clients: 
     .await
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn range(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)))
-}
-
 /// What one target did over the rounds.
 #[derive(Default)]
 struct Series {
@@ -559,7 +500,7 @@ struct Series {
 }
 
 impl Series {
-    fn add(&mut self, r: &Result) {
+    fn add(&mut self, r: &Run) {
         self.label = r.label.clone();
         self.rates.push(r.rate());
         self.p99s.push(r.p99_ms);
@@ -658,12 +599,12 @@ fn main() {
         for round in 1..=rounds {
             println!("round {round}:");
             let a = sqlite.round(round, n, clients).await;
-            a.print();
+            print(&a);
             series[0].add(&a);
             let b = match &cfssl {
                 Some((_, port)) => {
                     let b = bench_cfssl(*port, false, round, n, clients).await;
-                    b.print();
+                    print(&b);
                     series[1].add(&b);
                     ratios.add(
                         "hostca SQLite / cfssl (no storage)",
@@ -676,7 +617,7 @@ fn main() {
             };
             if let Some(pg) = pg.as_mut() {
                 let p = pg.round(round, n, clients).await;
-                p.print();
+                print(&p);
                 series[2].add(&p);
                 if let Some(b) = &b {
                     ratios.add(
@@ -688,13 +629,13 @@ fn main() {
             }
             if acme_n > 0 {
                 let r = bench_acme(acme_n, clients).await;
-                r.print();
+                print(&r);
                 series[3].add(&r);
                 ratios.add("ACME / the JSON API (SQLite)", round, r.rate() / a.rate());
             }
             if let Some((_, port)) = &cfssl_db {
                 let d = bench_cfssl(*port, true, round, n, clients).await;
-                d.print();
+                print(&d);
                 series[4].add(&d);
                 ratios.add(
                     "hostca SQLite / cfssl (SQLite certdb)",
@@ -736,7 +677,7 @@ fn main() {
             .unwrap_or(true)
         {
             if let Some((r, peak)) = bench_hostca_process(n, clients).await {
-                r.print();
+                print(&r);
                 println!(
                     "{:<44} peak resident memory of the server process: {peak:.0} MB",
                     ""

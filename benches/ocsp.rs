@@ -22,30 +22,19 @@ use hostca::pki::ocsp::{request_der, HashAlg};
 use hostca::services::{tokens, Actor};
 use hostca::startup::Application;
 
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Run {
-    ok: usize,
-    failed: usize,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.seconds
-    }
-}
+#[allow(dead_code)]
+mod support;
+use support::{collect, env_or, median, range, Run};
 
 /// `clients` keep-alive clients POST `requests` in turn to `url` for `seconds`; an answer
 /// counts when it is a 200 with a successful OCSP response (its first bytes say so).
-async fn drive(url: &str, requests: Arc<Vec<Vec<u8>>>, clients: usize, seconds: u64) -> Run {
+async fn drive(
+    label: &str,
+    url: &str,
+    requests: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    seconds: u64,
+) -> Run {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
@@ -78,26 +67,7 @@ async fn drive(url: &str, requests: Arc<Vec<Vec<u8>>>, clients: usize, seconds: 
             (latencies, failed)
         }));
     }
-    let (mut all, mut failed) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, f) = t.await.unwrap();
-        all.extend(l);
-        failed += f;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
-    };
-    Run {
-        ok: all.len(),
-        failed,
-        seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
+    collect(label, tasks, start).await
 }
 
 /// OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED successful(0), responseBytes }
@@ -285,14 +255,10 @@ fn start_openssl(dir: &std::path::Path, n: usize) -> Option<(Responder, String, 
     None
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn print(label: &str, round: usize, r: &Run) {
+fn print(round: usize, r: &Run) {
     println!(
-        "  round {round}: {label:<16} {:>9.0} responses/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} failed)",
+        "  round {round}: {:<16} {:>9.0} responses/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} failed)",
+        r.label,
         r.rate(),
         r.p50_ms,
         r.p99_ms,
@@ -327,38 +293,34 @@ fn main() {
              {rounds} rounds of {seconds} s each, alternating"
         );
         // Warm-up: hostca's responses are made (they were at issue) and cached.
-        drive(&hostca_url, hostca_requests.clone(), clients, 1).await;
+        drive("warm-up", &hostca_url, hostca_requests.clone(), clients, 1).await;
         let (mut rates, mut p99s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=rounds {
-            let a = drive(&hostca_url, hostca_requests.clone(), clients, seconds).await;
-            print("hostca", round, &a);
+            let a = drive("hostca", &hostca_url, hostca_requests.clone(), clients, seconds).await;
+            print(round, &a);
             rates.push(a.rate());
             p99s.push(a.p99_ms);
             if let Some((_, url, requests)) = &competitor {
-                let b = drive(url, Arc::new(requests.clone()), clients, seconds).await;
-                print("openssl ocsp", round, &b);
+                let b = drive("openssl ocsp", url, Arc::new(requests.clone()), clients, seconds).await;
+                print(round, &b);
                 if b.rate() > 0.0 {
                     println!("  round {round}: hostca / openssl ocsp {:.1}", a.rate() / b.rate());
                     ratios.push(a.rate() / b.rate());
                 }
             }
         }
-        let range = |v: &[f64]| {
-            v.iter()
-                .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)))
-        };
         let (lo, hi) = range(&rates);
         let (plo, phi) = range(&p99s);
         println!(
             "hostca: median {:.0} responses/s (range {lo:.0}–{hi:.0}), p99 median {:.2} ms (range {plo:.2}–{phi:.2})",
-            median(&mut rates.clone()),
-            median(&mut p99s.clone()),
+            median(&rates),
+            median(&p99s),
         );
         if !ratios.is_empty() {
             let (rlo, rhi) = range(&ratios);
             println!(
                 "hostca / openssl ocsp: median {:.1} (range {rlo:.1}–{rhi:.1})",
-                median(&mut ratios.clone())
+                median(&ratios)
             );
         } else if with_openssl {
             println!("openssl ocsp could not be started: hostca alone");

@@ -5,7 +5,7 @@
 //!
 //! BENCH_DATABASE_URL=postgres://... measures on PostgreSQL instead of SQLite.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
@@ -19,10 +19,9 @@ use hostca::startup::Application;
 
 const N: usize = 100_000;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+#[allow(dead_code)]
+mod support;
+use support::median;
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -121,7 +120,7 @@ fn main() {
                 let _ = r.bytes().await;
                 times.push(t.elapsed());
             }
-            println!("{label:<40} median {:>7.2} ms over HTTP", median(times).as_secs_f64() * 1000.0);
+            println!("{label:<40} median {:>7.2} ms over HTTP", median(&times).as_secs_f64() * 1000.0);
         }
 
         // Cleanup of 100,000 expired tokens (one statement, one audit event).
@@ -183,7 +182,7 @@ fn main() {
                 hostca::services::pki::rebuild_crl(&c2).unwrap();
                 times.push(t.elapsed());
             }
-            median(times)
+            median(&times)
         })
         .await
         .unwrap();
@@ -196,7 +195,7 @@ fn main() {
             let _ = r.bytes().await;
             times.push(t.elapsed());
         }
-        println!("GET /crl served from memory: median {:.2} ms", median(times).as_secs_f64() * 1000.0);
+        println!("GET /crl served from memory: median {:.2} ms", median(&times).as_secs_f64() * 1000.0);
         println!("resident memory of the process (server and client): {:.0} MB", rss_mb());
     });
     if let Some(base) = pg_base {

@@ -19,12 +19,9 @@ use rcgen::SigningKey;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
-fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[allow(dead_code)]
+mod support;
+use support::{env_or, median, range};
 
 /// A SoftHSMv2 token for this run; the PIN file's path.
 fn token(dir: &std::path::Path) -> std::path::PathBuf {
@@ -139,11 +136,6 @@ fn enrollments(ctx: &Ctx, token: &str, round: &str, n: usize, threads: usize) ->
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 /// Runs `a` and `b` alternately `rounds` times; prints each pair and the summary.
 fn alternate(
     what: &str,
@@ -164,14 +156,12 @@ fn alternate(
         rb.push(y);
         ratios.push(y / x);
     }
-    let (lo, hi) = ratios
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+    let (lo, hi) = range(&ratios);
     println!(
         "{what}: key file median {:.0}/s, PKCS#11 (SoftHSMv2) median {:.0}/s; PKCS#11 / file median {:.3} (range {lo:.3}–{hi:.3})",
-        median(&mut ra),
-        median(&mut rb),
-        median(&mut ratios)
+        median(&ra),
+        median(&rb),
+        median(&ratios)
     );
 }
 
