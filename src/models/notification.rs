@@ -40,25 +40,16 @@ pub struct Target {
 #[diesel(table_name = nt)]
 pub struct NewTarget<'a> {
     pub kind: TargetKind,
-    pub name: &'a str,
-    pub destination: &'a str,
-    pub secret_sealed: Option<&'a [u8]>,
-    pub events: &'a str,
-    pub digest: bool,
-    pub digest_hour: i32,
     pub enabled: bool,
-    pub smtp_host: &'a str,
-    pub smtp_port: i32,
-    pub smtp_tls: SmtpTls,
-    pub smtp_username: &'a str,
-    pub smtp_from: &'a str,
     pub created_by: &'a str,
     pub created_at: NaiveDateTime,
-    pub tls_ca_pem: &'a str,
+    #[diesel(embed)]
+    pub settings: TargetChanges<'a>,
 }
 
-/// What editing a target changes (its kind, creator and state stay).
-#[derive(AsChangeset)]
+/// What an administrator sets on a target: all an edit changes (its kind, creator and
+/// state stay), and with those what an insert writes.
+#[derive(Insertable, AsChangeset)]
 #[diesel(table_name = nt, treat_none_as_null = true)]
 pub struct TargetChanges<'a> {
     pub name: &'a str,

@@ -657,6 +657,30 @@ struct Valid {
     tls_ca_pem: String,
 }
 
+impl Valid {
+    /// The settings to write: these checked values, and the form's free text trimmed.
+    fn settings<'a>(
+        &'a self,
+        input: &'a TargetInput,
+        secret_sealed: Option<&'a [u8]>,
+    ) -> TargetChanges<'a> {
+        TargetChanges {
+            name: &self.name,
+            destination: &self.destination,
+            secret_sealed,
+            events: &self.events,
+            digest: input.digest,
+            digest_hour: self.digest_hour,
+            smtp_host: input.smtp_host.trim(),
+            smtp_port: self.smtp_port,
+            smtp_tls: self.smtp_tls,
+            smtp_username: input.smtp_username.trim(),
+            smtp_from: input.smtp_from.trim(),
+            tls_ca_pem: &self.tls_ca_pem,
+        }
+    }
+}
+
 /// The longest CA bundle a target keeps.
 const MAX_CA_PEM: usize = 64 * 1024;
 
@@ -833,21 +857,10 @@ pub fn add(ctx: &Ctx, actor: &Actor, input: &TargetInput) -> Result<String, Form
             tx,
             &NewTarget {
                 kind: v.kind,
-                name: &v.name,
-                destination: &v.destination,
-                secret_sealed: sealed.as_deref(),
-                events: &v.events,
-                digest: input.digest,
-                digest_hour: v.digest_hour,
                 enabled: true,
-                smtp_host: input.smtp_host.trim(),
-                smtp_port: v.smtp_port,
-                smtp_tls: v.smtp_tls,
-                smtp_username: input.smtp_username.trim(),
-                smtp_from: input.smtp_from.trim(),
                 created_by: &actor.username,
                 created_at: db::now(),
-                tls_ca_pem: &v.tls_ca_pem,
+                settings: v.settings(input, sealed.as_deref()),
             },
         )?;
         audit::record(
@@ -935,20 +948,7 @@ pub fn update(ctx: &Ctx, actor: &Actor, id: i64, input: &TargetInput) -> Result<
     } else {
         current.secret_sealed.clone()
     };
-    let changes = TargetChanges {
-        name: &v.name,
-        destination: &v.destination,
-        secret_sealed: sealed.as_deref(),
-        events: &v.events,
-        digest: input.digest,
-        digest_hour: v.digest_hour,
-        smtp_host: input.smtp_host.trim(),
-        smtp_port: v.smtp_port,
-        smtp_tls: v.smtp_tls,
-        smtp_username: input.smtp_username.trim(),
-        smtp_from: input.smtp_from.trim(),
-        tls_ca_pem: &v.tls_ca_pem,
-    };
+    let changes = v.settings(&input, sealed.as_deref());
     let what = changed(&current, &changes, !input.secret.is_empty());
     let result = db::write_tx(&mut conn, |tx| {
         let t = target_or_404(tx, id)?;
