@@ -70,25 +70,19 @@ pub struct Cached {
 }
 
 impl Cached {
-    fn new(
-        der: Vec<u8>,
-        this_update: NaiveDateTime,
-        next_update: NaiveDateTime,
-        refresh_at: NaiveDateTime,
-        status: CertStatus,
-        now: NaiveDateTime,
-    ) -> Cached {
+    /// The memory copy of a response (stored, or made to be), saying `status`.
+    fn of(row: StoredResponse, status: CertStatus, now: NaiveDateTime) -> Cached {
         let http_date =
             |t: NaiveDateTime| t.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         Cached {
-            etag: format!("\"{}\"", hex::encode(&Sha256::digest(&der)[..16])),
-            last_modified: http_date(this_update),
-            expires: http_date(next_update),
-            next_update,
+            etag: format!("\"{}\"", hex::encode(&Sha256::digest(&row.der)[..16])),
+            last_modified: http_date(row.this_update),
+            expires: http_date(row.next_update),
+            next_update: row.next_update,
             status,
-            stale_at: Instant::now() + (refresh_at - now).to_std().unwrap_or_default(),
+            stale_at: Instant::now() + (row.refresh_at - now).to_std().unwrap_or_default(),
             checked: AtomicU64::new(millis_since_epoch()),
-            der,
+            der: row.der,
         }
     }
 
@@ -300,14 +294,7 @@ fn stored(
     if row.status != status.text() || row.refresh_at <= now {
         return Ok(Stored::Outdated);
     }
-    Ok(Stored::Usable(Arc::new(Cached::new(
-        row.der,
-        row.this_update,
-        row.next_update,
-        row.refresh_at,
-        status,
-        now,
-    ))))
+    Ok(Stored::Usable(Arc::new(Cached::of(row, status, now))))
 }
 
 /// A stored response that fails its MAC was written by someone without the data
@@ -359,31 +346,20 @@ fn sign_and_store(
         ctx.pki.ocsp.validity(),
         None,
     )?;
-    let refresh_at = signed.this_update + (signed.next_update - signed.this_update) / 2;
-    let mine = |der| {
-        Arc::new(Cached::new(
-            der,
-            signed.this_update,
-            signed.next_update,
-            refresh_at,
-            status,
-            now,
-        ))
-    };
-    if status == CertStatus::Unknown {
-        return Ok(mine(signed.der));
-    }
     let mut row = StoredResponse {
         issuer_id: responder.issuer_id,
         serial: id.serial.clone(),
         hash_alg: id.hash.key().to_string(),
         status: status.text(),
-        der: signed.der.clone(),
+        der: signed.der,
         this_update: signed.this_update,
-        refresh_at,
+        refresh_at: signed.this_update + (signed.next_update - signed.this_update) / 2,
         next_update: signed.next_update,
         mac: String::new(),
     };
+    if status == CertStatus::Unknown {
+        return Ok(Arc::new(Cached::of(row, status, now)));
+    }
     row.mac = mac_of(ctx, &row);
     match db::write_detached(conn, |c| row.store(c, outdated)) {
         Ok(true) => {}
@@ -396,7 +372,7 @@ fn sign_and_store(
         // Not storing costs only a signature at the next request: still answer.
         Err(e) => log::warn!("storing the OCSP response for {} failed: {e}", id.serial),
     }
-    Ok(mine(signed.der))
+    Ok(Arc::new(Cached::of(row, status, now)))
 }
 
 /// Where this process's producer has got to: the newest certificate it made responses
