@@ -395,6 +395,44 @@ pub fn openssl(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// POSTs a DER OCSP request to `url` (a responder's `/ocsp`).
+pub async fn ocsp_post(url: &str, request: Vec<u8>) -> reqwest::Response {
+    client()
+        .post(url)
+        .header("Content-Type", "application/ocsp-request")
+        .body(request)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `openssl ocsp -resp_text` on a response for `leaf` (files in `dir`), after asserting
+/// that openssl verifies it against `ca`; returns openssl's output.
+pub fn openssl_ocsp_verified(
+    dir: &std::path::Path,
+    der: &[u8],
+    issuer: &str,
+    leaf: &str,
+    ca: &str,
+) -> String {
+    let p = dir.join("verified-resp.der");
+    std::fs::write(&p, der).unwrap();
+    let (ok, out) = openssl(&[
+        "ocsp",
+        "-respin",
+        p.to_str().unwrap(),
+        "-issuer",
+        issuer,
+        "-cert",
+        leaf,
+        "-CAfile",
+        ca,
+        "-resp_text",
+    ]);
+    assert!(ok && out.contains("Response verify OK"), "{out}");
+    out
+}
+
 impl TestApp {
     /// POST /api/v1/certificates; returns (status, JSON body).
     pub async fn enroll(

@@ -163,6 +163,15 @@ async fn add_webhook(
     assert_eq!(status(&r), 303, "target {name} added");
 }
 
+/// A logged-in server with one webhook (secret "k") subscribed to `event` alone.
+async fn watching(event: &str) -> (TestApp, Receiver) {
+    let app = spawn_app().await;
+    app.login().await;
+    let hook = receiver(0);
+    add_webhook(&app, event, &hook.url, "k", &[event], false).await;
+    (app, hook)
+}
+
 async fn enroll_with_token(app: &TestApp, name: &str, token: &str) -> serde_json::Value {
     let (code, body) = app.enroll(name, &quick_csr(name), Some(token)).await;
     assert_eq!(code, 201, "{body}");
@@ -388,10 +397,9 @@ async fn test_button_digest_and_roles() {
     assert!(audit.contains("notify_target_delete"));
 }
 
-/// Mail through a local aiosmtpd (plain SMTP: TLS mode "none"). Skipped only when
-/// aiosmtpd is missing and HOSTCA_TEST_SMTP is unset.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_reaches_a_real_smtp_server() {
+/// Whether Python's aiosmtpd is there to receive mail; without it the mail tests skip,
+/// unless HOSTCA_TEST_SMTP says they must run.
+fn have_aiosmtpd() -> bool {
     let have = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status()
@@ -402,6 +410,15 @@ async fn email_reaches_a_real_smtp_server() {
             "HOSTCA_TEST_SMTP is set but aiosmtpd is missing"
         );
         eprintln!("skipped: python3 -m pip install aiosmtpd");
+    }
+    have
+}
+
+/// Mail through a local aiosmtpd (plain SMTP: TLS mode "none"). Skipped only when
+/// aiosmtpd is missing and HOSTCA_TEST_SMTP is unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_reaches_a_real_smtp_server() {
+    if !have_aiosmtpd() {
         return;
     }
     let app = spawn_app().await;
@@ -732,10 +749,7 @@ async fn a_target_is_edited_by_administrators_only_and_keeps_its_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiring_ca_is_announced() {
-    let app = spawn_app().await;
-    app.login().await;
-    let hook = receiver(0);
-    add_webhook(&app, "ca", &hook.url, "k", &["ca_expiring"], false).await;
+    let (app, hook) = watching("ca_expiring").await;
     // The CA's real end, read from the certificate that signs hosts.
     let (subject, not_after) = {
         use diesel::prelude::*;
@@ -774,18 +788,7 @@ async fn an_expiring_ca_is_announced() {
 async fn an_edited_audit_event_is_announced() {
     use diesel::prelude::*;
     use hostca::db::schema::audit_events as ae;
-    let app = spawn_app().await;
-    app.login().await;
-    let hook = receiver(0);
-    add_webhook(
-        &app,
-        "audit",
-        &hook.url,
-        "k",
-        &["audit_chain_broken"],
-        false,
-    )
-    .await;
+    let (app, hook) = watching("audit_chain_broken").await;
     tick(&app, chrono::Duration::zero()).await;
     assert!(hook.events().is_empty(), "intact: {:?}", hook.events());
     // An intruder with database access rewrites an old event (one the scan's quick
@@ -818,18 +821,7 @@ async fn an_edited_audit_event_is_announced() {
 async fn a_new_event_edited_is_announced_by_the_next_scan() {
     use diesel::prelude::*;
     use hostca::db::schema::audit_events as ae;
-    let app = spawn_app().await;
-    app.login().await;
-    let hook = receiver(0);
-    add_webhook(
-        &app,
-        "audit",
-        &hook.url,
-        "k",
-        &["audit_chain_broken"],
-        false,
-    )
-    .await;
+    let (app, hook) = watching("audit_chain_broken").await;
     tick(&app, chrono::Duration::zero()).await;
     // An event written after the last check, then changed: the scan's own check finds it.
     app.token_value("after-check", "3").await;
@@ -858,11 +850,8 @@ async fn enroll_sharing(app: &TestApp, name: &str, token: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_claimed_by_two_hosts_is_announced() {
-    let app = spawn_app().await;
-    app.login().await;
+    let (app, hook) = watching("mapping_conflict").await;
     app.set_allowed_domains("example.com");
-    let hook = receiver(0);
-    add_webhook(&app, "maps", &hook.url, "k", &["mapping_conflict"], false).await;
     let a = enroll_sharing(&app, "alpha.example.com", "ta").await;
     tick(&app, chrono::Duration::zero()).await;
     assert!(hook.events().is_empty(), "one host: no conflict");
@@ -893,10 +882,7 @@ async fn a_name_claimed_by_two_hosts_is_announced() {
 async fn a_crl_that_fails_to_publish_is_announced() {
     use diesel::prelude::*;
     use hostca::db::DbConn;
-    let app = spawn_app().await;
-    app.login().await;
-    let hook = receiver(0);
-    add_webhook(&app, "crl", &hook.url, "k", &["crl_publish_failed"], false).await;
+    let (app, hook) = watching("crl_publish_failed").await;
     let token = app.token_value("crl", "2").await;
     let cert = enroll_with_token(&app, "crl1.example.com", &token).await;
     let serial = cert["serial"].as_str().unwrap().to_string();
@@ -1018,16 +1004,7 @@ fn private_ca_and_server_cert() -> PrivateCa {
 /// only the public roots, delivered over TLS once the target is edited to trust that CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_over_starttls_trusts_the_targets_own_ca() {
-    let have = std::process::Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        assert!(
-            std::env::var_os("HOSTCA_TEST_SMTP").is_none(),
-            "HOSTCA_TEST_SMTP is set but aiosmtpd is missing"
-        );
-        eprintln!("skipped: python3 -m pip install aiosmtpd");
+    if !have_aiosmtpd() {
         return;
     }
     let app = spawn_app().await;

@@ -85,13 +85,7 @@ impl Setup {
     }
 
     async fn post(&self, body: Vec<u8>) -> reqwest::Response {
-        client()
-            .post(&self.url)
-            .header("Content-Type", "application/ocsp-request")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+        ocsp_post(&self.url, body).await
     }
 
     /// The `Cert Status:` line openssl reads from a response.
@@ -367,31 +361,9 @@ async fn responses_are_made_at_issue_and_revocation_and_an_edited_row_is_never_s
     } = s;
     let app = app.restart().await;
     let url = app.browser.url("/ocsp");
-    let der = client()
-        .post(&url)
-        .header("Content-Type", "application/ocsp-request")
-        .body(sha1)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let der = ocsp_post(&url, sha1).await.bytes().await.unwrap();
     assert_ne!(der.as_ref(), &other[0].2[..], "the edited row was sent");
-    let resp = write(&app, "after.der", &der);
-    let (ok, out) = openssl(&[
-        "ocsp",
-        "-respin",
-        &resp,
-        "-issuer",
-        &issuer,
-        "-cert",
-        &leaf,
-        "-CAfile",
-        &ca,
-        "-resp_text",
-    ]);
-    assert!(ok && out.contains("Response verify OK"), "{out}");
+    let out = openssl_ocsp_verified(&app.scratch(), &der, &issuer, &leaf, &ca);
     assert!(
         out.contains(": revoked") && out.contains("Reason: keyCompromise"),
         "{out}"

@@ -458,31 +458,12 @@ async fn two_servers_answer_ocsp_alike_and_a_revocation_crosses_within_a_second(
     assert!(ok, "{out}");
     let request = std::fs::read(&req).unwrap();
     let ask = |base: String, request: Vec<u8>| async move {
-        let r = reqwest::Client::new()
-            .post(format!("{base}/ocsp"))
-            .header("Content-Type", "application/ocsp-request")
-            .body(request)
-            .send()
-            .await
-            .unwrap();
+        let url = format!("{base}/ocsp");
+        let r = common::ocsp_post(&url, request).await;
         r.bytes().await.unwrap().to_vec()
     };
     let status = |der: &[u8]| {
-        let p = files.path().join("resp.der");
-        std::fs::write(&p, der).unwrap();
-        let (ok, out) = common::openssl(&[
-            "ocsp",
-            "-respin",
-            p.to_str().unwrap(),
-            "-issuer",
-            &issuer,
-            "-cert",
-            &leaf,
-            "-CAfile",
-            &ca,
-            "-resp_text",
-        ]);
-        assert!(ok && out.contains("Response verify OK"), "{out}");
+        let out = common::openssl_ocsp_verified(files.path(), der, &issuer, &leaf, &ca);
         out.lines()
             .find(|l| l.contains(".pem:") || l.contains(": good") || l.contains(": revoked"))
             .unwrap_or_default()
