@@ -61,16 +61,19 @@ impl StoredResponse {
         if updated > 0 {
             return Ok(true);
         }
-        match diesel::insert_into(ocsp_responses::table)
-            .values(self)
-            .execute(conn)
-        {
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => Ok(false),
-            other => other.map(|_| true),
-        }
+        // DO NOTHING, not a caught unique violation: PostgreSQL would abort the rest of
+        // the transaction this runs in (a producer round's job of the group writer).
+        // (diesel's MultiConnection has no ON CONFLICT: each backend's own connection.)
+        let insert = || {
+            diesel::insert_into(ocsp_responses::table)
+                .values(self)
+                .on_conflict_do_nothing()
+        };
+        let inserted = match conn {
+            DbConn::Pg(c) => insert().execute(c)?,
+            DbConn::Sqlite(c) => insert().execute(c)?,
+        };
+        Ok(inserted > 0)
     }
 
     /// The keys of responses due to be made again, oldest first.

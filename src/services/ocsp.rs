@@ -28,7 +28,7 @@ use super::pki::IssuerSet;
 use super::Ctx;
 use crate::db::{self, DbConn};
 use crate::error::AppError;
-use crate::models::certificate::Certificate;
+use crate::models::certificate::{Certificate, OcspStatusRow};
 use crate::models::kinds::AuditCategory;
 use crate::models::ocsp_response::StoredResponse;
 use crate::pki::ocsp::{
@@ -226,25 +226,81 @@ fn prepared(
     status: CertStatus,
     now: NaiveDateTime,
 ) -> Result<Arc<Cached>, AppError> {
-    let key = (responder.issuer_id, id.hash, id.serial.clone());
-    let state = &ctx.pki.ocsp;
-    let known = state.cache.read().ok().and_then(|c| c.get(&key).cloned());
-    if let Some(c) = known.filter(|c| c.status == status && Instant::now() < c.stale_at) {
-        c.checked.store(millis_since_epoch(), Ordering::Relaxed);
-        return Ok(c);
+    match prepare(ctx, conn, responder, id, status, now)? {
+        Prepared::Ready(c) => Ok(c),
+        Prepared::Signed(s) => {
+            let made = store_one(ctx, conn, responder, id, s, now)?;
+            remember(ctx, key_of(responder, id), made.clone());
+            Ok(made)
+        }
     }
-    let made = match stored(ctx, conn, responder.issuer_id, id, status, now)? {
-        Stored::Usable(c) => c,
-        Stored::Outdated => sign_and_store(ctx, conn, responder, id, status, now, Some(now))?,
-        Stored::Tampered => sign_and_store(ctx, conn, responder, id, status, now, None)?,
-    };
-    if let Ok(mut cache) = state.cache.write() {
+}
+
+type CacheKey = (i64, HashAlg, String);
+
+fn key_of(responder: &Responder, id: &CertId) -> CacheKey {
+    (responder.issuer_id, id.hash, id.serial.clone())
+}
+
+fn remember(ctx: &Ctx, key: CacheKey, made: Arc<Cached>) {
+    if let Ok(mut cache) = ctx.pki.ocsp.cache.write() {
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, made.clone());
+        cache.insert(key, made);
     }
-    Ok(made)
+}
+
+/// What `prepare` found: a response to send, or one it signed that is still to be stored.
+enum Prepared {
+    Ready(Arc<Cached>),
+    Signed(Signed),
+}
+
+/// A response signed and not yet stored; `outdated` as in `StoredResponse::store`.
+struct Signed {
+    row: StoredResponse,
+    status: CertStatus,
+    outdated: Option<NaiveDateTime>,
+}
+
+/// `prepared` without the storing: the memory copy or the stored response while it says
+/// `status`, else a newly signed one (an unknown answer is ready at once: never stored).
+fn prepare(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    responder: &Responder,
+    id: &CertId,
+    status: CertStatus,
+    now: NaiveDateTime,
+) -> Result<Prepared, AppError> {
+    let key = key_of(responder, id);
+    let known = ctx
+        .pki
+        .ocsp
+        .cache
+        .read()
+        .ok()
+        .and_then(|c| c.get(&key).cloned());
+    if let Some(c) = known.filter(|c| c.status == status && Instant::now() < c.stale_at) {
+        c.checked.store(millis_since_epoch(), Ordering::Relaxed);
+        return Ok(Prepared::Ready(c));
+    }
+    let outdated = match stored(ctx, conn, responder.issuer_id, id, status, now)? {
+        Stored::Usable(c) => {
+            remember(ctx, key, c.clone());
+            return Ok(Prepared::Ready(c));
+        }
+        Stored::Outdated => Some(now),
+        Stored::Tampered => None,
+    };
+    let signed = sign_row(ctx, responder, id, status, now, outdated)?;
+    if status == CertStatus::Unknown {
+        let made = Arc::new(Cached::of(signed.row, status, now));
+        remember(ctx, key, made.clone());
+        return Ok(Prepared::Ready(made));
+    }
+    Ok(Prepared::Signed(signed))
 }
 
 /// The MAC a stored response must carry: over every field but itself.
@@ -328,17 +384,15 @@ fn tampered(conn: &mut DbConn, row: &StoredResponse) -> Result<(), AppError> {
 /// Who the audit trail names for what the OCSP responder does by itself.
 pub const ACTOR: &str = "system:ocsp";
 
-/// Signs the response for `id` and stores it (good and revoked only; `outdated` as in
-/// `StoredResponse::store`). When another process stored one first, that one is sent.
-fn sign_and_store(
+/// Signs the response for `id` saying `status`, as the row to store (MAC included).
+fn sign_row(
     ctx: &Ctx,
-    conn: &mut DbConn,
     responder: &Responder,
     id: &CertId,
     status: CertStatus,
     now: NaiveDateTime,
     outdated: Option<NaiveDateTime>,
-) -> Result<Arc<Cached>, AppError> {
+) -> Result<Signed, AppError> {
     let signed = ocsp::sign(
         responder,
         &[Single { id, status }],
@@ -357,14 +411,29 @@ fn sign_and_store(
         next_update: signed.next_update,
         mac: String::new(),
     };
-    if status == CertStatus::Unknown {
-        return Ok(Arc::new(Cached::of(row, status, now)));
-    }
     row.mac = mac_of(ctx, &row);
-    match db::write_detached(conn, |c| row.store(c, outdated)) {
+    Ok(Signed {
+        row,
+        status,
+        outdated,
+    })
+}
+
+/// Stores one signed response on its own (a request's). When another process stored one
+/// first, that one is sent.
+fn store_one(
+    ctx: &Ctx,
+    conn: &mut DbConn,
+    responder: &Responder,
+    id: &CertId,
+    s: Signed,
+    now: NaiveDateTime,
+) -> Result<Arc<Cached>, AppError> {
+    match db::write_detached(conn, |c| s.row.store(c, s.outdated)) {
         Ok(true) => {}
         Ok(false) => {
-            if let Stored::Usable(theirs) = stored(ctx, conn, responder.issuer_id, id, status, now)?
+            if let Stored::Usable(theirs) =
+                stored(ctx, conn, responder.issuer_id, id, s.status, now)?
             {
                 return Ok(theirs);
             }
@@ -372,7 +441,37 @@ fn sign_and_store(
         // Not storing costs only a signature at the next request: still answer.
         Err(e) => log::warn!("storing the OCSP response for {} failed: {e}", id.serial),
     }
-    Ok(Arc::new(Cached::of(row, status, now)))
+    Ok(Arc::new(Cached::of(s.row, s.status, now)))
+}
+
+/// Stores what a producer round signed in one job of the group writer (committed with the
+/// enrollments of its batch: no commit, and no sync, of its own), then keeps the memory
+/// copies; where another process stored one first, the memory copy is forgotten and the
+/// next request reads theirs.
+fn store_all(
+    ctx: &Ctx,
+    signed: Vec<(CacheKey, Signed)>,
+    now: NaiveDateTime,
+) -> Result<(), AppError> {
+    let mut signed = signed.into_iter().peekable();
+    while signed.peek().is_some() {
+        let job: Vec<_> = signed.by_ref().take(STORE_JOB).collect();
+        let (job, won) = ctx.writer.write(move |c| {
+            let mut won = Vec::with_capacity(job.len());
+            for (_, s) in &job {
+                won.push(s.row.store(c, s.outdated)?);
+            }
+            Ok((job, won))
+        })?;
+        for ((key, s), won) in job.into_iter().zip(won) {
+            if won {
+                remember(ctx, key, Arc::new(Cached::of(s.row, s.status, now)));
+            } else if let Ok(mut cache) = ctx.pki.ocsp.cache.write() {
+                cache.remove(&key);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where this process's producer has got to: the newest certificate it made responses
@@ -387,6 +486,11 @@ pub struct Producer {
 
 /// At most this many certificates of each kind per round.
 const PRODUCE_BATCH: i64 = 500;
+
+/// Most responses stored by one job of the group writer: a batch that carries one waits
+/// for it (about 40 µs a row), so a round's thousand rows would add 40 ms to the
+/// enrollments committed with them.
+const STORE_JOB: usize = 64;
 /// A revocation committed just after a later one (two processes) is still seen.
 const REVOKED_LOOKBACK: chrono::Duration = chrono::Duration::seconds(2);
 
@@ -425,9 +529,14 @@ impl Producer {
         }
         let mut conn = db::get(&ctx.pool)?;
         let mut seen = 0;
-        for (id, serial) in Certificate::issued_after(&mut conn, self.last_id, PRODUCE_BATCH)? {
-            produce(ctx, &mut conn, &set, &responders, &serial, now)?;
-            self.last_id = id;
+        let mut signed = Vec::new();
+        let mut produce = |conn: &mut DbConn, serial: &str| {
+            produce(ctx, conn, &set, &responders, serial, now, &mut signed)
+        };
+        let issued = Certificate::issued_after(&mut conn, self.last_id, PRODUCE_BATCH)?;
+        let last_issued = issued.last().map(|(id, _)| *id);
+        for (_, serial) in &issued {
+            produce(&mut conn, serial)?;
             seen += 1;
         }
         let since = if self.caught_up {
@@ -436,22 +545,33 @@ impl Producer {
             self.revoked
         };
         let revoked = Certificate::revoked_since(&mut conn, since, PRODUCE_BATCH)?;
-        self.caught_up = (revoked.len() as i64) < PRODUCE_BATCH;
+        let caught_up = (revoked.len() as i64) < PRODUCE_BATCH;
+        let mut latest = self.revoked;
         for (at, id, serial) in revoked {
-            produce(ctx, &mut conn, &set, &responders, &serial, now)?;
-            self.revoked = self.revoked.max((at, id));
+            produce(&mut conn, &serial)?;
+            latest = latest.max((at, id));
             seen += 1;
         }
         for (_, serial, _) in StoredResponse::due(&mut conn, now, PRODUCE_BATCH)? {
-            produce(ctx, &mut conn, &set, &responders, &serial, now)?;
+            produce(&mut conn, &serial)?;
             seen += 1;
         }
+        // Only once they are stored does the round count as done: a failed store is
+        // signed again by the next round.
+        drop(conn);
+        store_all(ctx, signed, now)?;
+        if let Some(id) = last_issued {
+            self.last_id = id;
+        }
+        self.revoked = latest;
+        self.caught_up = caught_up;
         Ok(seen)
     }
 }
 
 /// Makes sure the stored responses of `serial` say what its row says, for both CertID
-/// hashes; forgets them once it has expired or is no longer known.
+/// hashes (those to sign are added to `signed`, for `store_all`); forgets them once it
+/// has expired or is no longer known.
 fn produce(
     ctx: &Ctx,
     conn: &mut DbConn,
@@ -459,6 +579,7 @@ fn produce(
     responders: &Responders,
     serial: &str,
     now: NaiveDateTime,
+    signed: &mut Vec<(CacheKey, Signed)>,
 ) -> Result<(), AppError> {
     let row = Certificate::ocsp_status(conn, serial)?;
     let issuer = row
@@ -486,19 +607,15 @@ fn produce(
         })?;
         return Ok(());
     }
-    let status = status_of(conn, set, responder.issuer_id, serial)?;
+    let status = status_in(set, responder.issuer_id, Some(row));
     let Ok(number) = hex::decode(serial) else {
         return Ok(());
     };
     for hash in HashAlg::ALL {
-        prepared(
-            ctx,
-            conn,
-            responder,
-            &CertId::of(hash, ca, &number),
-            status,
-            now,
-        )?;
+        let id = CertId::of(hash, ca, &number);
+        if let Prepared::Signed(s) = prepare(ctx, conn, responder, &id, status, now)? {
+            signed.push((key_of(responder, &id), s));
+        }
     }
     Ok(())
 }
@@ -511,21 +628,30 @@ fn status_of(
     issuer_id: i64,
     serial: &str,
 ) -> Result<CertStatus, AppError> {
-    let Some((issuer, revoked_at, reason, _)) = Certificate::ocsp_status(conn, serial)? else {
-        return Ok(CertStatus::Unknown);
+    Ok(status_in(
+        set,
+        issuer_id,
+        Certificate::ocsp_status(conn, serial)?,
+    ))
+}
+
+/// `status_of` for a certificate's row already read.
+fn status_in(set: &IssuerSet, issuer_id: i64, row: Option<OcspStatusRow>) -> CertStatus {
+    let Some((issuer, revoked_at, reason, _)) = row else {
+        return CertStatus::Unknown;
     };
     // Rows from before the issuers table belong to the first CA.
     let issuer = issuer.or_else(|| set.issuers.first().map(|l| l.row.id));
     if issuer != Some(issuer_id) {
-        return Ok(CertStatus::Unknown);
+        return CertStatus::Unknown;
     }
-    Ok(match revoked_at {
+    match revoked_at {
         Some(at) => CertStatus::Revoked {
             at,
             reason: reason.unwrap_or(Reason::Unspecified),
         },
         None => CertStatus::Good,
-    })
+    }
 }
 
 /// The responders for the CAs of `set`: made for each CA that signs hosts and publishes,
