@@ -444,25 +444,38 @@ fn store_one(
     Ok(Arc::new(Cached::of(s.row, s.status, now)))
 }
 
-/// Stores what a producer round signed in one job of the group writer (committed with the
-/// enrollments of its batch: no commit, and no sync, of its own), then keeps the memory
+/// Stores what a producer round signed, 64 rows at a time: on SQLite as jobs of the group
+/// writer (committed with the enrollments of a batch: no commit, and no sync, of their
+/// own), on PostgreSQL in transactions of its own beside the writer; then keeps the memory
 /// copies; where another process stored one first, the memory copy is forgotten and the
 /// next request reads theirs.
 fn store_all(
     ctx: &Ctx,
+    conn: &mut DbConn,
     signed: Vec<(CacheKey, Signed)>,
     now: NaiveDateTime,
 ) -> Result<(), AppError> {
     let mut signed = signed.into_iter().peekable();
     while signed.peek().is_some() {
         let job: Vec<_> = signed.by_ref().take(STORE_JOB).collect();
-        let (job, won) = ctx.writer.write(move |c| {
-            let mut won = Vec::with_capacity(job.len());
-            for (_, s) in &job {
-                won.push(s.row.store(c, s.outdated)?);
+        let store = |c: &mut DbConn, job: &[(CacheKey, Signed)]| {
+            job.iter()
+                .map(|(_, s)| s.row.store(c, s.outdated))
+                .collect::<diesel::QueryResult<Vec<bool>>>()
+        };
+        let (job, won) = match conn {
+            // PostgreSQL runs it beside the writer, in a transaction of its own: in the
+            // writer's job each of its statements would be a round trip the enrollments
+            // of the batch wait for (425/s instead of 651/s, seen).
+            DbConn::Pg(_) => {
+                let won = diesel::Connection::transaction(conn, |c| store(c, &job))?;
+                (job, won)
             }
-            Ok((job, won))
-        })?;
+            DbConn::Sqlite(_) => ctx.writer.write(move |c| {
+                let won = store(c, &job)?;
+                Ok((job, won))
+            })?,
+        };
         for ((key, s), won) in job.into_iter().zip(won) {
             if won {
                 remember(ctx, key, Arc::new(Cached::of(s.row, s.status, now)));
@@ -558,8 +571,7 @@ impl Producer {
         }
         // Only once they are stored does the round count as done: a failed store is
         // signed again by the next round.
-        drop(conn);
-        store_all(ctx, signed, now)?;
+        store_all(ctx, &mut conn, signed, now)?;
         if let Some(id) = last_issued {
             self.last_id = id;
         }
