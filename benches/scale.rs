@@ -368,15 +368,7 @@ fn main() {
             ("token list, search", "/security/tokens?q=bulk-0999"),
             ("token list, state filter", "/security/tokens?state=active"),
         ] {
-            let mut times = Vec::new();
-            for _ in 0..60 {
-                let t = Instant::now();
-                let r = client.get(format!("{base}{path}")).send().await.unwrap();
-                assert_eq!(r.status().as_u16(), 200);
-                let _ = r.bytes().await;
-                times.push(t.elapsed());
-            }
-            println!("{label:<40} median {:>7.2} ms over HTTP", median(&times).as_secs_f64() * 1000.0);
+            println!("{label:<40} median {:>7.2} ms over HTTP", page(&client, &base, path, 60).await);
         }
 
         // Cleanup of 100,000 expired tokens (one statement, one audit event).
@@ -444,14 +436,7 @@ fn main() {
         .unwrap();
         let crl = ctx.pki.crl();
         println!("CRL with {} revoked certificates rebuilt in {:.0} ms (median of 7), {:.1} MB", crl.entries, took.as_secs_f64() * 1000.0, crl.der.len() as f64 / 1e6);
-        let mut times = Vec::new();
-        for _ in 0..30 {
-            let t = Instant::now();
-            let r = client.get(format!("{base}/crl")).send().await.unwrap();
-            let _ = r.bytes().await;
-            times.push(t.elapsed());
-        }
-        println!("GET /crl served from memory: median {:.2} ms", median(&times).as_secs_f64() * 1000.0);
+        println!("GET /crl served from memory: median {:.2} ms", page(&client, &base, "/crl", 30).await);
         println!("resident memory of the process (server and client): {:.0} MB", rss_mb());
     });
     let n = env_or("BENCH_SCALE_CERTS", 1_000_000);

@@ -62,7 +62,7 @@ impl StoredResponse {
             return Ok(true);
         }
         // DO NOTHING, not a caught unique violation: PostgreSQL would abort the rest of
-        // the transaction this runs in (a producer round's job of the group writer).
+        // the transaction this runs in (a producer round stores 64 rows in one).
         // (diesel's MultiConnection has no ON CONFLICT: each backend's own connection.)
         let insert = || {
             diesel::insert_into(ocsp_responses::table)

@@ -543,13 +543,13 @@ impl Producer {
         let mut conn = db::get(&ctx.pool)?;
         let mut seen = 0;
         let mut signed = Vec::new();
-        let mut produce = |conn: &mut DbConn, serial: &str| {
+        let mut make = |conn: &mut DbConn, serial: &str| {
             produce(ctx, conn, &set, &responders, serial, now, &mut signed)
         };
         let issued = Certificate::issued_after(&mut conn, self.last_id, PRODUCE_BATCH)?;
         let last_issued = issued.last().map(|(id, _)| *id);
         for (_, serial) in &issued {
-            produce(&mut conn, serial)?;
+            make(&mut conn, serial)?;
             seen += 1;
         }
         let since = if self.caught_up {
@@ -561,12 +561,12 @@ impl Producer {
         let caught_up = (revoked.len() as i64) < PRODUCE_BATCH;
         let mut latest = self.revoked;
         for (at, id, serial) in revoked {
-            produce(&mut conn, &serial)?;
+            make(&mut conn, &serial)?;
             latest = latest.max((at, id));
             seen += 1;
         }
         for (_, serial, _) in StoredResponse::due(&mut conn, now, PRODUCE_BATCH)? {
-            produce(&mut conn, &serial)?;
+            make(&mut conn, &serial)?;
             seen += 1;
         }
         // Only once they are stored does the round count as done: a failed store is
